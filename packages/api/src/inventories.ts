@@ -1,0 +1,150 @@
+import { type Static, Type } from "@sinclair/typebox";
+import { DateTime, InventoryCommon, Uuid } from "./common.js";
+
+export const ZoneInventory = Type.Object({
+  ...InventoryCommon,
+  state: Type.Union([Type.Literal("Enabled"), Type.Literal("Disabled")]),
+  type: Type.String(),
+});
+export type ZoneInventory = Static<typeof ZoneInventory>;
+
+export const HypervisorTypes = ["KVM", "Container", "Simulator"] as const;
+
+export const ClusterInventory = Type.Object({
+  ...InventoryCommon,
+  zoneUuid: Uuid,
+  state: Type.Union([Type.Literal("Enabled"), Type.Literal("Disabled")]),
+  hypervisorType: Type.Union(HypervisorTypes.map((type) => Type.Literal(type))),
+  type: Type.String(),
+});
+export type ClusterInventory = Static<typeof ClusterInventory>;
+
+export const InstanceOfferingInventory = Type.Object({
+  ...InventoryCommon,
+  cpuNum: Type.Integer(),
+  cpuSpeed: Type.Integer(),
+  memorySize: Type.Integer({ description: "bytes" }),
+  allocatorStrategy: Type.String(),
+  sortKey: Type.Integer(),
+  state: Type.String(),
+  type: Type.String(),
+});
+export type InstanceOfferingInventory = Static<typeof InstanceOfferingInventory>;
+
+export const DiskOfferingInventory = Type.Object({
+  ...InventoryCommon,
+  diskSize: Type.Integer({ description: "bytes" }),
+  sortKey: Type.Integer(),
+  state: Type.String(),
+  type: Type.String(),
+  allocatorStrategy: Type.String(),
+});
+export type DiskOfferingInventory = Static<typeof DiskOfferingInventory>;
+
+export const GlobalConfigInventory = Type.Object({
+  category: Type.String(),
+  name: Type.String(),
+  description: Type.String(),
+  defaultValue: Type.String(),
+  value: Type.String(),
+  type: Type.String(),
+});
+export type GlobalConfigInventory = Static<typeof GlobalConfigInventory>;
+
+export const TagInventory = Type.Object({
+  uuid: Uuid,
+  resourceUuid: Uuid,
+  resourceType: Type.String(),
+  tag: Type.String(),
+  type: Type.Union([Type.Literal("System"), Type.Literal("User")]),
+  inherent: Type.Boolean(),
+  createDate: DateTime,
+  lastOpDate: DateTime,
+});
+export type TagInventory = Static<typeof TagInventory>;
+
+export const AccountInventory = Type.Object({
+  ...InventoryCommon,
+  type: Type.Union([Type.Literal("SystemAdmin"), Type.Literal("Normal")]),
+  state: Type.String(),
+});
+export type AccountInventory = Static<typeof AccountInventory>;
+
+export const UserInventory = Type.Object({
+  ...InventoryCommon,
+  accountUuid: Uuid,
+  state: Type.String(),
+});
+export type UserInventory = Static<typeof UserInventory>;
+
+export const SessionInventory = Type.Object({
+  uuid: Uuid,
+  accountUuid: Uuid,
+  userUuid: Uuid,
+  userType: Type.String(),
+  expiredDate: DateTime,
+  createDate: DateTime,
+  noSessionEvaluation: Type.Boolean(),
+});
+export type SessionInventory = Static<typeof SessionInventory>;
+
+export const QuotaInventory = Type.Object({
+  uuid: Uuid,
+  name: Type.String(),
+  identityUuid: Uuid,
+  identityType: Type.String(),
+  value: Type.Integer(),
+  createDate: DateTime,
+  lastOpDate: DateTime,
+});
+export type QuotaInventory = Static<typeof QuotaInventory>;
+
+export const ManagementNodeInventory = Type.Object({
+  uuid: Uuid,
+  hostName: Type.String(),
+  port: Type.Integer(),
+  state: Type.String(),
+  version: Type.String(),
+  heartBeat: DateTime,
+  joinDate: DateTime,
+});
+export type ManagementNodeInventory = Static<typeof ManagementNodeInventory>;
+
+export const AuditInventory = Type.Object({
+  uuid: Uuid,
+  accountUuid: Type.Union([Uuid, Type.Null()]),
+  userUuid: Type.Union([Uuid, Type.Null()]),
+  apiName: Type.String(),
+  resourceUuid: Type.Union([Type.String(), Type.Null()]),
+  requestId: Type.String(),
+  jobUuid: Type.Union([Uuid, Type.Null()]),
+  success: Type.Union([Type.Boolean(), Type.Null()]),
+  error: Type.Union([Type.String(), Type.Null()]),
+  clientIp: Type.String(),
+  createDate: DateTime,
+  finishDate: Type.Union([DateTime, Type.Null()]),
+});
+export type AuditInventory = Static<typeof AuditInventory>;
+
+export const WebHookInventory = Type.Object({
+  ...InventoryCommon,
+  url: Type.String(),
+  type: Type.String(),
+  opaque: Type.Union([Type.String(), Type.Null()]),
+});
+export type WebHookInventory = Static<typeof WebHookInventory>;
+
+export const ApiJobInventory = Type.Object({
+  uuid: Uuid,
+  apiName: Type.String(),
+  state: Type.String(),
+  progress: Type.Union([Type.Integer(), Type.Null()]),
+  progressText: Type.Union([Type.String(), Type.Null()]),
+  accountUuid: Type.Union([Uuid, Type.Null()]),
+  resourceUuid: Type.Union([Type.String(), Type.Null()]),
+  managementNodeUuid: Type.String(),
+  deadline: DateTime,
+  createDate: DateTime,
+  lastOpDate: DateTime,
+});
+export type ApiJobInventory = Static<typeof ApiJobInventory>;

@@ -1,0 +1,35 @@
+import type { Kysely, Transaction } from "kysely";
+import type { Logger } from "pino";
+import type { Db } from "../db/connect.js";
+import type { Database } from "../db/schema.js";
+import type { Bus } from "./bus.js";
+import type { Relay } from "./events.js";
+import type { GlobalConfig } from "./global-config.js";
+import type { JobService } from "./jobs.js";
+import type { KeyedQueue } from "./queues.js";
+import type { WorkflowEngine } from "./workflow.js";
+
+/** The machinery every service of the management node shares. */
+export interface Core {
+  nodeUuid: string;
+  db: Db;
+  kysely: Kysely<Database>;
+  bus: Bus;
+  queues: KeyedQueue;
+  relay: Relay;
+  jobs: JobService;
+  workflows: WorkflowEngine;
+  config: GlobalConfig;
+  log: Logger;
+  /** Runs `work` in one transaction and hands what it queued to the relay after the commit. */
+  transact<T>(work: (tx: Transaction<Database>) => Promise<T>): Promise<T>;
+}
+
+/** Builds `Core.transact` over a database and a relay. */
+export function transactor(kysely: Kysely<Database>, relay: Relay) {
+  return async <T>(work: (tx: Transaction<Database>) => Promise<T>): Promise<T> => {
+    const result = await kysely.transaction().execute(work);
+    relay.kick();
+    return result;
+  };
+}

@@ -1,0 +1,212 @@
+import type { ErrorBody } from "@tstack/api";
+import type { Kysely } from "kysely";
+import type { Logger } from "pino";
+import type { Database } from "../db/schema.js";
+import { type Executor, queueDelivery } from "./events.js";
+import { now } from "./ids.js";
+
+/** A job's end: the HTTP status and body that polling returns from then on. */
+export interface JobOutcome {
+  status: 200 | 503;
+  body: unknown;
+}
+
+export interface NewJob {
+  uuid: string;
+  apiName: string;
+  accountUuid: string | null;
+  userUuid: string | null;
+  resourceUuid: string | null;
+  request: unknown;
+  timeoutMs: number;
+  idempotencyKey: string | null;
+  requestHash: string | null;
+  webhookUrl: string | null;
+}
+
+/** Builds the 503 outcome of a failed job from a ZStack error body. */
+export function failure(error: ErrorBody): JobOutcome {
+  return { status: 503, body: { error } };
+}
+
+/**
+ * Async API jobs: each write API is a row with an owner node, a state and a deadline. The row
+ * answers polling; ending it queues the `X-Web-Hook` callback in the same transaction.
+ */
+export class JobService {
+  private readonly controllers = new Map<string, AbortController>();
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly nodeUuid: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Inserts the job row; throws the database's unique violation for a reused job uuid. */
+  async create(job: NewJob) {
+    const stamp = now();
+    await this.db
+      .insertInto("apiJobs")
+      .values({
+        uuid: job.uuid,
+        apiName: job.apiName,
+        state: "Running",
+        accountUuid: job.accountUuid,
+        userUuid: job.userUuid,
+        resourceUuid: job.resourceUuid,
+        request: JSON.stringify(job.request),
+        result: null,
+        httpStatus: null,
+        progress: null,
+        progressText: null,
+        managementNodeUuid: this.nodeUuid,
+        idempotencyKey: job.idempotencyKey,
+        requestHash: job.requestHash,
+        webhookUrl: job.webhookUrl,
+        cancelRequested: 0,
+        deadline: new Date(Date.now() + job.timeoutMs).toISOString(),
+        createDate: stamp,
+        lastOpDate: stamp,
+        finishDate: null,
+      })
+      .execute();
+  }
+
+  /** Returns the abort signal that a running job's work watches for cancel and deadline. */
+  track(jobUuid: string, timeoutMs: number): AbortSignal {
+    const controller = new AbortController();
+    this.controllers.set(jobUuid, controller);
+    const timer = setTimeout(() => controller.abort(new JobTimeoutError(timeoutMs)), timeoutMs);
+    timer.unref();
+    controller.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    return controller.signal;
+  }
+
+  untrack(jobUuid: string) {
+    this.controllers.delete(jobUuid);
+  }
+
+  /**
+   * Ends a running job in the caller's transaction. Only the first end counts, so a job that
+   * timed out is never overwritten by work that finished late. Returns whether this call ended it.
+   */
+  async finish(tx: Executor, jobUuid: string, outcome: JobOutcome): Promise<boolean> {
+    const stamp = now();
+    const body = JSON.stringify(outcome.body);
+    const updated = await tx
+      .updateTable("apiJobs")
+      .set({
+        state: outcome.status === 200 ? "Succeeded" : "Failed",
+        result: body,
+        httpStatus: outcome.status,
+        finishDate: stamp,
+        lastOpDate: stamp,
+        progress: outcome.status === 200 ? 100 : null,
+      })
+      .where("uuid", "=", jobUuid)
+      .where("state", "=", "Running")
+      .executeTakeFirst();
+
+    if (Number(updated.numUpdatedRows) === 0) {
+      return false;
+    }
+
+    const success = outcome.status === 200;
+    const error = success
+      ? null
+      : JSON.stringify((outcome.body as { error?: unknown }).error ?? null);
+    await tx
+      .updateTable("audits")
+      .set({ success: success ? 1 : 0, error, finishDate: stamp })
+      .where("jobUuid", "=", jobUuid)
+      .execute();
+
+    const job = await tx
+      .selectFrom("apiJobs")
+      .select("webhookUrl")
+      .where("uuid", "=", jobUuid)
+      .executeTakeFirst();
+
+    if (job?.webhookUrl) {
+      const headers = {
+        "content-type": "application/json",
+        "X-Job-UUID": jobUuid,
+        "X-Job-Success": String(success),
+      };
+      await queueDelivery(tx, job.webhookUrl, headers, body);
+    }
+
+    return true;
+  }
+
+  async progress(jobUuid: string, progress: number, text: string) {
+    await this.db
+      .updateTable("apiJobs")
+      .set({ progress, progressText: text, lastOpDate: now() })
+      .where("uuid", "=", jobUuid)
+      .where("state", "=", "Running")
+      .execute();
+  }
+
+  /** Asks a running job to stop; its work rolls back at its next step boundary. */
+  async cancel(jobUuid: string): Promise<boolean> {
+    const updated = await this.db
+      .updateTable("apiJobs")
+      .set({ cancelRequested: 1, lastOpDate: now() })
+      .where("uuid", "=", jobUuid)
+      .where("state", "=", "Running")
+      .executeTakeFirst();
+    this.controllers.get(jobUuid)?.abort(new JobCancelledError());
+    return Number(updated.numUpdatedRows) > 0;
+  }
+
+  /** Running jobs that this node owns; after a restart they have no work behind them. */
+  async orphans() {
+    return this.db
+      .selectFrom("apiJobs")
+      .select(["uuid", "apiName"])
+      .where("state", "=", "Running")
+      .where("managementNodeUuid", "=", this.nodeUuid)
+      .execute();
+  }
+
+  /** Running jobs past their deadline whose work is not in this process (lost timers). */
+  async overdue() {
+    const rows = await this.db
+      .selectFrom("apiJobs")
+      .select(["uuid", "apiName", "deadline"])
+      .where("state", "=", "Running")
+      .where("deadline", "<", now())
+      .execute();
+    return rows.filter((row) => !this.controllers.has(row.uuid));
+  }
+
+  /** Deletes finished jobs older than `maxAgeMs`; polling them then answers 404. */
+  async expire(maxAgeMs: number) {
+    const cutoff = new Date(Date.now() - maxAgeMs).toISOString();
+    const deleted = await this.db
+      .deleteFrom("apiJobs")
+      .where("state", "!=", "Running")
+      .where("finishDate", "<", cutoff)
+      .executeTakeFirst();
+    const count = Number(deleted.numDeletedRows);
+
+    if (count > 0) {
+      this.log.info({ count }, "expired finished API jobs");
+    }
+  }
+}
+
+export class JobTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`the job did not finish within its API timeout of ${timeoutMs} ms`);
+    this.name = "JobTimeoutError";
+  }
+}
+
+export class JobCancelledError extends Error {
+  constructor() {
+    super("the job was cancelled by a cancelApiJob request");
+    this.name = "JobCancelledError";
+  }
+}

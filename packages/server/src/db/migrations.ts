@@ -1,0 +1,299 @@
+import { type CreateTableBuilder, type Kysely, type Migration, sql } from "kysely";
+import type { DialectName } from "./connect.js";
+
+// biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists.
+type Db = Kysely<any>;
+// biome-ignore lint/suspicious/noExplicitAny: same reason.
+type Table = CreateTableBuilder<string, any>;
+
+/** Adds the columns every resource table has. */
+function resourceColumns(table: Table): Table {
+  return table
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("name", "varchar(255)", (column) => column.notNull())
+    .addColumn("description", "text")
+    .addColumn("accountUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("version", "integer", (column) => column.notNull().defaultTo(0));
+}
+
+/** Indexes that every resource table gets, for owner filtering and the default sort. */
+async function resourceIndexes(db: Db, table: string) {
+  await db.schema.createIndex(`${table}_account`).on(table).column("accountUuid").execute();
+  await db.schema.createIndex(`${table}_create_date`).on(table).column("createDate").execute();
+  await db.schema.createIndex(`${table}_name`).on(table).column("name").execute();
+}
+
+function serialId(dialect: DialectName) {
+  return (table: Table): Table =>
+    dialect === "postgres"
+      ? table.addColumn("id", "bigserial", (column) => column.primaryKey())
+      : table.addColumn("id", "integer", (column) => column.primaryKey().autoIncrement());
+}
+
+async function createCore(db: Db, dialect: DialectName) {
+  await db.schema
+    .createTable("resources")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("resourceType", "varchar(64)", (column) => column.notNull())
+    .addColumn("name", "varchar(255)")
+    .addColumn("accountUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await db.schema
+    .createIndex("resources_account")
+    .on("resources")
+    .columns(["accountUuid", "resourceType"])
+    .execute();
+
+  await resourceColumns(db.schema.createTable("zones"))
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("type", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await resourceIndexes(db, "zones");
+
+  await resourceColumns(db.schema.createTable("clusters"))
+    .addColumn("zoneUuid", "varchar(32)", (column) => column.notNull().references("zones.uuid"))
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("hypervisorType", "varchar(32)", (column) => column.notNull())
+    .addColumn("type", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await resourceIndexes(db, "clusters");
+  await db.schema.createIndex("clusters_zone").on("clusters").column("zoneUuid").execute();
+
+  await resourceColumns(db.schema.createTable("instanceOfferings"))
+    .addColumn("cpuNum", "integer", (column) => column.notNull())
+    .addColumn("cpuSpeed", "integer", (column) => column.notNull())
+    .addColumn("memorySize", "bigint", (column) => column.notNull())
+    .addColumn("allocatorStrategy", "varchar(255)", (column) => column.notNull())
+    .addColumn("sortKey", "integer", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("type", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await resourceIndexes(db, "instanceOfferings");
+
+  await resourceColumns(db.schema.createTable("diskOfferings"))
+    .addColumn("diskSize", "bigint", (column) => column.notNull())
+    .addColumn("allocatorStrategy", "varchar(255)", (column) => column.notNull())
+    .addColumn("sortKey", "integer", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("type", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await resourceIndexes(db, "diskOfferings");
+
+  await createIdentity(db);
+  await createPlatform(db, dialect);
+}
+
+async function createIdentity(db: Db) {
+  await resourceColumns(db.schema.createTable("accounts"))
+    .addColumn("type", "varchar(32)", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("passwordHash", "text", (column) => column.notNull())
+    .addUniqueConstraint("accounts_name_unique", ["name"])
+    .execute();
+  await resourceIndexes(db, "accounts");
+
+  await resourceColumns(db.schema.createTable("users"))
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("passwordHash", "text", (column) => column.notNull())
+    .addUniqueConstraint("users_account_name_unique", ["accountUuid", "name"])
+    .execute();
+  await resourceIndexes(db, "users");
+
+  await db.schema
+    .createTable("sessions")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("accountUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("userUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("userType", "varchar(32)", (column) => column.notNull())
+    .addColumn("expiredDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await db.schema
+    .createIndex("sessions_user")
+    .on("sessions")
+    .columns(["userUuid", "createDate"])
+    .execute();
+  await db.schema.createIndex("sessions_expired").on("sessions").column("expiredDate").execute();
+
+  await db.schema
+    .createTable("quotas")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("identityUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("identityType", "varchar(32)", (column) => column.notNull())
+    .addColumn("name", "varchar(255)", (column) => column.notNull())
+    .addColumn("value", "bigint", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .addUniqueConstraint("quotas_identity_name_unique", ["identityUuid", "name"])
+    .execute();
+
+  await db.schema
+    .createTable("audits")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("accountUuid", "varchar(32)")
+    .addColumn("userUuid", "varchar(32)")
+    .addColumn("apiName", "varchar(128)", (column) => column.notNull())
+    .addColumn("resourceUuid", "varchar(255)")
+    .addColumn("requestId", "varchar(64)", (column) => column.notNull())
+    .addColumn("jobUuid", "varchar(32)")
+    .addColumn("success", "integer")
+    .addColumn("error", "text")
+    .addColumn("clientIp", "varchar(64)", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("finishDate", "varchar(32)")
+    .execute();
+  await db.schema.createIndex("audits_create_date").on("audits").column("createDate").execute();
+  await db.schema.createIndex("audits_job").on("audits").column("jobUuid").execute();
+}
+
+async function createPlatform(db: Db, dialect: DialectName) {
+  await db.schema
+    .createTable("globalConfigs")
+    .addColumn("category", "varchar(64)", (column) => column.notNull())
+    .addColumn("name", "varchar(128)", (column) => column.notNull())
+    .addColumn("value", "text", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .addPrimaryKeyConstraint("global_configs_pk", ["category", "name"])
+    .execute();
+
+  await db.schema
+    .createTable("resourceConfigs")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("resourceUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("resourceType", "varchar(64)", (column) => column.notNull())
+    .addColumn("category", "varchar(64)", (column) => column.notNull())
+    .addColumn("name", "varchar(128)", (column) => column.notNull())
+    .addColumn("value", "text", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .addUniqueConstraint("resource_configs_unique", ["resourceUuid", "category", "name"])
+    .execute();
+
+  await db.schema
+    .createTable("tags")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("resourceUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("resourceType", "varchar(64)", (column) => column.notNull())
+    .addColumn("tag", "text", (column) => column.notNull())
+    .addColumn("type", "varchar(16)", (column) => column.notNull())
+    .addColumn("inherent", "integer", (column) => column.notNull().defaultTo(0))
+    .addColumn("accountUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await db.schema
+    .createIndex("tags_resource")
+    .on("tags")
+    .columns(["resourceUuid", "type"])
+    .execute();
+  await db.schema.createIndex("tags_tag").on("tags").columns(["type", "tag"]).execute();
+
+  await createJobsAndEvents(db, dialect);
+
+  await resourceColumns(db.schema.createTable("webHooks"))
+    .addColumn("url", "text", (column) => column.notNull())
+    .addColumn("type", "varchar(64)", (column) => column.notNull())
+    .addColumn("opaque", "text")
+    .addColumn("secret", "text")
+    .execute();
+  await resourceIndexes(db, "webHooks");
+
+  await db.schema
+    .createTable("managementNodes")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("hostName", "varchar(255)", (column) => column.notNull())
+    .addColumn("port", "integer", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("version", "varchar(64)", (column) => column.notNull())
+    .addColumn("heartBeat", "varchar(32)", (column) => column.notNull())
+    .addColumn("joinDate", "varchar(32)", (column) => column.notNull())
+    .execute();
+}
+
+async function createJobsAndEvents(db: Db, dialect: DialectName) {
+  await db.schema
+    .createTable("apiJobs")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("apiName", "varchar(128)", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("accountUuid", "varchar(32)")
+    .addColumn("userUuid", "varchar(32)")
+    .addColumn("resourceUuid", "varchar(255)")
+    .addColumn("request", "text", (column) => column.notNull())
+    .addColumn("result", "text")
+    .addColumn("httpStatus", "integer")
+    .addColumn("progress", "integer")
+    .addColumn("progressText", "text")
+    .addColumn("managementNodeUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("idempotencyKey", "varchar(255)")
+    .addColumn("requestHash", "varchar(64)")
+    .addColumn("webhookUrl", "text")
+    .addColumn("cancelRequested", "integer", (column) => column.notNull().defaultTo(0))
+    .addColumn("deadline", "varchar(32)", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("finishDate", "varchar(32)")
+    .addUniqueConstraint("api_jobs_idempotency_unique", ["accountUuid", "idempotencyKey"])
+    .execute();
+  await db.schema
+    .createIndex("api_jobs_state")
+    .on("apiJobs")
+    .columns(["state", "deadline"])
+    .execute();
+  await db.schema.createIndex("api_jobs_finish").on("apiJobs").column("finishDate").execute();
+
+  await db.schema
+    .createTable("workflows")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("name", "varchar(128)", (column) => column.notNull())
+    .addColumn("jobUuid", "varchar(32)")
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("data", "text", (column) => column.notNull())
+    .addColumn("completedSteps", "integer", (column) => column.notNull())
+    .addColumn("managementNodeUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("error", "text")
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await db.schema.createIndex("workflows_state").on("workflows").column("state").execute();
+
+  await serialId(dialect)(db.schema.createTable("events"))
+    .addColumn("path", "varchar(255)", (column) => column.notNull())
+    .addColumn("resourceUuid", "varchar(32)")
+    .addColumn("accountUuid", "varchar(32)")
+    .addColumn("content", "text", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await db.schema.createIndex("events_create_date").on("events").column("createDate").execute();
+
+  await serialId(dialect)(db.schema.createTable("deliveries"))
+    .addColumn("url", "text", (column) => column.notNull())
+    .addColumn("headers", "text", (column) => column.notNull())
+    .addColumn("body", "text", (column) => column.notNull())
+    .addColumn("attempts", "integer", (column) => column.notNull())
+    .addColumn("nextAttemptDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("state", "varchar(16)", (column) => column.notNull())
+    .addColumn("lastError", "text")
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .execute();
+  await db.schema
+    .createIndex("deliveries_pending")
+    .on("deliveries")
+    .columns(["state", "nextAttemptDate"])
+    .execute();
+}
+
+/** The forward-only migration set, in order. Never edit a migration that has shipped. */
+export function migrations(dialect: DialectName): Record<string, Migration> {
+  return {
+    "0001_core": { up: (db) => createCore(db, dialect) },
+  };
+}
+
+/** Checks that the database answers; used by the readiness route. */
+export async function ping(db: Db) {
+  await sql`select 1`.execute(db);
+}

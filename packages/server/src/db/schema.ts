@@ -1,0 +1,224 @@
+import type { Generated } from "kysely";
+
+/** Columns every resource table has; dates are ISO 8601 strings in UTC. */
+interface ResourceColumns {
+  uuid: string;
+  name: string;
+  description: string | null;
+  accountUuid: string;
+  createDate: string;
+  lastOpDate: string;
+  /** Bumped on every state change, so a late or retried step cannot overwrite a newer state. */
+  version: number;
+}
+
+export interface ResourceIndexTable {
+  uuid: string;
+  resourceType: string;
+  name: string | null;
+  accountUuid: string;
+  createDate: string;
+}
+
+export interface ZoneTable extends ResourceColumns {
+  state: string;
+  type: string;
+}
+
+export interface ClusterTable extends ResourceColumns {
+  zoneUuid: string;
+  state: string;
+  hypervisorType: string;
+  type: string;
+}
+
+export interface InstanceOfferingTable extends ResourceColumns {
+  cpuNum: number;
+  cpuSpeed: number;
+  memorySize: number;
+  allocatorStrategy: string;
+  sortKey: number;
+  state: string;
+  type: string;
+}
+
+export interface DiskOfferingTable extends ResourceColumns {
+  diskSize: number;
+  allocatorStrategy: string;
+  sortKey: number;
+  state: string;
+  type: string;
+}
+
+export interface AccountTable extends ResourceColumns {
+  type: string;
+  state: string;
+  passwordHash: string;
+}
+
+export interface UserTable extends ResourceColumns {
+  state: string;
+  passwordHash: string;
+}
+
+export interface SessionTable {
+  uuid: string;
+  accountUuid: string;
+  userUuid: string;
+  userType: string;
+  expiredDate: string;
+  createDate: string;
+}
+
+export interface QuotaTable {
+  uuid: string;
+  identityUuid: string;
+  identityType: string;
+  name: string;
+  value: number;
+  createDate: string;
+  lastOpDate: string;
+}
+
+export interface GlobalConfigTable {
+  category: string;
+  name: string;
+  value: string;
+  lastOpDate: string;
+}
+
+export interface ResourceConfigTable {
+  uuid: string;
+  resourceUuid: string;
+  resourceType: string;
+  category: string;
+  name: string;
+  value: string;
+  createDate: string;
+  lastOpDate: string;
+}
+
+export interface TagTable {
+  uuid: string;
+  resourceUuid: string;
+  resourceType: string;
+  tag: string;
+  type: string;
+  inherent: number;
+  accountUuid: string;
+  createDate: string;
+  lastOpDate: string;
+}
+
+export interface ApiJobTable {
+  uuid: string;
+  apiName: string;
+  state: string;
+  accountUuid: string | null;
+  userUuid: string | null;
+  resourceUuid: string | null;
+  request: string;
+  result: string | null;
+  httpStatus: number | null;
+  progress: number | null;
+  progressText: string | null;
+  managementNodeUuid: string;
+  idempotencyKey: string | null;
+  requestHash: string | null;
+  webhookUrl: string | null;
+  cancelRequested: number;
+  deadline: string;
+  createDate: string;
+  lastOpDate: string;
+  finishDate: string | null;
+}
+
+export interface WorkflowTable {
+  uuid: string;
+  name: string;
+  jobUuid: string | null;
+  state: string;
+  data: string;
+  /** Number of steps whose run completed. */
+  completedSteps: number;
+  managementNodeUuid: string;
+  error: string | null;
+  createDate: string;
+  lastOpDate: string;
+}
+
+export interface EventTable {
+  id: Generated<number>;
+  path: string;
+  resourceUuid: string | null;
+  accountUuid: string | null;
+  content: string;
+  createDate: string;
+}
+
+export interface DeliveryTable {
+  id: Generated<number>;
+  url: string;
+  headers: string;
+  body: string;
+  attempts: number;
+  nextAttemptDate: string;
+  state: string;
+  lastError: string | null;
+  createDate: string;
+}
+
+export interface ManagementNodeTable {
+  uuid: string;
+  hostName: string;
+  port: number;
+  state: string;
+  version: string;
+  heartBeat: string;
+  joinDate: string;
+}
+
+export interface AuditTable {
+  uuid: string;
+  accountUuid: string | null;
+  userUuid: string | null;
+  apiName: string;
+  resourceUuid: string | null;
+  requestId: string;
+  jobUuid: string | null;
+  success: number | null;
+  error: string | null;
+  clientIp: string;
+  createDate: string;
+  finishDate: string | null;
+}
+
+export interface WebHookTable extends ResourceColumns {
+  url: string;
+  type: string;
+  opaque: string | null;
+  secret: string | null;
+}
+
+/** The whole schema, as Kysely sees it. */
+export interface Database {
+  resources: ResourceIndexTable;
+  zones: ZoneTable;
+  clusters: ClusterTable;
+  instanceOfferings: InstanceOfferingTable;
+  diskOfferings: DiskOfferingTable;
+  accounts: AccountTable;
+  users: UserTable;
+  sessions: SessionTable;
+  quotas: QuotaTable;
+  globalConfigs: GlobalConfigTable;
+  resourceConfigs: ResourceConfigTable;
+  tags: TagTable;
+  apiJobs: ApiJobTable;
+  workflows: WorkflowTable;
+  events: EventTable;
+  deliveries: DeliveryTable;
+  managementNodes: ManagementNodeTable;
+  audits: AuditTable;
+  webHooks: WebHookTable;
+}

@@ -1,0 +1,1 @@
+export { type Server, type ServerOptions, startServer, VERSION } from "./server.js";

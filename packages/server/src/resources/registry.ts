@@ -1,0 +1,72 @@
+import type { Database } from "../db/schema.js";
+
+export type FieldType = "string" | "number" | "boolean" | "date";
+
+/** A relation that dotted query fields may cross, such as `cluster.zone.name`. */
+export interface Relation {
+  resource: string;
+  /** Column of this resource's table. */
+  local: string;
+  /** Column of the related resource's table. */
+  foreign: string;
+}
+
+/** Who may read a resource type besides admins. */
+export type Visibility = "owner" | "public" | "admin";
+
+/** A queryable resource type: its table, fields, relations and inventory mapping. */
+export interface ResourceDefinition {
+  type: string;
+  table: keyof Database;
+  /** Key column; `uuid` for almost every resource. */
+  key: string;
+  fields: Record<string, FieldType>;
+  relations?: Record<string, Relation>;
+  visibility: Visibility;
+  /** Owner column for the `owner` visibility. */
+  ownerColumn?: string;
+  /** Resources of this type carry system and user tags. */
+  taggable?: boolean;
+  defaultSort?: string;
+  toInventory(row: Record<string, unknown>): Record<string, unknown>;
+}
+
+const definitions = new Map<string, ResourceDefinition>();
+
+export function defineResource(definition: ResourceDefinition) {
+  definitions.set(definition.type, definition);
+}
+
+export function resourceDefinition(type: string): ResourceDefinition {
+  const definition = definitions.get(type);
+
+  if (!definition) {
+    throw new Error(`resource type ${type} is not registered`);
+  }
+
+  return definition;
+}
+
+export function findResourceDefinition(type: string) {
+  return definitions.get(type);
+}
+
+/** Fields of the common resource columns. */
+export const commonFields: Record<string, FieldType> = {
+  uuid: "string",
+  name: "string",
+  description: "string",
+  createDate: "date",
+  lastOpDate: "date",
+};
+
+/** Copies the common columns into an inventory. */
+export function commonInventory(row: Record<string, unknown>) {
+  return {
+    uuid: row.uuid,
+    name: row.name,
+    description: row.description ?? null,
+    createDate: row.createDate,
+    lastOpDate: row.lastOpDate,
+  };
+}

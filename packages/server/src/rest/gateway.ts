@@ -1,0 +1,229 @@
+import { ApiError, type ApiRoute, apiRoutes } from "@tstack/api";
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
+import type { Core } from "../core/core.js";
+import { newUuid } from "../core/ids.js";
+import type { SessionService } from "../identity/sessions.js";
+import type { ApiHandlers } from "./api.js";
+import { registerApiRoutes } from "./dispatch.js";
+import { registerEventStream } from "./event-stream.js";
+import { registerJobPolling } from "./job-polling.js";
+import type { Metrics } from "./metrics.js";
+import { openApiDocument } from "./openapi.js";
+
+export const BASE_PATH = "/zstack/v1";
+const BODY_LIMIT = 1024 * 1024;
+
+export interface GatewayOptions {
+  core: Core;
+  sessions: SessionService;
+  handlers: ApiHandlers;
+  metrics: Metrics;
+  version: string;
+  isReady(): boolean;
+}
+
+/** Builds the Fastify app that speaks the ZStack v1 REST contract. */
+export function buildGateway(options: GatewayOptions): FastifyInstance {
+  const { core, metrics } = options;
+  const app = Fastify({
+    loggerInstance: core.log as FastifyBaseLogger,
+    // Requests are logged once, in the onResponse hook, with the level their status deserves.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT,
+    genReqId: () => newUuid(),
+    requestIdHeader: false,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+  });
+
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
+
+  app.addHook("onResponse", (request, reply, done) => {
+    observe(request, reply, metrics);
+    done();
+  });
+
+  app.setErrorHandler((error, request, reply) => sendError(error, request, reply));
+  app.setNotFoundHandler((request, reply) => notFound(request, reply));
+
+  app.get(`${BASE_PATH}/management-nodes/ready`, async (_request, reply) => {
+    if (!options.isReady()) {
+      return sendApiError(
+        reply,
+        new ApiError("notReady", "the management node is still starting; retry in a moment"),
+      );
+    }
+
+    return { ready: true, version: options.version };
+  });
+
+  app.get("/metrics", async (_request, reply) => {
+    reply.header("content-type", metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.get(`${BASE_PATH}/openapi.json`, async () => openApiDocument(apiRoutes, options.version));
+
+  registerJobPolling(app, options);
+  registerEventStream(app, options);
+  registerApiRoutes(app, options);
+  return app;
+}
+
+function parseJson(
+  request: FastifyRequest,
+  body: string | Buffer,
+  done: (error: Error | null, value?: unknown) => void,
+) {
+  const text = typeof body === "string" ? body : body.toString("utf8");
+
+  if (text.trim() === "") {
+    done(null, undefined);
+    return;
+  }
+
+  try {
+    done(null, JSON.parse(text));
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    done(
+      new ApiError(
+        "invalidArgument",
+        `malformed JSON body in ${request.method} ${request.url}: ${reason}`,
+      ),
+    );
+  }
+}
+
+function observe(request: FastifyRequest, reply: FastifyReply, metrics: Metrics) {
+  const route = request.routeOptions.url ?? "unmatched";
+  const labels = { method: request.method, route, status: String(reply.statusCode) };
+  metrics.requests.inc(labels);
+  metrics.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  const fields = {
+    reqId: request.id,
+    method: request.method,
+    url: request.url,
+    status: reply.statusCode,
+    ms: Math.round(reply.elapsedTime),
+  };
+
+  if (reply.statusCode >= 500 && reply.statusCode !== 503) {
+    request.log.error(fields, "request failed");
+  } else if (reply.statusCode >= 400) {
+    metrics.errors.inc({ method: request.method, route, status: String(reply.statusCode) });
+    request.log.info(fields, "request rejected");
+  } else {
+    request.log.debug(fields, "request completed");
+  }
+}
+
+/** Maps any error to ZStack's error body; this is the one place errors become HTTP. */
+export function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply) {
+  if (error instanceof ApiError) {
+    return sendApiError(reply, error);
+  }
+
+  const fastifyError = error as { code?: string; statusCode?: number; message?: string };
+
+  if (fastifyError.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+    return sendApiError(
+      reply,
+      new ApiError(
+        "invalidArgument",
+        `request body is larger than the limit of ${BODY_LIMIT} bytes`,
+      ),
+      413,
+    );
+  }
+
+  if (fastifyError.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+    return sendApiError(
+      reply,
+      new ApiError(
+        "invalidArgument",
+        `unsupported content type '${request.headers["content-type"]}'; send application/json`,
+      ),
+      415,
+    );
+  }
+
+  if (fastifyError.statusCode && fastifyError.statusCode < 500) {
+    return sendApiError(
+      reply,
+      new ApiError("invalidArgument", fastifyError.message ?? "bad request"),
+      fastifyError.statusCode,
+    );
+  }
+
+  request.log.error({ err: error, reqId: request.id }, "unexpected error in request handler");
+  return sendApiError(
+    reply,
+    new ApiError(
+      "internal",
+      `internal error while handling request ${request.id}; the management node log has the details`,
+    ),
+  );
+}
+
+export function sendApiError(reply: FastifyReply, error: ApiError, status = error.status) {
+  return reply.code(status).send({ error: error.toBody() });
+}
+
+function notFound(request: FastifyRequest, reply: FastifyReply) {
+  const path = request.url.split("?")[0] ?? "";
+  const allowed = allowedMethods(path);
+
+  if (allowed.length > 0) {
+    reply.header("allow", allowed.join(", "));
+    return sendApiError(
+      reply,
+      new ApiError(
+        "invalidArgument",
+        `method ${request.method} is not allowed on ${path}; allowed: ${allowed.join(", ")}`,
+      ),
+      405,
+    );
+  }
+
+  return sendApiError(
+    reply,
+    new ApiError(
+      "notFound",
+      `no API at ${request.method} ${path}; see ${BASE_PATH}/openapi.json for the routes`,
+    ),
+  );
+}
+
+const routePatterns = buildRoutePatterns(apiRoutes);
+
+function buildRoutePatterns(routes: ApiRoute[]) {
+  const patterns: Array<{ method: string; pattern: RegExp }> = [];
+
+  for (const route of routes) {
+    const paths = route.kind === "query" ? [route.path, `${route.path}/{uuid}`] : [route.path];
+
+    for (const path of paths) {
+      const source = `${BASE_PATH}${path}`
+        .replace(/[.+?^$()|[\]\\]/g, "\\$&")
+        .replace(/\{[^}]+\}/g, "[^/]+");
+      patterns.push({ method: route.method, pattern: new RegExp(`^${source}/?$`) });
+    }
+  }
+
+  patterns.push({ method: "GET", pattern: new RegExp(`^${BASE_PATH}/api-jobs/[^/]+/?$`) });
+  return patterns;
+}
+
+function allowedMethods(path: string) {
+  const methods = new Set(
+    routePatterns.filter((entry) => entry.pattern.test(path)).map((entry) => entry.method),
+  );
+  return [...methods].sort();
+}

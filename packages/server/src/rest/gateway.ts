@@ -41,7 +41,7 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
   });
 
-  app.removeContentTypeParser("application/json");
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
 
   app.addHook("onResponse", (request, reply, done) => {

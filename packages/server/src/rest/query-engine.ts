@@ -206,10 +206,12 @@ function comparison(
     case "~=":
     case "!~=": {
       const like = dialect === "postgres" ? sql`ilike` : sql`like`;
+      // Backslash escapes % and _ on both dialects; SQLite has no default escape character.
+      const escape = sql.raw("escape '\\'");
       const text = dialect === "postgres" ? sql`cast(${column} as text)` : column;
       return op === "~="
-        ? sql`${text} ${like} ${value}`
-        : sql`(${column} is null or ${text} not ${like} ${value})`;
+        ? sql`${text} ${like} ${value} ${escape}`
+        : sql`(${column} is null or ${text} not ${like} ${value} ${escape})`;
     }
     case "!=":
       return sql`(${column} is null or ${column} <> ${coerce(type, value, condition)})`;

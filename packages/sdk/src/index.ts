@@ -1,0 +1,1 @@
+export { ApiRequestError, type CallOptions, type ClientOptions, TstackClient } from "./client.js";

@@ -1,0 +1,97 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TstackClient } from "@tstack/sdk";
+import pg from "pg";
+import pino from "pino";
+import { inject } from "vitest";
+import { type Server, startServer } from "../src/server.js";
+
+export type Dialect = "sqlite" | "postgres";
+
+/** Every core test runs once per database dialect. */
+export const dialects: Dialect[] = ["sqlite", "postgres"];
+
+export const ADMIN_PASSWORD = "password";
+
+/** Creates an empty PostgreSQL database in the run's cluster and returns its URL. */
+export async function createPostgresDatabase(): Promise<string> {
+  const base = inject("postgresUrl");
+  const name = `t_${Math.random().toString(36).slice(2, 12)}`;
+  const client = new pg.Client({ connectionString: base });
+  await client.connect();
+  await client.query(`create database ${name}`);
+  await client.end();
+  return base.replace(/\/postgres$/, `/${name}`);
+}
+
+export interface TestServer {
+  server: Server;
+  admin: TstackClient;
+  dataDir: string;
+  database: string;
+  client(): TstackClient;
+  stop(): Promise<void>;
+}
+
+/** Starts a management node in this process on a loopback port and logs in as admin. */
+export async function startTestServer(
+  dialect: Dialect,
+  options: { dataDir?: string; database?: string } = {},
+): Promise<TestServer> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "tstack-test-"));
+  const database =
+    options.database ??
+    (dialect === "postgres" ? await createPostgresDatabase() : join(dataDir, "tstack.db"));
+  const server = await startServer({
+    host: "127.0.0.1",
+    port: 0,
+    dataDir,
+    database,
+    logLevel: "silent",
+    adminPassword: ADMIN_PASSWORD,
+    logger: pino({ level: "silent" }),
+  });
+  const client = () => new TstackClient({ endpoint: server.url, pollIntervalMs: 20 });
+  const admin = client();
+  await admin.logInByAccount("admin", ADMIN_PASSWORD);
+
+  return {
+    server,
+    admin,
+    dataDir,
+    database,
+    client,
+    async stop() {
+      await server.stop(5000);
+
+      if (!options.dataDir) {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** Sends a raw HTTP request to the server, for cases an SDK would never produce. */
+export async function raw(
+  server: Server,
+  method: string,
+  path: string,
+  init: { body?: string; headers?: Record<string, string> } = {},
+) {
+  const response = await fetch(`${server.url}/zstack/v1${path}`, {
+    method,
+    body: init.body,
+    headers: init.headers,
+  });
+  const text = await response.text();
+  let json: Record<string, unknown> | undefined;
+
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+
+  return { status: response.status, text, json, headers: response.headers };
+}

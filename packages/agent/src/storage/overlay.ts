@@ -4,7 +4,7 @@ import { createImage, type ImageFormat, type ImageInfo, imageInfo } from "./qemu
  * Starts a qcow2 overlay `overlay` on `base`, offline, and returns the overlay's info. This one
  * step serves two purposes: a snapshot freezes a volume's top file by continuing in a new
  * overlay on it, and a revert starts a fresh overlay on the chosen snapshot file. `base` must
- * not be written afterwards. qemu-img fails while a running QEMU holds `base`, so this never
+ * not be written afterwards. qemu-img fails while a running QEMU has `base` locked, so this never
  * runs under a live guest. `baseFormat` defaults to qcow2 and is never probed, because a guest
  * can write a qcow2 header into a raw disk.
  */

@@ -3,15 +3,15 @@ import path from "node:path";
 import { CommandError, run } from "../exec.js";
 import { StorageError } from "./errors.js";
 
-/** Disk image formats the agent creates and accepts; qemu-img knows more, which are rejected. */
+/** Disk image formats the agent creates and accepts; other formats qemu-img supports are rejected. */
 export type ImageFormat = "qcow2" | "raw";
 
-/** What `qemu-img info` reports about one image file, without opening its backing file. */
+/** Metadata of one image file from `qemu-img info`, read without opening its backing file. */
 export interface ImageInfo {
   /** Absolute path of the file. */
   path: string;
   format: ImageFormat;
-  /** Size the guest sees, in bytes. */
+  /** Disk size presented to the guest, in bytes. */
   virtualSize: number;
   /** Bytes allocated on the host filesystem. */
   actualSize: number;
@@ -34,7 +34,7 @@ export interface InfoOptions {
   allowedDirs: readonly string[];
   /** Format to open the top image as; probed from its content when unset. */
   format?: ImageFormat;
-  /** Read an image that a running QEMU holds (`-U`). The result may be stale. */
+  /** Read an image that a running QEMU has locked (`-U`). The result may be stale. */
   forceShare?: boolean;
   signal?: AbortSignal;
 }
@@ -112,7 +112,7 @@ export async function checkImage(
   format: ImageFormat,
   options: { signal?: AbortSignal } = {},
 ): Promise<CheckResult> {
-  // qemu-img check exits 2 for corruptions and 3 for leaks; the JSON on stdout tells which.
+  // qemu-img check exits 2 for corruptions and 3 for leaks; the JSON on stdout shows which.
   const args = ["check", "--output=json", "-f", format, file];
   let result: Awaited<ReturnType<typeof run>>;
 
@@ -262,7 +262,7 @@ export interface RebaseOptions {
 /**
  * Moves an overlay onto another backing file with `qemu-img rebase`. The default (safe) mode
  * first copies into the overlay every cluster where the old and new backing content differ, so
- * the guest sees the same data afterwards.
+ * the guest reads the same data afterwards.
  */
 export async function rebaseImage(overlay: string, options: RebaseOptions): Promise<void> {
   const args = ["rebase", "-q", "-f", "qcow2"];

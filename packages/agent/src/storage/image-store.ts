@@ -1,8 +1,8 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
-import { type DownloadProgress, downloadImage, syncDirectory } from "./download.js";
+import { type DownloadProgress, downloadImage } from "./download.js";
 import { StorageError } from "./errors.js";
+import { readJsonIfExists, writeJsonAtomic } from "./json-file.js";
 import type { ImageFormat } from "./qemu-img.js";
 import { SingleFlight } from "./single-flight.js";
 import { type FilesystemCapacity, filesystemCapacity } from "./statfs.js";
@@ -94,7 +94,8 @@ async function download(root: string, options: AddImageOptions) {
       createdAt: new Date().toISOString(),
     };
 
-    await writeMetadata(dir, image);
+    // The metadata is written last: its presence marks a complete image.
+    await writeJsonAtomic(metadataFile(root, options.imageUuid), image);
     return image;
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
@@ -103,17 +104,8 @@ async function download(root: string, options: AddImageOptions) {
 }
 
 /** Returns an image's metadata, or undefined when the store has no complete copy. */
-export async function findImage(root: string, imageUuid: string): Promise<StoredImage | undefined> {
-  const file = metadataFile(root, imageUuid);
-  const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") {
-      return undefined;
-    }
-
-    throw error;
-  });
-
-  return text === undefined ? undefined : (JSON.parse(text) as StoredImage);
+export function findImage(root: string, imageUuid: string): Promise<StoredImage | undefined> {
+  return readJsonIfExists<StoredImage>(metadataFile(root, imageUuid));
 }
 
 /** Returns an image's metadata, or rejects with NOT_FOUND. */
@@ -145,13 +137,4 @@ function sameSourceOrConflict(existing: StoredImage, url: string) {
   }
 
   return existing;
-}
-
-async function writeMetadata(dir: string, image: StoredImage) {
-  // The metadata is written last and atomically: its presence marks a complete image.
-  const file = path.join(dir, `${image.imageUuid}.json`);
-  const temporary = `${file}.${randomBytes(6).toString("hex")}`;
-  await writeFile(temporary, `${JSON.stringify(image, null, 2)}\n`, { flush: true });
-  await rename(temporary, file);
-  await syncDirectory(dir);
 }

@@ -116,7 +116,7 @@ export interface SmpMarkerVerifyCommand extends SmpMarkerCommand {
   token: string;
 }
 
-/** What the command server passes to every storage command besides its body. */
+/** Per-request inputs that the command server passes to a storage command besides its body. */
 export interface StorageCommandContext {
   /** Cancels the command, for example when its task is cancelled. */
   signal?: AbortSignal;

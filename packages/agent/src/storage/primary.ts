@@ -71,10 +71,10 @@ export function volumeDir(root: string, volume: VolumeRef) {
   assertUuid(volume.volumeUuid, "volume UUID");
 
   if (volume.type !== "Root" && volume.type !== "Data") {
-    const shown = JSON.stringify(volume.type);
+    const quoted = JSON.stringify(volume.type);
     throw new StorageError(
       "INVALID_ARGUMENT",
-      `invalid volume type ${shown}: expected Root or Data`,
+      `invalid volume type ${quoted}: expected Root or Data`,
     );
   }
 
@@ -83,8 +83,8 @@ export function volumeDir(root: string, volume: VolumeRef) {
 }
 
 /**
- * One qcow2 file of a volume's chain: `<volumeDir>/<fileUuid>.qcow2`. A new volume's only file
- * is named after the volume; each snapshot adds a file for the new top.
+ * Builds the path of one qcow2 file of a volume's chain: `<volumeDir>/<fileUuid>.qcow2`. A new
+ * volume's only file is named after the volume, and each snapshot adds a file for the new top.
  */
 export function volumeFile(root: string, volume: VolumeRef, fileUuid: string) {
   assertUuid(fileUuid, "volume file UUID");

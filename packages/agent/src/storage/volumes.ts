@@ -1,0 +1,175 @@
+import { access, mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { StorageError } from "./errors.js";
+import { findCachedImage } from "./image-cache.js";
+import { createOverlay } from "./overlay.js";
+import { imageCacheFile, type VolumeRef, volumeDir, volumeFile } from "./primary.js";
+import { createImage, type ImageFormat, type ImageInfo, imageInfo } from "./qemu-img.js";
+
+/** One qcow2 file of a volume, as stored on the primary storage. */
+export interface VolumeFileInfo {
+  fileUuid: string;
+  path: string;
+  virtualSize: number;
+  actualSize: number;
+  /** Absolute path of the backing file: the image cache, a snapshot file, or none. */
+  backingFile?: string;
+  backingFormat?: ImageFormat;
+}
+
+/** Options of `createRootVolume`. */
+export interface CreateRootVolumeOptions {
+  volume: VolumeRef & { type: "Root" };
+  imageUuid: string;
+  /** Virtual size in bytes; the image's size when unset. Must not be smaller than the image. */
+  size?: number;
+}
+
+/**
+ * Creates a root volume as a qcow2 overlay on the cached image, so it shares the image's data
+ * and stores only its own writes. The image must already be in the cache. Repeating the call for
+ * a volume that already exists on the same image returns the existing file.
+ */
+export async function createRootVolume(
+  root: string,
+  options: CreateRootVolumeOptions,
+): Promise<VolumeFileInfo> {
+  const { volume } = options;
+  const file = volumeFile(root, volume, volume.volumeUuid);
+  const cached = await findCachedImage(root, options.imageUuid);
+
+  if (!cached) {
+    throw new StorageError(
+      "NOT_FOUND",
+      `image ${options.imageUuid} is not in the image cache of ${root}; fill the cache first`,
+    );
+  }
+
+  if (options.size !== undefined && options.size < cached.virtualSize) {
+    throw new StorageError(
+      "INVALID_ARGUMENT",
+      `root volume size ${options.size} is smaller than image ${options.imageUuid} (${cached.virtualSize} bytes)`,
+    );
+  }
+
+  const existing = await existingFile(root, file);
+
+  if (existing) {
+    return sameBackingOrConflict(
+      existing,
+      volume.volumeUuid,
+      imageCacheFile(root, options.imageUuid),
+    );
+  }
+
+  return inNewVolumeDir(root, volume, file, async () => {
+    const info = await createOverlay(cached.path, file, {
+      allowedDirs: [root],
+      size: options.size,
+    });
+    return toVolumeFile(volume.volumeUuid, info);
+  });
+}
+
+/** Creates an empty qcow2 data volume of `size` bytes. Repeating the call returns the file. */
+export async function createDataVolume(
+  root: string,
+  options: { volume: VolumeRef & { type: "Data" }; size: number },
+): Promise<VolumeFileInfo> {
+  const { volume } = options;
+  const file = volumeFile(root, volume, volume.volumeUuid);
+  const existing = await existingFile(root, file);
+
+  if (existing) {
+    return toVolumeFile(volume.volumeUuid, existing);
+  }
+
+  return inNewVolumeDir(root, volume, file, async () => {
+    await createImage(file, { format: "qcow2", size: options.size });
+    return toVolumeFile(
+      volume.volumeUuid,
+      await imageInfo(file, { allowedDirs: [], format: "qcow2" }),
+    );
+  });
+}
+
+/** Deletes a volume's directory with all its files and snapshots. Deleting twice succeeds. */
+export async function deleteVolume(root: string, volume: VolumeRef): Promise<void> {
+  await rm(volumeDir(root, volume), { recursive: true, force: true });
+}
+
+/** Reads one file of a volume, checking that its backing chain stays inside the storage. */
+export async function volumeFileInfo(
+  root: string,
+  volume: VolumeRef,
+  fileUuid: string,
+): Promise<VolumeFileInfo> {
+  const file = volumeFile(root, volume, fileUuid);
+  return toVolumeFile(fileUuid, await imageInfo(file, { allowedDirs: [root], format: "qcow2" }));
+}
+
+/** Converts qemu-img's view of a volume file to the reply shape. */
+export function toVolumeFile(fileUuid: string, info: ImageInfo): VolumeFileInfo {
+  const result: VolumeFileInfo = {
+    fileUuid,
+    path: info.path,
+    virtualSize: info.virtualSize,
+    actualSize: info.actualSize,
+  };
+
+  if (info.backingFile !== undefined) {
+    result.backingFile = info.backingFile;
+    result.backingFormat = info.backingFormat;
+  }
+
+  return result;
+}
+
+async function inNewVolumeDir(
+  root: string,
+  volume: VolumeRef,
+  file: string,
+  create: () => Promise<VolumeFileInfo>,
+) {
+  // The account directory is shared by concurrent calls, so it is never removed on failure.
+  const dir = volumeDir(root, volume);
+  await mkdir(path.dirname(dir), { recursive: true });
+  const created = await mkdir(dir).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === "EEXIST") {
+        return false;
+      }
+
+      throw error;
+    },
+  );
+
+  try {
+    return await create();
+  } catch (error) {
+    // Undo only what this call made: the volume directory, or else the one file.
+    await rm(created ? dir : file, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function existingFile(root: string, file: string) {
+  const exists = await access(file).then(
+    () => true,
+    () => false,
+  );
+
+  return exists ? imageInfo(file, { allowedDirs: [root], format: "qcow2" }) : undefined;
+}
+
+function sameBackingOrConflict(existing: ImageInfo, volumeUuid: string, expected: string) {
+  if (existing.backingFile !== expected) {
+    throw new StorageError(
+      "ALREADY_EXISTS",
+      `volume ${volumeUuid} already exists with backing file ${existing.backingFile ?? "none"}`,
+    );
+  }
+
+  return toVolumeFile(volumeUuid, existing);
+}

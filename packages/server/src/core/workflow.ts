@@ -114,12 +114,11 @@ export class WorkflowEngine {
       const step = steps[index]!;
 
       try {
-        options.signal?.throwIfAborted();
-
         if (stepDelayMs > 0) {
           await new Promise((resolve) => setTimeout(resolve, stepDelayMs));
         }
 
+        options.signal?.throwIfAborted();
         await step.run(data, options.signal ?? new AbortController().signal);
       } catch (error) {
         const rolledBack = await this.rollback(uuid, definition, data, index, error);

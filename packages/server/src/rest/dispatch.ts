@@ -479,6 +479,10 @@ export function toApiError(error: unknown): ApiError {
 
   const cause = (error as { cause?: unknown }).cause;
 
+  if (cause instanceof JobTimeoutError || cause instanceof JobCancelledError) {
+    return toApiError(cause);
+  }
+
   if (cause instanceof ApiError) {
     return new ApiError(cause.kind, (error as Error).message, cause.elaboration, cause.toBody());
   }

@@ -1,0 +1,147 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type Db, openDatabase } from "../db/connect.js";
+import { WorkflowEngine, WorkflowError } from "./workflow.js";
+
+interface Data {
+  log: string[];
+}
+
+describe("workflow engine", () => {
+  let dir: string;
+  let db: Db;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tstack-workflow-"));
+    db = await openDatabase(join(dir, "test.db"));
+  });
+
+  afterEach(async () => {
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function engine(effects: string[], failAt?: string) {
+    const workflows = new WorkflowEngine(db.kysely, "node", pino({ level: "silent" }));
+    const step = (name: string, resumable = false) => ({
+      name,
+      resumable,
+      async run(data: Data) {
+        if (name === failAt) {
+          effects.push(`half-${name}`);
+          throw new Error(`${name} broke`);
+        }
+
+        effects.push(`run-${name}`);
+        data.log.push(name);
+      },
+      async rollback() {
+        effects.push(`undo-${name}`);
+      },
+    });
+    workflows.register<Data>({
+      name: "three",
+      steps: [step("a"), step("b"), step("c")],
+      result: async (data) => data.log,
+    });
+    workflows.register<Data>({
+      name: "resumable",
+      steps: [step("x", true), step("y", true)],
+      result: async (data) => data.log,
+    });
+    return workflows;
+  }
+
+  it("runs steps in order and persists the result", async () => {
+    const effects: string[] = [];
+    const result = await engine(effects).run("three", { log: [] });
+    expect(result).toEqual(["a", "b", "c"]);
+    const row = await db.kysely.selectFrom("workflows").selectAll().executeTakeFirstOrThrow();
+    expect(row.state).toBe("Done");
+    expect(row.completedSteps).toBe(3);
+  });
+
+  it("rolls back the failed step and the completed ones in reverse", async () => {
+    const effects: string[] = [];
+    const error = await engine(effects, "c")
+      .run("three", { log: [] })
+      .catch((failure: unknown) => failure);
+    expect(error).toBeInstanceOf(WorkflowError);
+    expect((error as WorkflowError).step).toBe("c");
+    expect((error as WorkflowError).rolledBack).toBe(true);
+    expect(effects).toEqual(["run-a", "run-b", "half-c", "undo-c", "undo-b", "undo-a"]);
+    const row = await db.kysely.selectFrom("workflows").selectAll().executeTakeFirstOrThrow();
+    expect(row.state).toBe("RolledBack");
+    expect(row.completedSteps).toBe(0);
+  });
+
+  it("stops at a step boundary when aborted", async () => {
+    const effects: string[] = [];
+    const controller = new AbortController();
+    controller.abort(new Error("cancelled"));
+    await expect(
+      engine(effects).run("three", { log: [] }, { signal: controller.signal }),
+    ).rejects.toThrow(/cancelled/);
+    expect(effects).toEqual(["undo-a"]);
+  });
+
+  it("rolls back an interrupted workflow at recovery", async () => {
+    const stamp = new Date().toISOString();
+    await db.kysely
+      .insertInto("workflows")
+      .values({
+        uuid: "w1",
+        name: "three",
+        jobUuid: "j1",
+        state: "Running",
+        data: JSON.stringify({ log: ["a"] }),
+        completedSteps: 1,
+        managementNodeUuid: "node",
+        error: null,
+        createDate: stamp,
+        lastOpDate: stamp,
+      })
+      .execute();
+    const effects: string[] = [];
+    const outcomes = await engine(effects).recover();
+    expect(outcomes).toEqual([
+      {
+        jobUuid: "j1",
+        name: "three",
+        succeeded: false,
+        error: expect.stringMatching(/rolled back/),
+      },
+    ]);
+    expect(effects).toEqual(["undo-b", "undo-a"]);
+    const row = await db.kysely.selectFrom("workflows").selectAll().executeTakeFirstOrThrow();
+    expect(row.state).toBe("RolledBack");
+  });
+
+  it("resumes an interrupted workflow whose remaining steps are resumable", async () => {
+    const stamp = new Date().toISOString();
+    await db.kysely
+      .insertInto("workflows")
+      .values({
+        uuid: "w2",
+        name: "resumable",
+        jobUuid: "j2",
+        state: "Running",
+        data: JSON.stringify({ log: ["x"] }),
+        completedSteps: 1,
+        managementNodeUuid: "node",
+        error: null,
+        createDate: stamp,
+        lastOpDate: stamp,
+      })
+      .execute();
+    const effects: string[] = [];
+    const outcomes = await engine(effects).recover();
+    expect(outcomes).toEqual([
+      { jobUuid: "j2", name: "resumable", succeeded: true, result: ["x", "y"] },
+    ]);
+    expect(effects).toEqual(["run-y"]);
+  });
+});

@@ -13,6 +13,8 @@ packages=(
   genisoimage
   # SSH path of adding hosts, tested against an sshd in a network namespace.
   openssh-server openssh-client
+  # Benchmarks: a load generator that is not the bottleneck on two cores.
+  wrk
 )
 
 missing=()

@@ -1,8 +1,9 @@
 import Sqlite from "better-sqlite3";
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from "kysely";
+import { Kysely, Migrator, PostgresDialect } from "kysely";
 import pg from "pg";
 import { migrations } from "./migrations.js";
 import type { Database } from "./schema.js";
+import { QueuedSqliteDialect } from "./sqlite-driver.js";
 
 export type DialectName = "sqlite" | "postgres";
 
@@ -37,7 +38,7 @@ function openSqlite(path: string): Db {
   database.pragma("foreign_keys = ON");
   database.pragma("busy_timeout = 5000");
 
-  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  const kysely = new Kysely<Database>({ dialect: new QueuedSqliteDialect(database) });
   return { kysely, dialect: "sqlite", close: () => kysely.destroy() };
 }
 

@@ -11,6 +11,9 @@ import { validate } from "./validation.js";
 
 type Body = Record<string, unknown> | undefined;
 
+/** The signal of requests answered at once; only jobs can be cancelled. */
+const NEVER_ABORTED = new AbortController().signal;
+
 /** Registers every declared API, grouping the APIs that share one method and path. */
 export function registerApiRoutes(app: FastifyInstance, options: GatewayOptions) {
   const groups = new Map<string, ApiRoute[]>();
@@ -135,7 +138,6 @@ function buildCall(core: Core, route: ApiRoute, caller: Caller, request: Fastify
   const body = request.body as Body;
   const query = request.query as Record<string, string | string[] | undefined>;
   const { params, systemTags, userTags } = readBody(route, body, query);
-  const signal = new AbortController().signal;
 
   return {
     route,
@@ -147,7 +149,7 @@ function buildCall(core: Core, route: ApiRoute, caller: Caller, request: Fastify
     userTags,
     requestId: request.id,
     clientIp: request.ip,
-    signal,
+    signal: NEVER_ABORTED,
     progress: async () => {},
     commit: (work) => core.transact(work),
   };

@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { sha512Hex } from "@tstack/api";
-import { ApiRequestError, TstackClient } from "@tstack/sdk";
+import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dialects, raw, startTestServer, type TestServer } from "./harness.js";
 
@@ -34,7 +34,9 @@ async function startReceiver() {
     request.on("end", () => {
       received.push({ headers: request.headers, body });
       response.end("ok");
-      waiters.splice(0).forEach((wake) => wake());
+      for (const wake of waiters.splice(0)) {
+        wake();
+      }
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -90,8 +92,8 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         headers: { "content-type": "application/json" },
       });
       expect(response.status).toBe(200);
-      expect((response.json?.inventory as Inventory).uuid).toMatch(/^[0-9a-f]{32}$/);
-      expect((response.json?.inventory as Inventory).expiredDate).toMatch(/T.*Z$/);
+      expect((response.json.inventory as Inventory).uuid).toMatch(/^[0-9a-f]{32}$/);
+      expect((response.json.inventory as Inventory).expiredDate).toMatch(/T.*Z$/);
 
       await expectApiError(t.client().logInByAccount("admin", "wrong"), "ID.1000");
     });
@@ -102,13 +104,13 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         headers: { "content-type": "application/json" },
       });
       expect(response.status).toBe(400);
-      expect((response.json?.error as { details: string }).details).toMatch(/SHA-512/);
+      expect((response.json.error as { details: string }).details).toMatch(/SHA-512/);
     });
 
     it("answers ID.1001 without a session, with a bad one and after logout", async () => {
       const none = await raw(t.server, "GET", "/zones");
       expect(none.status).toBe(401);
-      expect((none.json?.error as { code: string }).code).toBe("ID.1001");
+      expect((none.json.error as { code: string }).code).toBe("ID.1001");
 
       const client = t.client();
       await client.logInByAccount("admin", "password");
@@ -161,9 +163,9 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         headers: { "content-type": "application/json", authorization: `OAuth ${admin.session}` },
       });
       expect(accepted.status).toBe(202);
-      const location = String(accepted.json?.location);
+      const location = String(accepted.json.location);
       expect(location).toContain("/zstack/v1/api-jobs/");
-      expect(accepted.json?.apiTimeout).toBe(1_800_000);
+      expect(accepted.json.apiTimeout).toBe(1_800_000);
 
       const result = (await admin.waitForJob(location)) as { inventory: Inventory };
       expect(result.inventory.name).toBe("zone-a");
@@ -463,7 +465,7 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
     it("rejects malformed JSON with 400", async () => {
       const response = await post("/zones", '{"params": {"name": ');
       expect(response.status).toBe(400);
-      expect((response.json?.error as { code: string }).code).toBe("SYS.1007");
+      expect((response.json.error as { code: string }).code).toBe("SYS.1007");
     });
 
     it("rejects unknown and mistyped fields naming the path", async () => {
@@ -498,7 +500,7 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       );
       expect(badTag.status).toBe(202);
       const job = await admin
-        .waitForJob(String(badTag.json?.location))
+        .waitForJob(String(badTag.json.location))
         .catch((error: ApiRequestError) => error);
       expect((job as ApiRequestError).details).toMatch(/invalid system tag/);
     });
@@ -510,14 +512,14 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         JSON.stringify({ params: { name: "big", description: "x".repeat(2 * 1024 * 1024) } }),
       );
       expect(response.status).toBe(413);
-      expect((response.json?.error as { code: string }).code).toBe("SYS.1007");
+      expect((response.json.error as { code: string }).code).toBe("SYS.1007");
       expect((await admin.query("queryZone", [], { count: true })).total).toBe(before);
     });
 
     it("answers 404 for unknown routes and 405 for wrong methods", async () => {
       const missing = await raw(t.server, "GET", "/no-such-thing");
       expect(missing.status).toBe(404);
-      expect((missing.json?.error as { code: string }).code).toBe("SYS.1003");
+      expect((missing.json.error as { code: string }).code).toBe("SYS.1003");
 
       const wrong = await raw(t.server, "PATCH", "/zones");
       expect(wrong.status).toBe(405);

@@ -85,12 +85,12 @@ export async function raw(
     headers: init.headers,
   });
   const text = await response.text();
-  let json: Record<string, unknown> | undefined;
+  let json: Record<string, unknown> = {};
 
   try {
     json = JSON.parse(text);
   } catch {
-    json = undefined;
+    // Plain-text answers, such as the 404 of an expired job, leave json empty.
   }
 
   return { status: response.status, text, json, headers: response.headers };

@@ -1,5 +1,11 @@
 import type Sqlite from "better-sqlite3";
-import { CompiledQuery, type DatabaseConnection, type Driver, type QueryResult, SqliteDialect } from "kysely";
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  type QueryResult,
+  SqliteDialect,
+} from "kysely";
 
 const STATEMENT_CACHE_SIZE = 500;
 
@@ -79,7 +85,11 @@ class StatementCacheConnection implements DatabaseConnection {
     }
 
     const { changes, lastInsertRowid } = statement.run(parameters);
-    return Promise.resolve({ numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] });
+    return Promise.resolve({
+      numAffectedRows: BigInt(changes),
+      insertId: BigInt(lastInsertRowid),
+      rows: [],
+    });
   }
 
   // biome-ignore lint/correctness/useYield: streaming is not used; Kysely requires the method.

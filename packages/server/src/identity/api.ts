@@ -65,7 +65,7 @@ export function identityHandlers(sessions: SessionService): ApiHandlers {
     createUser,
     updateUser: updateWithPassword("User"),
     deleteUser: {
-      run: (core, call) =>
+      run: (_core, call) =>
         call.commit(async (tx) => {
           const user = await loadResource(tx, "User", call.path.uuid!, call.caller);
           await tx.deleteFrom("sessions").where("userUuid", "=", String(user.uuid)).execute();

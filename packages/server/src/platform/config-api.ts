@@ -1,9 +1,9 @@
 import { ApiError } from "@tstack/api";
+import type { Core } from "../core/core.js";
 import { newUuid, now } from "../core/ids.js";
+import { queryHandler } from "../resources/crud.js";
 import { defineResource } from "../resources/registry.js";
 import type { ApiHandlers } from "../rest/api.js";
-import { queryHandler } from "../resources/crud.js";
-import type { Core } from "../core/core.js";
 
 /** Declares the core's own global configurations. */
 export function defineCoreConfig(core: Core) {
@@ -158,7 +158,7 @@ export const configHandlers: ApiHandlers = {
         throw new ApiError("notFound", `resource ${resourceUuid} was not found`);
       }
     },
-    run: (core, call) =>
+    run: (_core, call) =>
       call.commit(async (tx) => {
         const { category, name, resourceUuid } = call.path as Record<string, string>;
         const resource = await tx

@@ -1,10 +1,10 @@
 import { ApiError } from "@tstack/api";
 import type { Core } from "../core/core.js";
 import { newUuid, now } from "../core/ids.js";
-import { systemTagError } from "../resources/tags.js";
-import { defineResource, findResourceDefinition } from "../resources/registry.js";
-import type { ApiCall, ApiHandler, ApiHandlers } from "../rest/api.js";
 import { queryHandler } from "../resources/crud.js";
+import { defineResource, findResourceDefinition } from "../resources/registry.js";
+import { systemTagError } from "../resources/tags.js";
+import type { ApiCall, ApiHandler, ApiHandlers } from "../rest/api.js";
 
 const tagFields = {
   uuid: "string",
@@ -118,7 +118,7 @@ export const tagHandlers: ApiHandlers = {
   querySystemTag: withType(queryHandler("SystemTag"), "System"),
   queryUserTag: withType(queryHandler("UserTag"), "User"),
   deleteTag: {
-    run: (core, call) =>
+    run: (_core, call) =>
       call.commit(async (tx) => {
         const tag = await tx
           .selectFrom("tags")

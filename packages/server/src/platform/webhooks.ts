@@ -1,5 +1,5 @@
 import { ApiError } from "@tstack/api";
-import { defineQuota, checkQuota } from "../identity/quotas.js";
+import { checkQuota, defineQuota } from "../identity/quotas.js";
 import {
   insertResource,
   queryHandler,

@@ -1,7 +1,7 @@
 import { ApiError } from "@tstack/api";
 import type { Transaction } from "kysely";
 import type { Core } from "../core/core.js";
-import { emitEvent, type Executor } from "../core/events.js";
+import { type Executor, emitEvent } from "../core/events.js";
 import { newUuid, now } from "../core/ids.js";
 import type { Database } from "../db/schema.js";
 import type { Caller } from "../identity/sessions.js";
@@ -215,7 +215,7 @@ export function updateHandler(
   return {
     check: async (core, call) =>
       void (await loadResource(core.kysely, type, call.path.uuid!, call.caller)),
-    run: (core, call) =>
+    run: (_core, call) =>
       call.commit(async (tx) => {
         const row = await loadResource(tx, type, call.path.uuid!, call.caller);
         const changes = Object.fromEntries(
@@ -239,7 +239,7 @@ export function changeStateHandler(type: string, transitions = ENABLE_DISABLE): 
   return {
     check: async (core, call) =>
       void (await loadResource(core.kysely, type, call.path.uuid!, call.caller)),
-    run: (core, call) =>
+    run: (_core, call) =>
       call.commit(async (tx) => {
         const row = await loadResource(tx, type, call.path.uuid!, call.caller);
         const from = String(row.state);
@@ -293,7 +293,7 @@ export function simpleDeleteHandler(
       deleteMode(call);
       await loadResource(core.kysely, type, call.path.uuid!, call.caller);
     },
-    run: (core, call) =>
+    run: (_core, call) =>
       call.commit(async (tx) => {
         const row = await loadResource(tx, type, call.path.uuid!, call.caller);
         await beforeDelete?.(tx, row, call);
@@ -303,4 +303,4 @@ export function simpleDeleteHandler(
   };
 }
 
-export type { ResourceDefinition, Database };
+export type { Database, ResourceDefinition };

@@ -7,6 +7,7 @@ import { newUuid, now } from "../core/ids.js";
 type AnyTx = Transaction<any>;
 
 /** A system tag is `key::value` or `key::token::token`; the key names the feature that reads it. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what the pattern rejects.
 const SYSTEM_TAG_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]*::[^\x00-\x1f]+$/;
 
 /** Validates and returns an error text for a malformed system tag. */

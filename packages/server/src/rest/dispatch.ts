@@ -159,7 +159,7 @@ function buildCall(core: Core, route: ApiRoute, caller: Caller, request: Fastify
 function readBody(
   route: ApiRoute,
   body: Body,
-  query: Record<string, string | string[] | undefined>,
+  _query: Record<string, string | string[] | undefined>,
 ) {
   if (route.method === "GET" || route.method === "DELETE") {
     if (body !== undefined && Object.keys(body).length > 0) {

@@ -1,10 +1,10 @@
 import { ApiError, type ApiRoute, apiRoutes } from "@tstack/api";
 import Fastify, {
-  LogController,
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  LogController,
 } from "fastify";
 import type { Core } from "../core/core.js";
 import { newUuid } from "../core/ids.js";

@@ -7,7 +7,8 @@ export function openApiDocument(routes: ApiRoute[], version: string) {
   for (const route of routes) {
     const path = `/zstack/v1${route.path}`;
     const method = route.method.toLowerCase();
-    const entry = (paths[path] ??= {});
+    paths[path] ??= {};
+    const entry = paths[path];
     const existing = entry[method] as
       | {
           requestBody?: { content: { "application/json": { schema: { oneOf: unknown[] } } } };
@@ -25,9 +26,12 @@ export function openApiDocument(routes: ApiRoute[], version: string) {
     entry[method] = operation(route, path, body);
 
     if (route.kind === "query" && route.resource !== "ApiJob") {
-      (paths[`${path}/{uuid}`] ??= {}).get = {
-        ...operation(route, `${path}/{uuid}`, undefined),
-        operationId: `${route.name}ByUuid`,
+      paths[`${path}/{uuid}`] = {
+        ...paths[`${path}/{uuid}`],
+        get: {
+          ...operation(route, `${path}/{uuid}`, undefined),
+          operationId: `${route.name}ByUuid`,
+        },
       };
     }
   }

@@ -1,4 +1,4 @@
-import { ApiError, type QueryCondition, parseCondition } from "@tstack/api";
+import { ApiError, parseCondition, type QueryCondition } from "@tstack/api";
 import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { DialectName } from "../db/connect.js";
 import type { Database } from "../db/schema.js";
@@ -207,11 +207,11 @@ function comparison(
     case "!~=": {
       const like = dialect === "postgres" ? sql`ilike` : sql`like`;
       // Backslash escapes % and _ on both dialects; SQLite has no default escape character.
-      const escape = sql.raw("escape '\\'");
+      const escapeClause = sql.raw("escape '\\'");
       const text = dialect === "postgres" ? sql`cast(${column} as text)` : column;
       return op === "~="
-        ? sql`${text} ${like} ${value} ${escape}`
-        : sql`(${column} is null or ${text} not ${like} ${value} ${escape})`;
+        ? sql`${text} ${like} ${value} ${escapeClause}`
+        : sql`(${column} is null or ${text} not ${like} ${value} ${escapeClause})`;
     }
     case "!=":
       return sql`(${column} is null or ${column} <> ${coerce(type, value, condition)})`;

@@ -1,5 +1,5 @@
 import type { TSchema } from "@sinclair/typebox";
-import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { ApiError } from "@tstack/api";
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();

@@ -4,9 +4,6 @@ import { join } from "node:path";
 import { sha512Hex } from "@tstack/api";
 import type { FastifyInstance } from "fastify";
 import pino, { type Logger } from "pino";
-import { clusterHandlers } from "./compute/clusters.js";
-import { offeringHandlers } from "./compute/offerings.js";
-import { registerZoneWorkflows, zoneHandlers } from "./compute/zones.js";
 import { InProcessBus } from "./core/bus.js";
 import { type Core, transactor } from "./core/core.js";
 import { Relay } from "./core/events.js";
@@ -16,19 +13,12 @@ import { failure, JobService } from "./core/jobs.js";
 import { KeyedQueue } from "./core/queues.js";
 import { WorkflowEngine } from "./core/workflow.js";
 import { type Db, openDatabase } from "./db/connect.js";
-import { identityHandlers } from "./identity/api.js";
 import { hashPassword } from "./identity/passwords.js";
 import { insertDefaultQuotas } from "./identity/quotas.js";
 import { SessionService } from "./identity/sessions.js";
-import {
-  configHandlers,
-  defineCoreConfig,
-  registerConfigResources,
-} from "./platform/config-api.js";
-import { jobHandlers } from "./platform/jobs-api.js";
-import { joinManagementNodes, nodeHandlers } from "./platform/nodes.js";
-import { tagHandlers } from "./platform/tags.js";
-import { webHookHandlers } from "./platform/webhooks.js";
+import { modules } from "./modules.js";
+import { defineCoreConfig, registerConfigResources } from "./platform/config-api.js";
+import { joinManagementNodes } from "./platform/nodes.js";
 import { buildGateway } from "./rest/gateway.js";
 import { createMetrics } from "./rest/metrics.js";
 
@@ -73,7 +63,12 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   await core.config.load();
 
   const sessions = new SessionService(core);
-  registerZoneWorkflows(core);
+  const loaded = modules(sessions, VERSION);
+
+  for (const module of loaded) {
+    await module.register?.(core);
+  }
+
   await bootstrapAdmin(core, options);
   await recover(core);
   await core.relay.start();
@@ -84,17 +79,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     runningJobs: () => countRunningJobs(core),
     queueDepth: () => core.queues.depth,
   });
-  const handlers = {
-    ...identityHandlers(sessions),
-    ...zoneHandlers,
-    ...clusterHandlers,
-    ...offeringHandlers,
-    ...configHandlers,
-    ...tagHandlers,
-    ...webHookHandlers,
-    ...jobHandlers,
-    ...nodeHandlers(VERSION),
-  };
+  const handlers = Object.assign({}, ...loaded.map((module) => module.handlers));
   const app = buildGateway({
     core,
     sessions,
@@ -122,6 +107,11 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       await app.close();
       await waitForIdle(core, graceMs);
       clearInterval(sweepers);
+
+      for (const module of loaded) {
+        await module.stop?.();
+      }
+
       core.relay.stop();
       await core.relay.settle();
       await leave();

@@ -1,0 +1,36 @@
+import { clusterHandlers } from "./compute/clusters.js";
+import { offeringHandlers } from "./compute/offerings.js";
+import { registerZoneWorkflows, zoneHandlers } from "./compute/zones.js";
+import type { Core } from "./core/core.js";
+import { identityHandlers } from "./identity/api.js";
+import type { SessionService } from "./identity/sessions.js";
+import { configHandlers } from "./platform/config-api.js";
+import { jobHandlers } from "./platform/jobs-api.js";
+import { nodeHandlers } from "./platform/nodes.js";
+import { tagHandlers } from "./platform/tags.js";
+import { webHookHandlers } from "./platform/webhooks.js";
+import type { ApiHandlers } from "./rest/api.js";
+
+/** What one domain module adds to the management node. */
+export interface Module {
+  handlers: ApiHandlers;
+  /** Registers workflows, background tasks and bus services; runs before recovery. */
+  register?(core: Core): void | Promise<void>;
+  /** Stops background tasks at shutdown. */
+  stop?(): void | Promise<void>;
+}
+
+/** Every domain module, in start-up order. Add a module here and its routes in packages/api. */
+export function modules(sessions: SessionService, version: string): Module[] {
+  return [
+    { handlers: identityHandlers(sessions) },
+    { handlers: zoneHandlers, register: registerZoneWorkflows },
+    { handlers: clusterHandlers },
+    { handlers: offeringHandlers },
+    { handlers: configHandlers },
+    { handlers: tagHandlers },
+    { handlers: webHookHandlers },
+    { handlers: jobHandlers },
+    { handlers: nodeHandlers(version) },
+  ];
+}

@@ -1,3 +1,4 @@
+export * from "./agent-auth.js";
 export * from "./common.js";
 export * from "./errors.js";
 export * as Inventory from "./inventories.js";

@@ -148,3 +148,24 @@ export const ApiJobInventory = Type.Object({
   lastOpDate: DateTime,
 });
 export type ApiJobInventory = Static<typeof ApiJobInventory>;
+
+export const HostInventory = Type.Object({
+  ...InventoryCommon,
+  zoneUuid: Uuid,
+  clusterUuid: Uuid,
+  managementIp: Type.String(),
+  hypervisorType: Type.String(),
+  state: Type.String(),
+  status: Type.String(),
+  architecture: Type.Union([Type.String(), Type.Null()]),
+  username: Type.Union([Type.String(), Type.Null()]),
+  sshPort: Type.Integer(),
+  totalCpuCapacity: Type.Integer(),
+  availableCpuCapacity: Type.Integer(),
+  cpuNum: Type.Integer(),
+  totalMemoryCapacity: Type.Integer(),
+  availableMemoryCapacity: Type.Integer(),
+  accelerator: Type.Union([Type.String(), Type.Null()]),
+  lastError: Type.Union([Type.String(), Type.Null()]),
+});
+export type HostInventory = Static<typeof HostInventory>;

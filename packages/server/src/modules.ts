@@ -1,4 +1,6 @@
+import type { FastifyInstance } from "fastify";
 import { clusterHandlers } from "./compute/clusters.js";
+import { hostModule } from "./compute/hosts/module.js";
 import { offeringHandlers } from "./compute/offerings.js";
 import { registerZoneWorkflows, zoneHandlers } from "./compute/zones.js";
 import type { Core } from "./core/core.js";
@@ -16,6 +18,10 @@ export interface Module {
   handlers: ApiHandlers;
   /** Registers workflows, background tasks and bus services; runs before recovery. */
   register?(core: Core): void | Promise<void>;
+  /** Adds routes outside the ZStack API, such as the agents' callback route. */
+  routes?(app: FastifyInstance): void;
+  /** Starts background tasks once the gateway listens. */
+  start?(): void;
   /** Stops background tasks at shutdown. */
   stop?(): void | Promise<void>;
 }
@@ -32,5 +38,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     { handlers: webHookHandlers },
     { handlers: jobHandlers },
     { handlers: nodeHandlers(version) },
+    hostModule(),
   ];
 }

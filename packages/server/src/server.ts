@@ -11,6 +11,7 @@ import { GlobalConfig } from "./core/global-config.js";
 import { newUuid, now } from "./core/ids.js";
 import { failure, JobService } from "./core/jobs.js";
 import { KeyedQueue } from "./core/queues.js";
+import { SecretBox } from "./core/secrets.js";
 import { WorkflowEngine } from "./core/workflow.js";
 import { type Db, openDatabase } from "./db/connect.js";
 import { hashPassword } from "./identity/passwords.js";
@@ -57,7 +58,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       redact: ["password", "*.password", "secret", "*.secret"],
     });
   const db = await openDatabase(options.database ?? join(options.dataDir, "tstack.db"));
-  const core = buildCore(db, readNodeUuid(options.dataDir), log);
+  const core = buildCore(db, options.dataDir, log);
   defineCoreConfig(core);
   registerConfigResources(core);
   await core.config.load();
@@ -87,11 +88,18 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     metrics,
     version: VERSION,
     isReady: () => ready,
+    extraRoutes: loaded.flatMap((module) => (module.routes ? [module.routes.bind(module)] : [])),
   });
   const address = await app.listen({ host: options.host, port: options.port });
   const port = Number(new URL(address).port);
+  core.port = port;
   const leave = await joinManagementNodes(core, port, VERSION);
   const url = `http://${options.host === "0.0.0.0" ? "127.0.0.1" : options.host}:${port}`;
+
+  for (const module of loaded) {
+    module.start?.();
+  }
+
   ready = true;
   log.info(
     { url: `${url}/zstack/v1`, database: db.dialect, nodeUuid: core.nodeUuid },
@@ -122,11 +130,15 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   };
 }
 
-function buildCore(db: Db, nodeUuid: string, log: Logger): Core {
+function buildCore(db: Db, dataDir: string, log: Logger): Core {
+  const nodeUuid = readNodeUuid(dataDir);
   const bus = new InProcessBus();
   const relay = new Relay(db.kysely, bus, log);
   return {
     nodeUuid,
+    dataDir,
+    port: 0,
+    secrets: SecretBox.open(dataDir),
     db,
     kysely: db.kysely,
     bus,

@@ -1,10 +1,11 @@
+import { computeRoutes } from "./compute.js";
 import type { ApiRoute } from "./declare.js";
 import { identityRoutes } from "./identity.js";
 import { infrastructureRoutes } from "./infrastructure.js";
 import { platformRoutes } from "./platform.js";
 
 export { type ApiKind, type ApiRoute, crud, stateEventEnableDisable, update } from "./declare.js";
-export { identityRoutes, infrastructureRoutes, platformRoutes };
+export { computeRoutes, identityRoutes, infrastructureRoutes, platformRoutes };
 
 /** Every API of the contract. */
 export const apiRoutes: ApiRoute[] = [

@@ -7,11 +7,16 @@ import type { Relay } from "./events.js";
 import type { GlobalConfig } from "./global-config.js";
 import type { JobService } from "./jobs.js";
 import type { KeyedQueue } from "./queues.js";
+import type { SecretBox } from "./secrets.js";
 import type { WorkflowEngine } from "./workflow.js";
 
 /** The machinery every service of the management node shares. */
 export interface Core {
   nodeUuid: string;
+  dataDir: string;
+  /** Port the REST gateway listens on; agents post callbacks and reports to it. */
+  port: number;
+  secrets: SecretBox;
   db: Db;
   kysely: Kysely<Database>;
   bus: Bus;

@@ -286,10 +286,50 @@ async function createJobsAndEvents(db: Db, dialect: DialectName) {
     .execute();
 }
 
+async function createHosts(db: Db) {
+  await resourceColumns(db.schema.createTable("hosts"))
+    .addColumn("zoneUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("clusterUuid", "varchar(32)", (column) =>
+      column.notNull().references("clusters.uuid"),
+    )
+    .addColumn("managementIp", "varchar(253)", (column) => column.notNull().unique())
+    .addColumn("hypervisorType", "varchar(32)", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("status", "varchar(32)", (column) => column.notNull())
+    .addColumn("architecture", "varchar(32)")
+    .addColumn("username", "varchar(64)")
+    .addColumn("sshPort", "integer", (column) => column.notNull())
+    .addColumn("credential", "text")
+    .addColumn("agentSecret", "text", (column) => column.notNull())
+    .addColumn("agentPort", "integer", (column) => column.notNull())
+    .addColumn("facts", "text")
+    .addColumn("accelerator", "varchar(16)")
+    .addColumn("lastError", "text")
+    .execute();
+  await resourceIndexes(db, "hosts");
+  await db.schema.createIndex("hosts_cluster").on("hosts").column("clusterUuid").execute();
+  await db.schema.createIndex("hosts_zone").on("hosts").column("zoneUuid").execute();
+
+  await db.schema
+    .createTable("hostCapacities")
+    .addColumn("uuid", "varchar(32)", (column) =>
+      column.primaryKey().references("hosts.uuid").onDelete("cascade"),
+    )
+    .addColumn("totalCpu", "bigint", (column) => column.notNull())
+    .addColumn("availableCpu", "bigint", (column) => column.notNull())
+    .addColumn("cpuNum", "integer", (column) => column.notNull())
+    .addColumn("totalMemory", "bigint", (column) => column.notNull())
+    .addColumn("availableMemory", "bigint", (column) => column.notNull())
+    .addColumn("totalPhysicalMemory", "bigint", (column) => column.notNull())
+    .addColumn("availablePhysicalMemory", "bigint", (column) => column.notNull())
+    .execute();
+}
+
 /** The forward-only migration set, in order. Never edit a migration that has shipped. */
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     "0001_core": { up: (db) => createCore(db, dialect) },
+    "0002_hosts": { up: (db) => createHosts(db) },
   };
 }
 

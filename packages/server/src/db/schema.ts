@@ -200,6 +200,37 @@ export interface WebHookTable extends ResourceColumns {
   secret: string | null;
 }
 
+export interface HostTable extends ResourceColumns {
+  zoneUuid: string;
+  clusterUuid: string;
+  managementIp: string;
+  hypervisorType: string;
+  state: string;
+  status: string;
+  architecture: string | null;
+  username: string | null;
+  sshPort: number;
+  /** SSH password or private key, encrypted with the node's secret key. */
+  credential: string | null;
+  /** Per-host agent secret, encrypted with the node's secret key. */
+  agentSecret: string;
+  agentPort: number;
+  facts: string | null;
+  accelerator: string | null;
+  lastError: string | null;
+}
+
+export interface HostCapacityTable {
+  uuid: string;
+  totalCpu: number;
+  availableCpu: number;
+  cpuNum: number;
+  totalMemory: number;
+  availableMemory: number;
+  totalPhysicalMemory: number;
+  availablePhysicalMemory: number;
+}
+
 /** The whole schema, as Kysely sees it. */
 export interface Database {
   resources: ResourceIndexTable;
@@ -221,4 +252,6 @@ export interface Database {
   managementNodes: ManagementNodeTable;
   audits: AuditTable;
   webHooks: WebHookTable;
+  hosts: HostTable;
+  hostCapacities: HostCapacityTable;
 }

@@ -1,3 +1,4 @@
+import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.js";
 
 export type FieldType = "string" | "number" | "boolean" | "date";
@@ -28,6 +29,11 @@ export interface ResourceDefinition {
   /** Resources of this type carry system and user tags. */
   taggable?: boolean;
   defaultSort?: string;
+  /** Adds columns from other tables to a page of rows with one batched query. */
+  enrich?(
+    db: Kysely<Database>,
+    rows: Record<string, unknown>[],
+  ): Promise<Record<string, unknown>[]>;
   toInventory(row: Record<string, unknown>): Record<string, unknown>;
 }
 

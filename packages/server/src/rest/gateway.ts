@@ -26,6 +26,7 @@ export interface GatewayOptions {
   metrics: Metrics;
   version: string;
   isReady(): boolean;
+  extraRoutes?: Array<(app: FastifyInstance) => void>;
 }
 
 /** Builds the Fastify app that speaks the ZStack v1 REST contract. */
@@ -73,6 +74,11 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
   registerJobPolling(app, options);
   registerEventStream(app, options);
   registerApiRoutes(app, options);
+
+  for (const addRoutes of options.extraRoutes ?? []) {
+    addRoutes(app);
+  }
+
   return app;
 }
 

@@ -72,8 +72,9 @@ export async function runQuery(
   const result = await sql<
     Record<string, unknown>
   >`select t0.* ${from} ${order} limit ${limit} offset ${start}`.execute(db);
+  const rows = definition.enrich ? await definition.enrich(db, result.rows) : result.rows;
   const inventories = project(
-    result.rows.map((row) => definition.toInventory(row)),
+    rows.map((row) => definition.toInventory(row)),
     request.fields,
     definition,
   );

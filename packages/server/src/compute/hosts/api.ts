@@ -1,0 +1,221 @@
+import { ApiError } from "@tstack/api";
+import type { Core } from "../../core/core.js";
+import { emitEvent } from "../../core/events.js";
+import { newUuid, now } from "../../core/ids.js";
+import { WorkflowError } from "../../core/workflow.js";
+import type { AgentClient } from "../../drivers/agent-client.js";
+import {
+  changeStateHandler,
+  deleteMode,
+  deleteResourceRow,
+  insertResource,
+  inventoryOf,
+  loadResource,
+  queryHandler,
+  updateHandler,
+} from "../../resources/crud.js";
+import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
+import type { ConnectData } from "./connect.js";
+import { setHostStatus } from "./connect.js";
+import { stopLocalAgent } from "./local.js";
+
+const HOST_STATES: Record<string, Record<string, string>> = {
+  Enabled: { enable: "Enabled", disable: "Disabled", maintain: "Maintenance" },
+  Disabled: { enable: "Enabled", disable: "Disabled", maintain: "Maintenance" },
+  PreMaintenance: { enable: "Enabled", disable: "Disabled" },
+  Maintenance: { enable: "Enabled", disable: "Disabled" },
+};
+
+/** Runs the connect workflow of a host and records the outcome in its status. */
+export async function connectHost(core: Core, hostUuid: string, call?: ApiCall) {
+  await setHostStatus(core, hostUuid, "Connecting", null);
+
+  try {
+    await core.queues.run(`host-connect:${hostUuid}`, () =>
+      core.workflows.run<ConnectData>(
+        "connect-host",
+        { hostUuid, jobUuid: call?.jobUuid },
+        { jobUuid: call?.jobUuid, signal: call?.signal },
+      ),
+    );
+  } catch (error) {
+    const reason =
+      error instanceof WorkflowError && error.cause instanceof Error
+        ? error.cause.message
+        : (error as Error).message;
+    await setHostStatus(core, hostUuid, "Disconnected", reason);
+    throw error instanceof WorkflowError && error.cause instanceof ApiError
+      ? error.cause
+      : new ApiError(
+          "operationFailed",
+          `failed to connect host ${hostUuid}: ${reason}`,
+          "fix the cause, then call reconnectHost",
+        );
+  }
+
+  await setHostStatus(core, hostUuid, "Connected", null);
+}
+
+function addKvmHost(): ApiHandler {
+  return {
+    async check(core, call) {
+      const cluster = await core.kysely
+        .selectFrom("clusters")
+        .select(["uuid", "hypervisorType"])
+        .where("uuid", "=", String(call.params.clusterUuid))
+        .executeTakeFirst();
+
+      if (!cluster) {
+        throw new ApiError(
+          "invalidArgument",
+          `params.clusterUuid: cluster ${String(call.params.clusterUuid)} was not found`,
+        );
+      }
+
+      if (cluster.hypervisorType !== "KVM") {
+        throw new ApiError(
+          "invalidArgument",
+          `params.clusterUuid: cluster ${cluster.uuid} is for ${cluster.hypervisorType} hosts; add KVM hosts to a KVM cluster`,
+        );
+      }
+
+      const taken = await core.kysely
+        .selectFrom("hosts")
+        .select("uuid")
+        .where("managementIp", "=", String(call.params.managementIp))
+        .executeTakeFirst();
+
+      if (taken) {
+        throw new ApiError(
+          "invalidArgument",
+          `params.managementIp: host ${taken.uuid} already uses ${String(call.params.managementIp)}`,
+        );
+      }
+    },
+    async run(core, call) {
+      const hostUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
+      await core.transact(async (tx) => {
+        const cluster = await tx
+          .selectFrom("clusters")
+          .select(["zoneUuid"])
+          .where("uuid", "=", String(call.params.clusterUuid))
+          .executeTakeFirstOrThrow();
+        const credential = call.params.password ?? call.params.sshKey;
+        await insertResource(
+          tx,
+          core,
+          "Host",
+          {
+            uuid: hostUuid,
+            name: call.params.name,
+            description: call.params.description ?? null,
+            zoneUuid: cluster.zoneUuid,
+            clusterUuid: call.params.clusterUuid,
+            managementIp: call.params.managementIp,
+            hypervisorType: "KVM",
+            state: "Enabled",
+            status: "Connecting",
+            architecture: null,
+            username: call.params.username,
+            sshPort: call.params.sshPort ?? 22,
+            credential: credential
+              ? core.secrets.seal(
+                  JSON.stringify({ password: call.params.password, sshKey: call.params.sshKey }),
+                )
+              : null,
+            agentSecret: core.secrets.seal(newUuid() + newUuid()),
+            agentPort: core.config.number("host", "agent.port"),
+            facts: null,
+            accelerator: null,
+            lastError: null,
+          },
+          { ...call, params: { ...call.params, resourceUuid: hostUuid } },
+        );
+      });
+
+      await connectHost(core, hostUuid, call);
+      return { inventory: await inventoryOf(core.kysely, "Host", hostUuid) };
+    },
+  };
+}
+
+export function hostHandlers(_agents: AgentClient): ApiHandlers {
+  return {
+    addKVMHost: addKvmHost(),
+    queryHost: queryHandler("Host"),
+    updateHost: updateHandler("Host"),
+    changeHostState: changeStateHandler("Host", HOST_STATES),
+    reconnectHost: {
+      check: async (core, call) =>
+        void (await loadResource(core.kysely, "Host", call.path.uuid!, call.caller)),
+      async run(core, call) {
+        await connectHost(core, call.path.uuid!, call);
+        return { inventory: await inventoryOf(core.kysely, "Host", call.path.uuid!) };
+      },
+    },
+    deleteHost: {
+      async check(core, call) {
+        deleteMode(call);
+        await loadResource(core.kysely, "Host", call.path.uuid!, call.caller);
+      },
+      run: (core, call) =>
+        call.commit(async (tx) => {
+          const host = await loadResource(tx, "Host", call.path.uuid!, call.caller);
+          await tx.deleteFrom("hostCapacities").where("uuid", "=", String(host.uuid)).execute();
+          await deleteResourceRow(tx, "Host", host);
+          // The agent was started by us on this machine; stop it so nothing keeps running unowned.
+          stopLocalAgent(core.config.get("host", "agent.dataDir"));
+          await emitEvent(tx, "/host/delete", {
+            resourceUuid: String(host.uuid),
+            accountUuid: String(host.accountUuid),
+            content: { hostUuid: host.uuid, at: now() },
+          });
+          return {};
+        }),
+    },
+    getCpuMemoryCapacity: {
+      async run(core, call) {
+        const list = (name: string) => {
+          const value = call.query[name];
+          return value === undefined ? [] : Array.isArray(value) ? value : [value];
+        };
+        let query = core.kysely
+          .selectFrom("hostCapacities")
+          .innerJoin("hosts", "hosts.uuid", "hostCapacities.uuid");
+
+        for (const [param, column] of [
+          ["zoneUuids", "hosts.zoneUuid"],
+          ["clusterUuids", "hosts.clusterUuid"],
+          ["hostUuids", "hosts.uuid"],
+        ] as const) {
+          const values = list(param);
+
+          if (values.length > 0) {
+            query = query.where(column, "in", values);
+          }
+        }
+
+        const row = await query
+          .select((eb) => [
+            eb.fn.coalesce(eb.fn.sum<number>("hostCapacities.totalCpu"), eb.lit(0)).as("totalCpu"),
+            eb.fn
+              .coalesce(eb.fn.sum<number>("hostCapacities.availableCpu"), eb.lit(0))
+              .as("availableCpu"),
+            eb.fn
+              .coalesce(eb.fn.sum<number>("hostCapacities.totalMemory"), eb.lit(0))
+              .as("totalMemory"),
+            eb.fn
+              .coalesce(eb.fn.sum<number>("hostCapacities.availableMemory"), eb.lit(0))
+              .as("availableMemory"),
+          ])
+          .executeTakeFirst();
+        return {
+          totalCpu: Number(row?.totalCpu ?? 0),
+          availableCpu: Number(row?.availableCpu ?? 0),
+          totalMemory: Number(row?.totalMemory ?? 0),
+          availableMemory: Number(row?.availableMemory ?? 0),
+        };
+      },
+    },
+  };
+}

@@ -1,0 +1,511 @@
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import type { Logger } from "pino";
+import type { QmpClient, QmpEvent } from "../qmp/index.js";
+import { Reverter } from "../reverter.js";
+import { assertInteger, assertUuid, ValidationError } from "../validate.js";
+import { buildQemuArgs } from "./cmdline.js";
+import { type VmPaths, vmPaths } from "./paths.js";
+import { isAlive, isQemuOf, spawnQemu, waitForExit } from "./process.js";
+import { type ResolvedVmSpec, resolveVmSpec } from "./spec.js";
+import { createTap, deleteTap, tapExists } from "./tap.js";
+import type { Accelerator, VmInfo, VmReport, VmSpec, VmState } from "./types.js";
+
+/** Settings of a QemuDriver. */
+export interface QemuDriverOptions {
+  /** Agent data directory; VM run directories live in `<dataDir>/vms/<uuid>/`. */
+  dataDir: string;
+  accel: Accelerator;
+  logger: Logger;
+  /** Receives VM state changes that the agent did not cause. */
+  onReport: (report: VmReport) => void;
+  /** Milliseconds QEMU may take until QMP answers; 30 s by default. */
+  startTimeoutMs?: number;
+}
+
+/** Options of a VM stop. */
+export interface StopOptions {
+  /** Milliseconds to wait for the guest to power off after the ACPI button; 60 s by default. */
+  timeoutMs?: number;
+  /** Skips the ACPI power button and ends QEMU at once. */
+  force?: boolean;
+}
+
+/** A VM whose QEMU process the agent started or re-adopted, or whose last run it remembers. */
+export interface VmEntry {
+  vmUuid: string;
+  paths: VmPaths;
+  spec: ResolvedVmSpec;
+  state: VmState;
+  pid?: number;
+  qmp?: QmpClient;
+  vncPort?: number;
+  /** Set while the agent itself ends QEMU, so the exit is not reported as a crash. */
+  expectExit: boolean;
+}
+
+const DEFAULT_START_TIMEOUT_MS = 30_000;
+const DEFAULT_STOP_TIMEOUT_MS = 60_000;
+const QUIT_TIMEOUT_MS = 5_000;
+const MAX_CONSOLE_BYTES = 1024 * 1024;
+
+/**
+ * Drives one QEMU process per VM. Operations on one VM run one at a time, and so do the
+ * reactions to QMP events of that VM.
+ */
+export class QemuDriver {
+  readonly #options: QemuDriverOptions;
+  readonly #log: Logger;
+  readonly #vms = new Map<string, VmEntry>();
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(options: QemuDriverOptions) {
+    this.#options = options;
+    this.#log = options.logger.child({ component: "qemu" });
+  }
+
+  /** Starts a VM; starting a VM whose QEMU already runs returns its state unchanged. */
+  start(input: VmSpec): Promise<VmInfo> {
+    const spec = resolveVmSpec(input);
+    return this.serialize(spec.vmUuid, () => this.#start(spec));
+  }
+
+  /** Powers a VM off with the ACPI button, then ends QEMU; an unknown VM counts as stopped. */
+  stop(vmUuid: string, options: StopOptions = {}): Promise<VmInfo> {
+    assertUuid(vmUuid, "vmUuid");
+    return this.serialize(vmUuid, () => this.#stop(vmUuid, options));
+  }
+
+  /** Resets a running VM like a hardware reset button. */
+  reboot(vmUuid: string): Promise<VmInfo> {
+    return this.#command(vmUuid, "system_reset", "Running");
+  }
+
+  /** Pauses a running VM's vCPUs. */
+  pause(vmUuid: string): Promise<VmInfo> {
+    return this.#command(vmUuid, "stop", "Paused");
+  }
+
+  /** Resumes a paused VM. */
+  resume(vmUuid: string): Promise<VmInfo> {
+    return this.#command(vmUuid, "cont", "Running");
+  }
+
+  /**
+   * Sends one QMP command to a running VM, for features built on top of the driver such as
+   * screendumps or disk snapshots. State changes it causes are treated as caused by the guest.
+   */
+  qmpExecute<T = unknown>(vmUuid: string, command: string, args?: Record<string, unknown>) {
+    assertUuid(vmUuid, "vmUuid");
+
+    return this.serialize(vmUuid, async () => {
+      const entry = this.#vms.get(vmUuid);
+
+      if (!entry?.qmp) {
+        throw new ValidationError(`VM ${vmUuid} is not running on this host`);
+      }
+
+      return entry.qmp.execute<T>(command, args);
+    });
+  }
+
+  /** Kills QEMU and removes the VM's taps and run directory. Disk images are never touched. */
+  destroy(vmUuid: string): Promise<void> {
+    assertUuid(vmUuid, "vmUuid");
+    return this.serialize(vmUuid, () => this.#destroy(vmUuid));
+  }
+
+  /** Returns every VM the agent knows, including stopped and crashed ones not yet destroyed. */
+  list(): VmInfo[] {
+    return [...this.#vms.values()].map(toInfo);
+  }
+
+  /** Returns one VM, or undefined when the agent does not know it. */
+  get(vmUuid: string): VmInfo | undefined {
+    const entry = this.#vms.get(vmUuid);
+    return entry && toInfo(entry);
+  }
+
+  /** Asks each running QEMU for its status, so states changed by QEMU itself are current. */
+  async refreshStates(): Promise<VmInfo[]> {
+    const running = [...this.#vms.values()].filter((entry) => entry.qmp && !entry.expectExit);
+
+    await Promise.all(running.map((entry) => this.#refreshState(entry)));
+    return this.list();
+  }
+
+  /** Returns up to `bytes` bytes (at most 1 MiB) from the end of a VM's serial console log. */
+  async consoleTail(vmUuid: string, bytes: number): Promise<string> {
+    assertUuid(vmUuid, "vmUuid");
+    assertInteger(bytes, "bytes", 1, MAX_CONSOLE_BYTES);
+
+    const paths = vmPaths(this.#options.dataDir, vmUuid);
+    const text = await readFile(paths.consoleLog).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") {
+        throw new ValidationError(`VM ${vmUuid} has no console log on this host`);
+      }
+
+      throw error;
+    });
+
+    return text.subarray(Math.max(0, text.length - bytes)).toString("utf8");
+  }
+
+  /** Registers a VM found by re-adoption; used by `adoptVms`. */
+  adopt(entry: VmEntry) {
+    this.#vms.set(entry.vmUuid, entry);
+
+    if (entry.qmp) {
+      this.#watch(entry, entry.qmp);
+    }
+
+    // The guest powered off or panicked while no agent was watching; QEMU still waits for quit.
+    if (entry.qmp && (entry.state === "Stopped" || entry.state === "Crashed")) {
+      this.#reportEnd(entry, entry.state, "VM ended while the agent was not running");
+    }
+  }
+
+  /** Closes the QMP connections; the QEMU processes keep running for the next agent. */
+  close() {
+    for (const entry of this.#vms.values()) {
+      entry.expectExit = true;
+      entry.qmp?.close();
+    }
+  }
+
+  /** Runs `work` after every earlier operation on the same VM has finished. */
+  serialize<T>(vmUuid: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(vmUuid) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(work);
+    const tail = next.catch(() => undefined);
+
+    this.#locks.set(vmUuid, tail);
+    void tail.then(() => {
+      if (this.#locks.get(vmUuid) === tail) {
+        this.#locks.delete(vmUuid);
+      }
+    });
+
+    return next;
+  }
+
+  async #start(spec: ResolvedVmSpec): Promise<VmInfo> {
+    const existing = this.#vms.get(spec.vmUuid);
+
+    if (existing?.pid !== undefined && isAlive(existing.pid)) {
+      return toInfo(existing);
+    }
+
+    const paths = vmPaths(this.#options.dataDir, spec.vmUuid);
+    const log = this.#log.child({ vmUuid: spec.vmUuid });
+    const reverter = new Reverter();
+
+    try {
+      await checkDisks(spec);
+      await this.#prepareRunDir(paths, spec, reverter);
+      await createTaps(spec, reverter);
+
+      const args = buildQemuArgs(spec, paths, this.#options.accel);
+      const timeoutMs = this.#options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+      const qemu = await spawnQemu(args, paths, timeoutMs);
+      reverter.add(`QEMU process ${qemu.pid}`, async () => {
+        process.kill(qemu.pid, "SIGKILL");
+        await qemu.exited;
+      });
+
+      const entry: VmEntry = {
+        vmUuid: spec.vmUuid,
+        paths,
+        spec,
+        state: "Paused",
+        expectExit: true,
+      };
+      entry.pid = qemu.pid;
+      entry.qmp = qemu.qmp;
+      reverter.add("QMP connection", () => qemu.qmp.close());
+
+      await configureAndRun(entry, qemu.qmp, spec);
+      entry.state = "Running";
+      entry.expectExit = false;
+      this.#vms.set(spec.vmUuid, entry);
+      this.#watch(entry, qemu.qmp);
+      reverter.success();
+      log.info({ pid: qemu.pid, vncPort: entry.vncPort }, "VM started");
+      return toInfo(entry);
+    } catch (error) {
+      for (const undoError of await reverter.revert()) {
+        log.error({ err: undoError }, "failed to roll back a VM start");
+      }
+
+      log.error({ err: error }, "failed to start VM");
+      throw error;
+    }
+  }
+
+  async #prepareRunDir(paths: VmPaths, spec: ResolvedVmSpec, reverter: Reverter) {
+    // A leftover directory belongs to an earlier run of this VM whose QEMU is gone.
+    await rm(paths.dir, { recursive: true, force: true });
+    await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+    reverter.add(`run directory ${paths.dir}`, () =>
+      rm(paths.dir, { recursive: true, force: true }),
+    );
+    await writeFile(paths.specFile, JSON.stringify(spec, null, 2), { mode: 0o600 });
+  }
+
+  async #stop(vmUuid: string, options: StopOptions): Promise<VmInfo> {
+    const entry = this.#vms.get(vmUuid);
+
+    if (!entry) {
+      return { vmUuid, state: "Stopped" };
+    }
+
+    if (entry.pid === undefined) {
+      return toInfo(entry);
+    }
+
+    entry.expectExit = true;
+
+    // A paused guest cannot see the power button, so it is stopped the forced way.
+    if (!options.force && entry.state !== "Paused" && entry.qmp) {
+      const timeoutMs = options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+      const poweredOff = await powerDown(entry.qmp, timeoutMs);
+
+      if (!poweredOff) {
+        this.#log.warn({ vmUuid, timeoutMs }, "guest ignored the ACPI power button; ending QEMU");
+      }
+    }
+
+    await this.#endRun(entry, "Stopped", "stopped by the management node");
+    this.#log.info({ vmUuid }, "VM stopped");
+    return toInfo(entry);
+  }
+
+  async #command(vmUuid: string, command: string, state: VmState): Promise<VmInfo> {
+    assertUuid(vmUuid, "vmUuid");
+
+    return this.serialize(vmUuid, async () => {
+      const entry = this.#vms.get(vmUuid);
+
+      if (!entry?.qmp || entry.pid === undefined) {
+        throw new ValidationError(`VM ${vmUuid} is not running on this host`);
+      }
+
+      await entry.qmp.execute(command);
+      entry.state = state;
+      this.#log.info({ vmUuid, command }, "VM command done");
+      return toInfo(entry);
+    });
+  }
+
+  async #destroy(vmUuid: string) {
+    const paths = vmPaths(this.#options.dataDir, vmUuid);
+    const entry = this.#vms.get(vmUuid);
+    const spec = entry?.spec ?? (await readSpec(paths));
+
+    if (entry?.pid !== undefined) {
+      entry.expectExit = true;
+      await killQemu(entry.pid, vmUuid, entry.qmp);
+      entry.qmp?.close();
+    }
+
+    if (spec) {
+      await deleteTaps(spec);
+    }
+
+    await rm(paths.dir, { recursive: true, force: true });
+    this.#vms.delete(vmUuid);
+    this.#log.info({ vmUuid }, "VM destroyed");
+  }
+
+  /** Ends QEMU, removes the taps and records the final state in the run directory. */
+  async #endRun(entry: VmEntry, state: VmState, reason: string) {
+    entry.expectExit = true;
+
+    if (entry.pid !== undefined) {
+      await killQemu(entry.pid, entry.vmUuid, entry.qmp);
+    }
+
+    entry.qmp?.close();
+    entry.qmp = undefined;
+    entry.pid = undefined;
+    entry.vncPort = undefined;
+    entry.state = state;
+    await deleteTaps(entry.spec);
+    await writeFile(entry.paths.stateFile, JSON.stringify({ state, reason }), { mode: 0o600 });
+  }
+
+  #watch(entry: VmEntry, qmp: QmpClient) {
+    qmp.on("event", (event) => this.#onEvent(entry, event));
+    qmp.on("close", () => this.#onClose(entry));
+  }
+
+  #onEvent(entry: VmEntry, event: QmpEvent) {
+    if (event.event === "SHUTDOWN" && event.data?.guest === true) {
+      const reason = `guest powered off (${String(event.data.reason ?? "guest-shutdown")})`;
+      this.#reportEnd(entry, "Stopped", reason);
+    }
+
+    if (event.event === "GUEST_PANICKED") {
+      this.#reportEnd(entry, "Crashed", "guest kernel panicked");
+    }
+  }
+
+  #onClose(entry: VmEntry) {
+    if (entry.expectExit) {
+      return;
+    }
+
+    this.#reportEnd(entry, "Crashed", "QEMU exited unexpectedly");
+  }
+
+  /** Reacts to an end the agent did not cause: ends QEMU, then reports the new state. */
+  #reportEnd(entry: VmEntry, state: VmState, reason: string) {
+    if (entry.expectExit || this.#vms.get(entry.vmUuid) !== entry) {
+      return;
+    }
+
+    entry.expectExit = true;
+    const log = this.#log.child({ vmUuid: entry.vmUuid });
+    log.info({ state, reason }, "VM state changed outside the agent");
+
+    void this.serialize(entry.vmUuid, async () => {
+      await this.#endRun(entry, state, reason);
+      this.#options.onReport({ vmUuid: entry.vmUuid, state, reason });
+    }).catch((error) => log.error({ err: error }, "failed to clean up after the VM ended"));
+  }
+
+  async #refreshState(entry: VmEntry) {
+    try {
+      const status = await entry.qmp!.execute<{ status: string }>("query-status");
+      entry.state = stateOfStatus(status.status);
+    } catch (error) {
+      this.#log.warn({ vmUuid: entry.vmUuid, err: error }, "failed to query VM status");
+    }
+  }
+}
+
+/** Maps a QMP `query-status` status to a VM state. */
+export function stateOfStatus(status: string): VmState {
+  if (status === "running") {
+    return "Running";
+  }
+
+  if (status === "shutdown") {
+    return "Stopped";
+  }
+
+  if (status === "guest-panicked" || status === "internal-error" || status === "io-error") {
+    return "Crashed";
+  }
+
+  return "Paused";
+}
+
+/** Reads the spec a VM was started with from its run directory. */
+export async function readSpec(paths: VmPaths): Promise<ResolvedVmSpec | undefined> {
+  try {
+    return resolveVmSpec(
+      JSON.parse(await readFile(paths.specFile, "utf8")) as VmSpec,
+    ) as ResolvedVmSpec;
+  } catch {
+    return undefined;
+  }
+}
+
+function toInfo(entry: VmEntry): VmInfo {
+  const info: VmInfo = { vmUuid: entry.vmUuid, state: entry.state };
+
+  if (entry.pid !== undefined) {
+    info.pid = entry.pid;
+  }
+
+  if (entry.vncPort !== undefined) {
+    info.vncPort = entry.vncPort;
+  }
+
+  return info;
+}
+
+async function checkDisks(spec: ResolvedVmSpec) {
+  for (const disk of spec.disks) {
+    const info = await stat(disk.path).catch(() => undefined);
+
+    if (!info?.isFile()) {
+      throw new ValidationError(`disk image ${disk.path} of VM ${spec.vmUuid} not found`);
+    }
+  }
+}
+
+async function createTaps(spec: ResolvedVmSpec, reverter: Reverter) {
+  for (const nic of spec.nics) {
+    if (await tapExists(nic.tapName)) {
+      throw new ValidationError(
+        `tap ${nic.tapName} already exists: another VM uses it, or destroy this VM first`,
+      );
+    }
+
+    await createTap(nic.tapName, nic.bridgeName);
+    reverter.add(`tap ${nic.tapName}`, () => deleteTap(nic.tapName));
+  }
+}
+
+async function deleteTaps(spec: ResolvedVmSpec) {
+  for (const nic of spec.nics) {
+    await deleteTap(nic.tapName);
+  }
+}
+
+async function configureAndRun(entry: VmEntry, qmp: QmpClient, spec: ResolvedVmSpec) {
+  if (spec.vncPassword !== undefined) {
+    await qmp.execute("set_password", { protocol: "vnc", password: spec.vncPassword });
+  }
+
+  const vnc = await qmp.execute<{ service?: string }>("query-vnc");
+  const port = Number(vnc.service);
+
+  if (Number.isInteger(port) && port > 0) {
+    entry.vncPort = port;
+  }
+
+  await qmp.execute("cont");
+}
+
+/** Presses the ACPI power button and waits for the guest's SHUTDOWN; false on timeout. */
+async function powerDown(qmp: QmpClient, timeoutMs: number) {
+  let onEvent: ((event: QmpEvent) => void) | undefined;
+  let onClose: (() => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  const done = new Promise<boolean>((resolve) => {
+    onEvent = (event) => event.event === "SHUTDOWN" && resolve(true);
+    onClose = () => resolve(true);
+    timer = setTimeout(() => resolve(false), timeoutMs);
+    qmp.on("event", onEvent);
+    qmp.on("close", onClose);
+  });
+
+  try {
+    await qmp.execute("system_powerdown");
+    return await done;
+  } finally {
+    clearTimeout(timer);
+    qmp.off("event", onEvent!);
+    qmp.off("close", onClose!);
+  }
+}
+
+/** Ends a VM's QEMU with QMP `quit`, then SIGKILL if it is still there after 5 s. */
+async function killQemu(pid: number, vmUuid: string, qmp?: QmpClient) {
+  if (qmp && !qmp.closed) {
+    await qmp.execute("quit", undefined, { timeoutMs: QUIT_TIMEOUT_MS }).catch(() => undefined);
+  }
+
+  if (await waitForExit(pid, QUIT_TIMEOUT_MS)) {
+    return;
+  }
+
+  // The pid is checked again so a reused pid of another process is never killed.
+  if (await isQemuOf(pid, vmUuid)) {
+    process.kill(pid, "SIGKILL");
+    await waitForExit(pid, QUIT_TIMEOUT_MS);
+  }
+}

@@ -11,7 +11,11 @@ export interface NetworkHost {
   netns?: string;
   /** Prefix of the per-L3 DHCP namespaces this host creates, for example `tstack-`. */
   namespacePrefix: string;
-  /** Directory for dnsmasq configuration, leases, metadata and rule state, owned by the agent. */
+  /**
+   * Directory for dnsmasq configuration, leases, metadata and rule state, owned by the agent.
+   * Its path must be traversable by others (mode 0755 directories), because dnsmasq drops root
+   * and rereads its hosts file as an unprivileged user.
+   */
   stateDir: string;
   /** Compiled metadata server script; defaults to `metadata-server.js` beside this module. */
   metadataServerScript?: string;

@@ -1,5 +1,3 @@
-import { readFile } from "node:fs/promises";
-import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../exec.js";
 import { linkExists, listNamespaces, type NetworkHost } from "./host.js";
@@ -9,12 +7,6 @@ import { releaseL2NetworkIfUnused } from "./bridge.js";
 import { tapName } from "./names.js";
 import { Testbed } from "./testbed.js";
 import type { L3NetworkSpec } from "./types.js";
-
-export async function compileMetadataServer(): Promise<string> {
-  const source = await readFile(new URL("./metadata-server.ts", import.meta.url), "utf8");
-  const options = { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 };
-  return ts.transpileModule(source, { compilerOptions: options }).outputText;
-}
 
 const NIC1 = "11111111111111111111111111111111";
 const NIC2 = "22222222222222222222222222222222";
@@ -42,7 +34,7 @@ describe("DHCP and metadata in a namespace", () => {
   let vm2: string;
 
   beforeAll(async () => {
-    await bed.init(await compileMetadataServer());
+    await bed.init();
     host = await bed.addHost("h1");
   });
 

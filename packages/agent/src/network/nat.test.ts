@@ -27,7 +27,7 @@ describe("outbound NAT", () => {
   let outside: string;
 
   beforeAll(async () => {
-    await bed.init("");
+    await bed.init();
     host = await bed.addHost("h1");
     outside = await bed.addNamespace("out");
 

@@ -65,7 +65,7 @@ describe("security groups on a bridge", () => {
   let vm2: string;
 
   beforeAll(async () => {
-    await bed.init("");
+    await bed.init();
     host = await bed.addHost("h1");
     await ensureBridge(host, "br_tqn");
     vm1 = await bed.addVm("vm1", host, tapName(NIC1), "br_tqn", "52:54:00:00:00:01");

@@ -42,11 +42,19 @@ export class Testbed {
   readonly logger = pino({ level: process.env.TQN_LOG_LEVEL ?? "silent" });
   dir = "";
 
-  /** Creates the run's directory; `metadataServerJs` is the compiled metadata server. */
-  async init(metadataServerJs: string): Promise<void> {
+  /**
+   * Creates the run's directory and the metadata server script. Node 20 cannot run TypeScript, so
+   * the server is transpiled here with the workspace's TypeScript, a development dependency.
+   */
+  async init(): Promise<void> {
     this.dir = await mkdtemp(join(tmpdir(), `${this.id}-`));
     await chmod(this.dir, 0o755);
-    await writeFile(join(this.dir, "metadata-server.mjs"), metadataServerJs);
+
+    const ts = (await import("typescript")).default;
+    const source = await readFile(new URL("./metadata-server.ts", import.meta.url), "utf8");
+    const compilerOptions = { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 };
+    const output = ts.transpileModule(source, { compilerOptions }).outputText;
+    await writeFile(join(this.dir, "metadata-server.mjs"), output);
     await writeFile(join(this.dir, "udhcpc.sh"), UDHCPC_SCRIPT);
     await chmod(join(this.dir, "udhcpc.sh"), 0o755);
   }

@@ -6,6 +6,7 @@ import {
   vlanInterfaceName,
   vxlanName,
 } from "./names.js";
+import { serialize } from "./lock.js";
 import type { L2NetworkSpec } from "./types.js";
 import { ensureVlanInterface } from "./vlan.js";
 import { ensureVxlan, findLocalVtep, syncVxlanPeers } from "./vxlan.js";
@@ -97,9 +98,12 @@ export async function deleteTap(host: NetworkHost, nicUuid: string): Promise<voi
  * NOTE: a NoVlan physical interface is enslaved as it is, and any address on it is not moved to
  * the bridge, so it must be an interface dedicated to VM traffic.
  */
-export async function ensureL2Network(host: NetworkHost, spec: L2NetworkSpec): Promise<L2Devices> {
+export function ensureL2Network(host: NetworkHost, spec: L2NetworkSpec): Promise<L2Devices> {
   const devices = l2Devices(spec);
+  return serialize(`l2:${devices.bridge}`, () => ensureLocked(host, spec, devices));
+}
 
+async function ensureLocked(host: NetworkHost, spec: L2NetworkSpec, devices: L2Devices) {
   await Reverter.run(host.logger, async (reverter) => {
     if (await ensureBridge(host, devices.bridge)) {
       reverter.add(`delete bridge ${devices.bridge}`, () => deleteBridge(host, devices.bridge));
@@ -146,12 +150,12 @@ async function ensureUplink(
  * Deletes an L2 network's bridge, and its VLAN or VXLAN device, once no tap or veth other than the
  * uplink is attached. A NoVlan physical interface is only detached. Returns whether it deleted.
  */
-export async function releaseL2NetworkIfUnused(
-  host: NetworkHost,
-  spec: L2NetworkSpec,
-): Promise<boolean> {
+export function releaseL2NetworkIfUnused(host: NetworkHost, spec: L2NetworkSpec): Promise<boolean> {
   const devices = l2Devices(spec);
+  return serialize(`l2:${devices.bridge}`, () => releaseLocked(host, spec, devices));
+}
 
+async function releaseLocked(host: NetworkHost, spec: L2NetworkSpec, devices: L2Devices) {
   if (!(await linkExists(host, devices.bridge))) {
     return false;
   }

@@ -147,3 +147,63 @@ describe("DHCP and metadata in a namespace", () => {
     expect(await linkExists(host, server.bridge)).toBe(false);
   });
 });
+
+describe("DHCP namespace failures and concurrency", () => {
+  const bed = new Testbed();
+  let host: NetworkHost;
+  const other: L3NetworkSpec = {
+    ...l3,
+    l3NetworkUuid: "a8a8a8a8a8a8a8a8a8a8a8a8a8a8a8a8",
+    l2: { type: "NoVlan", l2NetworkUuid: "b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8" },
+  };
+
+  beforeAll(async () => {
+    await bed.init();
+    host = await bed.addHost("h1");
+  });
+
+  afterAll(async () => {
+    await bed.destroy();
+    expect(await bed.leftoverNamespaces()).toEqual([]);
+  });
+
+  it("rejects an invalid DNS server before any change", async () => {
+    const bad = { ...other, dnsServers: ["10.0.0.1\nconf-file=/etc/passwd"] };
+    const apply = applyDhcp(host, { l3: bad, entries: [] });
+
+    await expect(apply).rejects.toThrow(/invalid DNS server "10\.0\.0\.1\\nconf-file/);
+    expect(await bed.leftoverNamespaces()).toEqual([host.netns]);
+    expect(await linkExists(host, "br_b8b8b8b8b8b8")).toBe(false);
+  });
+
+  it("rolls back the namespace when the metadata server fails", async () => {
+    const broken = { ...host, metadataServerScript: `${bed.dir}/missing.mjs` };
+    const apply = applyDhcp(broken, { l3: other, entries: [] });
+
+    await expect(apply).rejects.toThrow(/metadata server exited with code 1/);
+    expect(await bed.leftoverNamespaces()).toEqual([host.netns]);
+    expect(await linkExists(host, "dh_a8a8a8a8a8a8")).toBe(false);
+    expect(await linkExists(host, "br_b8b8b8b8b8b8")).toBe(false);
+
+    const pids = await run("ip", ["netns", "pids", host.netns!]);
+    expect(pids.stdout.trim()).toBe("");
+  });
+
+  it("keeps every entry of concurrent applies", async () => {
+    const entries = Array.from({ length: 4 }, (_, i) => ({
+      mac: `52:54:00:77:08:1${i}`,
+      ip: `10.77.1.${10 + i}`,
+      hostname: `vm${i}`,
+    }));
+
+    await Promise.all(entries.map((entry) => applyDhcp(host, { l3: other, entries: [entry] })));
+
+    const stored = await readDhcpEntries(host, other.l3NetworkUuid);
+    expect(stored).toHaveLength(4);
+
+    const macs = entries.map((entry) => entry.mac);
+    const release = await releaseDhcp(host, { l3NetworkUuid: other.l3NetworkUuid, macs });
+    expect(release.serverDeleted).toBe(true);
+    expect(await bed.leftoverNamespaces()).toEqual([host.netns]);
+  });
+});

@@ -22,6 +22,7 @@ import {
 import { parseCidr, validateIpv4 } from "./ipv4.js";
 import { ensureMetadataServer, stopMetadataServer } from "./metadata.js";
 import { dhcpNamespaceName, dhcpVethNames } from "./names.js";
+import { serialize } from "./lock.js";
 import { readLivePid, stopProcess, waitFor } from "./process.js";
 import { l3StateDir, writeFileAtomic } from "./state.js";
 import type { ApplyDhcpCmd, DhcpEntry, L3NetworkSpec, ReleaseDhcpCmd } from "./types.js";
@@ -53,33 +54,47 @@ function dnsmasqFiles(dir: string): DnsmasqFiles {
  * that keep DHCP on this host. Each step is skipped when already done; a failed first prepare
  * undoes what it created.
  */
-export async function prepareDhcpServer(host: NetworkHost, l3: L3NetworkSpec): Promise<DhcpServer> {
+export function prepareDhcpServer(host: NetworkHost, l3: L3NetworkSpec): Promise<DhcpServer> {
+  return serialize(lockKey(l3.l3NetworkUuid), () => prepareLocked(host, l3));
+}
+
+function lockKey(l3NetworkUuid: string) {
+  return `dhcp:${l3NetworkUuid}`;
+}
+
+async function prepareLocked(host: NetworkHost, l3: L3NetworkSpec): Promise<DhcpServer> {
   const namespace = dhcpNamespaceName(l3.l3NetworkUuid, host.namespacePrefix);
   const veth = dhcpVethNames(l3.l3NetworkUuid);
   const dir = l3StateDir(host, l3.l3NetworkUuid);
-  const devices = await ensureL2Network(host, l3.l2);
-  const server = {
-    namespace,
-    interfaceName: veth.namespaceEnd,
-    bridge: devices.bridge,
-    stateDir: dir,
-  };
 
-  await Reverter.run(host.logger, async (reverter) => {
+  // Rendering checks every address, name and number before the host changes at all.
+  renderDnsmasqConf(l3, veth.namespaceEnd, dnsmasqFiles(dir));
+
+  return Reverter.run(host.logger, async (reverter) => {
+    reverter.add("release L2 network", () => releaseL2NetworkIfUnused(host, l3.l2));
+    const devices = await ensureL2Network(host, l3.l2);
+    const server = {
+      namespace,
+      interfaceName: veth.namespaceEnd,
+      bridge: devices.bridge,
+      stateDir: dir,
+    };
+
     await ensureNamespace(namespace, reverter);
     await ensureVeth(host, server, veth.bridgeEnd, reverter);
     await configureAddresses(server, l3);
     await mkdir(dir, { recursive: true, mode: 0o755 });
     await writeFileAtomic(join(dir, "l3.json"), `${JSON.stringify(l3, null, 2)}\n`);
-    await ensureDnsmasq(host, server, l3);
+    await ensureDnsmasq(host, server, l3, reverter);
     await ensureMetadataServer(host, server, l3);
+    reverter.add("stop metadata server", () => stopMetadataServer(host, l3.l3NetworkUuid));
 
     if (devices.uplink !== undefined) {
       await applyDhcpIsolation(host, l3.l3NetworkUuid, devices.uplink, l3.dhcpServerIp);
     }
-  });
 
-  return server;
+    return server;
+  });
 }
 
 async function ensureNamespace(namespace: string, reverter: Reverter) {
@@ -139,7 +154,12 @@ async function configureAddresses(server: DhcpServer, l3: L3NetworkSpec) {
  * configuration restarts it. dnsmasq forks itself and writes its pid file, so it survives an agent
  * restart and is found again by that file.
  */
-async function ensureDnsmasq(host: NetworkHost, server: DhcpServer, l3: L3NetworkSpec) {
+async function ensureDnsmasq(
+  host: NetworkHost,
+  server: DhcpServer,
+  l3: L3NetworkSpec,
+  reverter: Reverter,
+) {
   const files = dnsmasqFiles(server.stateDir);
   const conf = renderDnsmasqConf(l3, server.interfaceName, files);
   const previous = await readFile(files.conf, "utf8").catch(() => undefined);
@@ -158,6 +178,10 @@ async function ensureDnsmasq(host: NetworkHost, server: DhcpServer, l3: L3Networ
   await writeFile(files.hosts, "", { flag: "a", mode: 0o644 });
   await namespaceRun(server.namespace, "dnsmasq", [`--conf-file=${files.conf}`], {
     timeoutMs: DNSMASQ_START_TIMEOUT_MS,
+  });
+  reverter.add("stop dnsmasq", async () => {
+    const pid = await readLivePid(files.pid, files.conf);
+    return pid === undefined ? undefined : stopProcess(pid);
   });
   await waitFor(
     async () => (await readLivePid(files.pid, files.conf)) !== undefined,
@@ -203,9 +227,13 @@ async function writeEntriesAndReload(
  * Adds or replaces DHCP reservations of an L3 network, preparing its DHCP server first. An entry
  * replaces any earlier one with the same MAC or the same address.
  */
-export async function applyDhcp(host: NetworkHost, cmd: ApplyDhcpCmd): Promise<DhcpServer> {
+export function applyDhcp(host: NetworkHost, cmd: ApplyDhcpCmd): Promise<DhcpServer> {
+  return serialize(lockKey(cmd.l3.l3NetworkUuid), () => applyLocked(host, cmd));
+}
+
+async function applyLocked(host: NetworkHost, cmd: ApplyDhcpCmd): Promise<DhcpServer> {
   const added = cmd.entries.map(validateDhcpEntry);
-  const server = await prepareDhcpServer(host, cmd.l3);
+  const server = await prepareLocked(host, cmd.l3);
   const current = await readDhcpEntries(host, cmd.l3.l3NetworkUuid);
   const kept = current.filter((old) => !added.some((e) => e.mac === old.mac || e.ip === old.ip));
 
@@ -221,7 +249,11 @@ export async function applyDhcp(host: NetworkHost, cmd: ApplyDhcpCmd): Promise<D
  * Removes DHCP reservations by MAC. When the last one goes, the L3 network's namespace, dnsmasq,
  * metadata server and rules are deleted, and the L2 bridge too if nothing else uses it.
  */
-export async function releaseDhcp(host: NetworkHost, cmd: ReleaseDhcpCmd) {
+export function releaseDhcp(host: NetworkHost, cmd: ReleaseDhcpCmd) {
+  return serialize(lockKey(cmd.l3NetworkUuid), () => releaseLocked(host, cmd));
+}
+
+async function releaseLocked(host: NetworkHost, cmd: ReleaseDhcpCmd) {
   const macs = new Set(cmd.macs.map(normalizeMac));
   const current = await readDhcpEntries(host, cmd.l3NetworkUuid);
   const kept = current.filter((entry) => !macs.has(entry.mac));
@@ -231,12 +263,16 @@ export async function releaseDhcp(host: NetworkHost, cmd: ReleaseDhcpCmd) {
     return { serverDeleted: false };
   }
 
-  await deleteDhcpServer(host, cmd.l3NetworkUuid);
+  await deleteLocked(host, cmd.l3NetworkUuid);
   return { serverDeleted: true };
 }
 
 /** Deletes an L3 network's DHCP server on this host and every file and rule it used. */
-export async function deleteDhcpServer(host: NetworkHost, l3NetworkUuid: string): Promise<void> {
+export function deleteDhcpServer(host: NetworkHost, l3NetworkUuid: string): Promise<void> {
+  return serialize(lockKey(l3NetworkUuid), () => deleteLocked(host, l3NetworkUuid));
+}
+
+async function deleteLocked(host: NetworkHost, l3NetworkUuid: string): Promise<void> {
   const dir = l3StateDir(host, l3NetworkUuid);
   const files = dnsmasqFiles(dir);
   const namespace = dhcpNamespaceName(l3NetworkUuid, host.namespacePrefix);

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdir, open, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { METADATA_ADDRESS } from "./dnsmasq-config.js";
@@ -50,6 +50,7 @@ export async function ensureMetadataServer(
 
   await mkdir(files.data, { recursive: true, mode: 0o755 });
   const log = await open(files.log, "a");
+  let exitCode: number | null | undefined;
 
   try {
     const child = spawn(
@@ -61,13 +62,23 @@ export async function ensureMetadataServer(
       ],
       { detached: true, stdio: ["ignore", log.fd, log.fd] },
     );
+    child.on("exit", (code) => {
+      exitCode = code;
+    });
     child.unref();
   } finally {
     await log.close();
   }
 
   await waitFor(
-    async () => (await readLivePid(files.pid, files.data)) !== undefined,
+    async () => {
+      if (exitCode !== undefined) {
+        const tail = (await readFile(files.log, "utf8").catch(() => "")).trim().slice(-500);
+        throw new Error(`metadata server exited with code ${exitCode} at start: ${tail}`);
+      }
+
+      return (await readLivePid(files.pid, files.data)) !== undefined;
+    },
     START_TIMEOUT_MS,
     `metadata server pid file ${files.pid} (see ${files.log})`,
   );

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { ensureL2Network, l2Devices } from "./bridge.js";
 import { hostRun, linkExists, type NetworkHost } from "./host.js";
 import { formatCidr, parseCidr, validateIpv4 } from "./ipv4.js";
+import { serialize } from "./lock.js";
 import { validateUuid } from "./names.js";
 import { applyNftScript, deleteTable, replaceTableScript } from "./nft.js";
 import { writeFileAtomic } from "./state.js";
@@ -10,6 +11,8 @@ import type { NatCmd } from "./types.js";
 
 /** Inet table with the masquerade rules of every NATed L3 network on this host. */
 export const NAT_TABLE = "tstack_nat";
+
+const LOCK_KEY = "nat";
 
 interface NatEntry {
   l3NetworkUuid: string;
@@ -68,7 +71,11 @@ async function loadTable(host: NetworkHost) {
  * NOTE: on an L2 network shared by several hosts each host then answers ARP for the gateway
  * address; nothing yet keeps that ARP from crossing the uplink.
  */
-export async function applyNat(host: NetworkHost, cmd: NatCmd): Promise<void> {
+export function applyNat(host: NetworkHost, cmd: NatCmd): Promise<void> {
+  return serialize(LOCK_KEY, () => applyLocked(host, cmd));
+}
+
+async function applyLocked(host: NetworkHost, cmd: NatCmd) {
   const { l3 } = cmd;
   const cidr = parseCidr(l3.cidr, "L3 network CIDR");
   const gateway = `${validateIpv4(l3.gateway, "gateway")}/${cidr.prefixLength}`;
@@ -94,7 +101,11 @@ export async function applyNat(host: NetworkHost, cmd: NatCmd): Promise<void> {
  * Removes an L3 network's masquerade rule and gateway address. IPv4 forwarding stays on, because
  * other L3 networks or host services may rely on it.
  */
-export async function removeNat(host: NetworkHost, cmd: NatCmd): Promise<void> {
+export function removeNat(host: NetworkHost, cmd: NatCmd): Promise<void> {
+  return serialize(LOCK_KEY, () => removeLocked(host, cmd));
+}
+
+async function removeLocked(host: NetworkHost, cmd: NatCmd) {
   const { l3 } = cmd;
   const cidr = parseCidr(l3.cidr, "L3 network CIDR");
   const gateway = `${validateIpv4(l3.gateway, "gateway")}/${cidr.prefixLength}`;

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -17,11 +18,14 @@ export async function readLivePid(pidFile: string, marker: string): Promise<numb
   return cmdline.split("\0").some((arg) => arg.includes(marker)) ? pid : undefined;
 }
 
-/** Returns whether a process exists. */
+/**
+ * Returns whether a process runs. A zombie counts as gone: a daemonised dnsmasq is reparented to
+ * init, which may reap it only seconds after it exited.
+ */
 export function processExists(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }

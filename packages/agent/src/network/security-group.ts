@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { hostRun, type NetworkHost } from "./host.js";
+import { serialize } from "./lock.js";
 import { validateUuid } from "./names.js";
 import { applyNftScript, deleteTable } from "./nft.js";
 import {
@@ -12,6 +13,7 @@ import { writeFileAtomic } from "./state.js";
 import type { ApplySecurityGroupCmd, NicSecurityRules, RemoveSecurityGroupCmd } from "./types.js";
 
 const REMOTE_GROUPS_FILE = "remote-groups.json";
+const LOCK_KEY = "security-groups";
 
 interface SecurityGroupState {
   nics: Map<string, NicSecurityRules>;
@@ -43,6 +45,16 @@ async function readState(host: NetworkHost): Promise<SecurityGroupState> {
   return { nics, remoteGroups };
 }
 
+/** Drops remote groups that no NIC's rule names any more, so the file does not grow forever. */
+function referencedGroups(state: SecurityGroupState): Record<string, string[]> {
+  const named = new Set(
+    [...state.nics.values()].flatMap((nic) => nic.rules.map((rule) => rule.remoteGroupUuid)),
+  );
+  return Object.fromEntries(
+    Object.entries(state.remoteGroups).filter(([group]) => named.has(group)),
+  );
+}
+
 async function writeState(host: NetworkHost, state: SecurityGroupState, previous: Set<string>) {
   const dir = stateDir(host);
   await mkdir(dir, { recursive: true });
@@ -57,7 +69,8 @@ async function writeState(host: NetworkHost, state: SecurityGroupState, previous
     }
   }
 
-  await writeFileAtomic(join(dir, REMOTE_GROUPS_FILE), `${JSON.stringify(state.remoteGroups)}\n`);
+  const groups = referencedGroups(state);
+  await writeFileAtomic(join(dir, REMOTE_GROUPS_FILE), `${JSON.stringify(groups)}\n`);
 }
 
 /**
@@ -98,7 +111,11 @@ async function commit(host: NetworkHost, before: SecurityGroupState, after: Secu
  * allows it; egress is open until a NIC has an egress rule. ARP, DHCP and packets of established
  * connections always pass.
  */
-export async function applySecurityGroups(host: NetworkHost, cmd: ApplySecurityGroupCmd) {
+export function applySecurityGroups(host: NetworkHost, cmd: ApplySecurityGroupCmd) {
+  return serialize(LOCK_KEY, () => applyLocked(host, cmd));
+}
+
+async function applyLocked(host: NetworkHost, cmd: ApplySecurityGroupCmd) {
   const before = await readState(host);
   const after: SecurityGroupState = {
     nics: new Map(before.nics),
@@ -121,7 +138,11 @@ export async function applySecurityGroups(host: NetworkHost, cmd: ApplySecurityG
 }
 
 /** Removes the chains of the listed NICs; their traffic is then no longer filtered. */
-export async function removeSecurityGroups(host: NetworkHost, cmd: RemoveSecurityGroupCmd) {
+export function removeSecurityGroups(host: NetworkHost, cmd: RemoveSecurityGroupCmd) {
+  return serialize(LOCK_KEY, () => removeLocked(host, cmd));
+}
+
+async function removeLocked(host: NetworkHost, cmd: RemoveSecurityGroupCmd) {
   const before = await readState(host);
   const after: SecurityGroupState = {
     nics: new Map(before.nics),

@@ -1,4 +1,5 @@
 import { deleteLink, hostRun, ipJson, linkExists, type NetworkHost, Reverter } from "./host.js";
+import { serialize } from "./lock.js";
 import {
   bridgeName,
   tapName,
@@ -6,7 +7,6 @@ import {
   vlanInterfaceName,
   vxlanName,
 } from "./names.js";
-import { serialize } from "./lock.js";
 import type { L2NetworkSpec } from "./types.js";
 import { ensureVlanInterface } from "./vlan.js";
 import { ensureVxlan, findLocalVtep, syncVxlanPeers } from "./vxlan.js";

@@ -9,8 +9,8 @@ export function dhcpIsolationTable(l3NetworkUuid: string): string {
 }
 
 /**
- * Installs bridge rules so this host's DHCP server for an L3 network answers only VMs on this
- * host. Every host runs a DHCP server with the same address on a shared L2 network, so DHCP
+ * Installs bridge rules so this host's DHCP server for an L3 network replies only to VMs on
+ * this host. Every host runs a DHCP server with the same address on a shared L2 network, so DHCP
  * (udp 67/68) and ARP for that address must not cross the uplink in either direction.
  * The forward priority -10 runs before the security-group table (priority 100).
  */

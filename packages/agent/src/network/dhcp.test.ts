@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../exec.js";
-import { linkExists, listNamespaces, type NetworkHost } from "./host.js";
-import { applyDhcp, type DhcpServer, readDhcpEntries, releaseDhcp } from "./dhcp.js";
-import { applyUserdata, releaseUserdata } from "./metadata.js";
 import { releaseL2NetworkIfUnused } from "./bridge.js";
+import { applyDhcp, type DhcpServer, readDhcpEntries, releaseDhcp } from "./dhcp.js";
+import { linkExists, listNamespaces, type NetworkHost } from "./host.js";
+import { applyUserdata, releaseUserdata } from "./metadata.js";
 import { tapName } from "./names.js";
 import { Testbed } from "./testbed.js";
 import type { L3NetworkSpec } from "./types.js";

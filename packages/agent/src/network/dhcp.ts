@@ -20,19 +20,19 @@ import {
   Reverter,
 } from "./host.js";
 import { parseCidr, validateIpv4 } from "./ipv4.js";
+import { serialize } from "./lock.js";
 import { ensureMetadataServer, stopMetadataServer } from "./metadata.js";
 import { dhcpNamespaceName, dhcpVethNames } from "./names.js";
-import { serialize } from "./lock.js";
 import { readLivePid, stopProcess, waitFor } from "./process.js";
 import { l3StateDir, writeFileAtomic } from "./state.js";
 import type { ApplyDhcpCmd, DhcpEntry, L3NetworkSpec, ReleaseDhcpCmd } from "./types.js";
 
 const DNSMASQ_START_TIMEOUT_MS = 10_000;
 
-/** Where an L3 network's DHCP server runs on this host. */
+/** Location of an L3 network's DHCP server on this host. */
 export interface DhcpServer {
   namespace: string;
-  /** Interface inside the namespace that holds the DHCP server and metadata addresses. */
+  /** Interface inside the namespace that carries the DHCP server and metadata addresses. */
   interfaceName: string;
   bridge: string;
   stateDir: string;
@@ -51,8 +51,8 @@ function dnsmasqFiles(dir: string): DnsmasqFiles {
 /**
  * Prepares an L3 network's DHCP server on this host: the L2 bridge, a namespace joined to it by a
  * veth pair, the DHCP server and metadata addresses, dnsmasq, the metadata server and the rules
- * that keep DHCP on this host. Each step is skipped when already done; a failed first prepare
- * undoes what it created.
+ * that keep DHCP on this host. Each step is skipped when already done, and a failed first
+ * prepare undoes what it created.
  */
 export function prepareDhcpServer(host: NetworkHost, l3: L3NetworkSpec): Promise<DhcpServer> {
   return serialize(lockKey(l3.l3NetworkUuid), () => prepareLocked(host, l3));
@@ -150,7 +150,7 @@ async function configureAddresses(server: DhcpServer, l3: L3NetworkSpec) {
 }
 
 /**
- * Starts dnsmasq in the namespace unless it already runs with the same configuration; a changed
+ * Starts dnsmasq in the namespace unless it already runs with the same configuration. A changed
  * configuration restarts it. dnsmasq forks itself and writes its pid file, so it survives an agent
  * restart and is found again by that file.
  */

@@ -74,7 +74,7 @@ export function renderHostsFile(entries: readonly DhcpEntry[]): string {
 }
 
 /**
- * Renders dnsmasq's configuration for one L3 network. The server only answers MACs listed in the
+ * Renders dnsmasq's configuration for one L3 network. The server only replies to MACs listed in the
  * hosts file (`static` range), reads neither the host's /etc/resolv.conf nor /etc/hosts, and
  * sends a classless static route (option 121) to the metadata address via the DHCP server.
  * Option 121 makes RFC 3442 clients ignore the router option, so it repeats the default route.

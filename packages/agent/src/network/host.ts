@@ -4,7 +4,7 @@ import { validateNamespacePrefix } from "./names.js";
 
 /**
  * The host whose networking the functions in this directory change. On a real host `netns` is
- * unset; tests set it to a network namespace that stands in for a whole host.
+ * unset, while tests set it to a network namespace that acts as a whole host.
  */
 export interface NetworkHost {
   /** Network namespace that acts as the host's root namespace, or undefined for the real one. */
@@ -89,9 +89,9 @@ export function validateHost(host: NetworkHost): NetworkHost {
 }
 
 /**
- * Undo steps of a multi-step host change. Each step registers its undo right after it succeeds;
- * `rollback` runs them newest first and logs, but does not raise, undo failures so the original
- * error stays the one reported.
+ * Undo steps of a multi-step host change. Each step registers its undo right after it succeeds.
+ * `rollback` runs them newest first. It logs undo failures instead of raising them, so the
+ * original error stays the one reported.
  */
 export class Reverter {
   private readonly undos: { description: string; undo: () => Promise<unknown> }[] = [];

@@ -1,8 +1,8 @@
 /**
  * Metadata server for one L3 network, run by the agent inside the L3's DHCP namespace as
  * `node metadata-server.js --dir DIR --address ADDRESS --port PORT --pid-file FILE`.
- * It answers each guest from DIR/<guest IPv4 address>/, files the agent writes, so a guest only
- * ever sees its own data. It imports nothing but Node's standard library so it runs on its own.
+ * It serves each guest from DIR/<guest IPv4 address>/, files the agent writes, so a guest only
+ * ever receives its own data. It imports nothing but Node's standard library so it runs on its own.
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";

@@ -68,8 +68,8 @@ async function loadTable(host: NetworkHost) {
 /**
  * Makes this host the gateway of an L3 network with outbound NAT: the gateway address on the L3's
  * bridge, IPv4 forwarding on, and a masquerade rule for the L3's CIDR. Repeating it changes nothing.
- * NOTE: on an L2 network shared by several hosts each host then answers ARP for the gateway
- * address; nothing yet keeps that ARP from crossing the uplink.
+ * NOTE: on an L2 network shared by several hosts each host then replies to ARP requests for
+ * the gateway address, and no rule yet keeps them from crossing the uplink.
  */
 export function applyNat(host: NetworkHost, cmd: NatCmd): Promise<void> {
   return serialize(LOCK_KEY, () => applyLocked(host, cmd));

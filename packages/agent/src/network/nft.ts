@@ -16,7 +16,7 @@ export function validateTableName(name: string): string {
 
 /**
  * Returns script lines that replace a table in one transaction: declaring it first makes the
- * delete valid when the table does not exist yet, so no packet ever sees a half-built table.
+ * delete valid when the table does not exist yet, so no packet ever meets a half-built table.
  */
 export function replaceTableScript(family: NftFamily, name: string, body: string): string {
   validateTableName(name);

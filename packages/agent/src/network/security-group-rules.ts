@@ -3,12 +3,12 @@
  *
  * The bridge family filters by bridge port (the VM NIC's tap), but on this kernel it cannot use
  * conntrack: `ct` in a bridge table fails with "Protocol error" because nf_conntrack_bridge is
- * not built. So the inet table, which sees bridged IPv4/IPv6 through br_netfilter, marks packets
+ * not built. So the inet table, which receives bridged IPv4/IPv6 through br_netfilter, marks packets
  * of established or related connections with ESTABLISHED_MARK, and the bridge table, which runs
  * after br_netfilter's forward hook (priority 100 > 0), accepts marked packets and applies the
  * per-NIC rules to the rest.
  */
-import { parseCidr, formatCidr, validateIpv4 } from "./ipv4.js";
+import { formatCidr, parseCidr, validateIpv4 } from "./ipv4.js";
 import { shortId, tapName } from "./names.js";
 import { replaceTableScript } from "./nft.js";
 import type { NicSecurityRules, SecurityGroupRule } from "./types.js";
@@ -70,7 +70,7 @@ function protocolMatch(rule: SecurityGroupRule): string {
   }
 }
 
-/** Compiles one rule to an nft statement; ingress matches the source, egress the destination. */
+/** Compiles one rule to an nft statement. Ingress rules match the source, egress the destination. */
 export function compileRule(rule: SecurityGroupRule): string {
   const field = rule.direction === "ingress" ? "ip saddr" : "ip daddr";
   let peer = "";

@@ -59,7 +59,7 @@ export class Testbed {
     await chmod(join(this.dir, "udhcpc.sh"), 0o755);
   }
 
-  /** Creates a namespace that stands in for a host, with its own agent state directory. */
+  /** Creates a namespace that acts as a host, with its own agent state directory. */
   async addHost(label: string): Promise<NetworkHost> {
     const netns = await this.addNamespace(label);
     await run("ip", ["netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ip_forward=0"]);
@@ -80,8 +80,8 @@ export class Testbed {
   }
 
   /**
-   * Creates a "VM": a namespace whose eth0 is one end of a veth pair; the other end, named like
-   * the VM NIC's tap, joins `bridge` in the host namespace.
+   * Creates a "VM": a namespace whose eth0 is one end of a veth pair. The other end is named like
+   * the VM NIC's tap and joins `bridge` in the host namespace.
    */
   async addVm(label: string, host: NetworkHost, port: string, bridge: string, mac: string) {
     const vm = await this.addNamespace(label);

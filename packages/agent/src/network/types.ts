@@ -87,7 +87,7 @@ export interface ApplyUserdataCmd {
   /** VM uuid, served as `instance-id`. */
   vmUuid: string;
   hostname: string;
-  /** cloud-init user-data; unset makes `/latest/user-data` answer 404. */
+  /** cloud-init user-data; unset makes `/latest/user-data` return 404. */
   userdata?: string;
 }
 

@@ -105,15 +105,15 @@ export async function syncVxlanPeers(
   localVtep?: string,
 ): Promise<{ added: string[]; removed: string[] }> {
   const device = vxlanName(vni);
-  const wanted = new Set(peerVteps.map((peer) => validateIpv4(peer, "peer VTEP")));
+  const desired = new Set(peerVteps.map((peer) => validateIpv4(peer, "peer VTEP")));
 
   if (localVtep !== undefined) {
-    wanted.delete(localVtep);
+    desired.delete(localVtep);
   }
 
   const current = new Set(await listVxlanPeers(host, vni));
-  const added = [...wanted].filter((peer) => !current.has(peer));
-  const removed = [...current].filter((peer) => !wanted.has(peer));
+  const added = [...desired].filter((peer) => !current.has(peer));
+  const removed = [...current].filter((peer) => !desired.has(peer));
 
   for (const peer of added) {
     await hostRun(host, "bridge", ["fdb", "append", FLOOD_MAC, "dst", peer, "dev", device]);

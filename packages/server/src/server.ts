@@ -61,7 +61,6 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const core = buildCore(db, options.dataDir, log);
   defineCoreConfig(core);
   registerConfigResources(core);
-  await core.config.load();
 
   const sessions = new SessionService(core);
   const loaded = modules(sessions, VERSION);
@@ -69,6 +68,9 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   for (const module of loaded) {
     await module.register?.(core);
   }
+
+  // After the modules, so the configurations they declare are stored too.
+  await core.config.load();
 
   await bootstrapAdmin(core, options);
   await recover(core);

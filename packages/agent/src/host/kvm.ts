@@ -1,4 +1,4 @@
-import { access, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CommandError, run } from "../exec.js";
@@ -72,6 +72,19 @@ export async function probeAccelerator(): Promise<AcceleratorProbe> {
 
   if (!hasDevice) {
     return { accel: "tcg", reason: "/dev/kvm does not exist" };
+  }
+
+  // A guest CPU without vmx or svm is itself virtualized. There a KVM guest can get far
+  // (the probe's boot sector even reaches long mode) and still stop with "KVM internal error.
+  // Suberror: 1" when KVM has to emulate an instruction, as SYSLINUX's mode switches need.
+  const flags = await readFile("/proc/cpuinfo", "utf8").catch(() => "");
+
+  if (!/^flags\s*:.*\b(vmx|svm)\b/m.test(flags)) {
+    return {
+      accel: "tcg",
+      reason:
+        "/dev/kvm exists but the CPU flags show neither vmx nor svm, so KVM is nested and unreliable",
+    };
   }
 
   const probe = await acceleratorWorks("kvm");

@@ -12,4 +12,5 @@ export const apiRoutes: ApiRoute[] = [
   ...identityRoutes,
   ...infrastructureRoutes,
   ...platformRoutes,
+  ...computeRoutes,
 ];

@@ -124,7 +124,8 @@ export async function inventoryOf(db: Executor, type: string, uuid: string) {
     .selectAll()
     .where(definition.key, "=", uuid)
     .executeTakeFirstOrThrow()) as Row;
-  return definition.toInventory(row);
+  const [enriched] = definition.enrich ? await definition.enrich(db as never, [row]) : [row];
+  return definition.toInventory(enriched ?? row);
 }
 
 /**

@@ -252,18 +252,8 @@ async function saveFactsAndCapacity(
   const reserved = core.config.number("host", "reservedMemory");
   const totalCpu = Math.floor(capacity.cpuNum * ratio);
   const totalMemory = Math.max(0, capacity.totalMemory - reserved);
-  const accelerator =
-    typeof facts.accelerator === "string"
-      ? facts.accelerator
-      : (facts.kvm as { usable?: boolean } | undefined)?.usable
-        ? "kvm"
-        : "tcg";
-  const architecture =
-    typeof facts.architecture === "string"
-      ? facts.architecture
-      : typeof (facts.cpu as { architecture?: string } | undefined)?.architecture === "string"
-        ? (facts.cpu as { architecture: string }).architecture
-        : "x86_64";
+  const accelerator = facts.accel === "kvm" ? "kvm" : "tcg";
+  const architecture = "x86_64";
 
   await core.transact(async (tx) => {
     await tx

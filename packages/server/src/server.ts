@@ -14,6 +14,7 @@ import { KeyedQueue } from "./core/queues.js";
 import { SecretBox } from "./core/secrets.js";
 import { WorkflowEngine } from "./core/workflow.js";
 import { type Db, openDatabase } from "./db/connect.js";
+import { AgentClient } from "./drivers/agent-client.js";
 import { hashPassword } from "./identity/passwords.js";
 import { insertDefaultQuotas } from "./identity/quotas.js";
 import { SessionService } from "./identity/sessions.js";
@@ -136,7 +137,7 @@ function buildCore(db: Db, dataDir: string, log: Logger): Core {
   const nodeUuid = readNodeUuid(dataDir);
   const bus = new InProcessBus();
   const relay = new Relay(db.kysely, bus, log);
-  return {
+  const core: Core = {
     nodeUuid,
     dataDir,
     port: 0,
@@ -151,7 +152,11 @@ function buildCore(db: Db, dataDir: string, log: Logger): Core {
     config: new GlobalConfig(db.kysely),
     log,
     transact: transactor(db.kysely, relay),
+    agents: undefined as unknown as AgentClient,
+    services: {},
   };
+  core.agents = new AgentClient(core);
+  return core;
 }
 
 /** The node keeps its uuid across restarts, so it can recognise the jobs it owned before a crash. */

@@ -95,3 +95,65 @@ export async function raw(
 
   return { status: response.status, text, json, headers: response.headers };
 }
+
+/** Frees a loopback port for a process the test starts. */
+export async function freePort() {
+  const { createServer } = await import("node:net");
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  const { port } = server.address() as { port: number };
+  await new Promise((done) => server.close(done));
+  return port;
+}
+
+/**
+ * Adds this machine as a KVM host with its agent in a temporary data directory, on a free port.
+ * Returns the zone, cluster and host uuids and a cleanup that stops the agent.
+ */
+export async function addLocalHost(t: TestServer) {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { runningAgentPid } = await import("../src/compute/hosts/local.js");
+  const agentDir = mkdtempSync(join(tmpdir(), "tstack-agent-"));
+  await t.admin.call("updateGlobalConfig", {
+    path: { category: "host", name: "agent.dataDir" },
+    params: { value: agentDir },
+  });
+  await t.admin.call("updateGlobalConfig", {
+    path: { category: "host", name: "agent.port" },
+    params: { value: String(await freePort()) },
+  });
+  const zone = (
+    await t.admin.call<{ inventory: { uuid: string } }>("createZone", { params: { name: "zone" } })
+  ).inventory;
+  const cluster = (
+    await t.admin.call<{ inventory: { uuid: string } }>("createCluster", {
+      params: { zoneUuid: zone.uuid, name: "kvm", hypervisorType: "KVM" },
+    })
+  ).inventory;
+  const host = (
+    await t.admin.call<{ inventory: { uuid: string } }>("addKVMHost", {
+      params: {
+        name: "local",
+        managementIp: "127.0.0.1",
+        username: "root",
+        clusterUuid: cluster.uuid,
+      },
+    })
+  ).inventory;
+
+  return {
+    zoneUuid: zone.uuid,
+    clusterUuid: cluster.uuid,
+    hostUuid: host.uuid,
+    agentDir,
+    async cleanup() {
+      const pid = runningAgentPid(agentDir);
+
+      if (pid) {
+        process.kill(pid, "SIGKILL");
+      }
+
+      rmSync(agentDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,7 +1,9 @@
 import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
+import type { Services } from "../compute/vm-resources.js";
 import type { Db } from "../db/connect.js";
 import type { Database } from "../db/schema.js";
+import type { AgentClient } from "../drivers/agent-client.js";
 import type { Bus } from "./bus.js";
 import type { Relay } from "./events.js";
 import type { GlobalConfig } from "./global-config.js";
@@ -17,6 +19,10 @@ export interface Core {
   /** Port the REST gateway listens on; agents post callbacks and reports to it. */
   port: number;
   secrets: SecretBox;
+  /** Signed commands to host agents. */
+  agents: AgentClient;
+  /** Contracts one module offers another, filled in at registration. */
+  services: Services;
   db: Db;
   kysely: Kysely<Database>;
   bus: Bus;

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Core } from "../../core/core.js";
-import { AgentClient } from "../../drivers/agent-client.js";
+import type { AgentClient } from "../../drivers/agent-client.js";
 import type { Module } from "../../modules.js";
 import { connectHost, hostHandlers } from "./api.js";
 import { defineHostConfig } from "./config.js";
@@ -19,7 +19,7 @@ export function hostModule(): Module & { agents(): AgentClient } {
     agents: () => agents!,
     register(registered: Core) {
       core = registered;
-      agents = new AgentClient(registered);
+      agents = registered.agents;
       defineHostConfig(registered);
       registered.workflows.register<ConnectData>({
         name: "connect-host",

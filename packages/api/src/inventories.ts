@@ -169,3 +169,23 @@ export const HostInventory = Type.Object({
   lastError: Type.Union([Type.String(), Type.Null()]),
 });
 export type HostInventory = Static<typeof HostInventory>;
+
+export const VmInstanceInventory = Type.Object({
+  ...InventoryCommon,
+  zoneUuid: Type.Union([Uuid, Type.Null()]),
+  clusterUuid: Type.Union([Uuid, Type.Null()]),
+  hostUuid: Type.Union([Uuid, Type.Null()]),
+  lastHostUuid: Type.Union([Uuid, Type.Null()]),
+  imageUuid: Type.Union([Uuid, Type.Null()]),
+  instanceOfferingUuid: Type.Union([Uuid, Type.Null()]),
+  rootVolumeUuid: Type.Union([Uuid, Type.Null()]),
+  defaultL3NetworkUuid: Type.Union([Uuid, Type.Null()]),
+  type: Type.String(),
+  hypervisorType: Type.String(),
+  state: Type.String(),
+  cpuNum: Type.Integer(),
+  memorySize: Type.Integer(),
+  platform: Type.String(),
+  allocatorStrategy: Type.Union([Type.String(), Type.Null()]),
+});
+export type VmInstanceInventory = Static<typeof VmInstanceInventory>;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { clusterHandlers } from "./compute/clusters.js";
 import { hostModule } from "./compute/hosts/module.js";
 import { offeringHandlers } from "./compute/offerings.js";
+import { vmModule } from "./compute/vms/module.js";
 import { registerZoneWorkflows, zoneHandlers } from "./compute/zones.js";
 import type { Core } from "./core/core.js";
 import { identityHandlers } from "./identity/api.js";
@@ -39,5 +40,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     { handlers: jobHandlers },
     { handlers: nodeHandlers(version) },
     hostModule(),
+    vmModule(),
   ];
 }

@@ -78,8 +78,8 @@ export interface NicService {
   releaseNicsOnHost(vmUuid: string, hostUuid: string): Promise<void>;
   /** Deletes the VM's NICs and returns their IP addresses to the ranges. */
   deleteNics(vmUuid: string): Promise<void>;
-  /** L2 networks a VM with these L3 networks needs, so the allocator can pick clusters attached to them. */
-  l2NetworksOf(l3NetworkUuids: string[]): Promise<string[]>;
+  /** Clusters attached to the L2 networks of all these L3 networks, for the host allocator. */
+  clustersReaching?(l3NetworkUuids: string[]): Promise<string[]>;
 }
 
 /** Services that modules provide to each other. */

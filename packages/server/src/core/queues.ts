@@ -16,6 +16,11 @@ export class KeyedQueue {
     return total;
   }
 
+  /** Whether a task with this key is running or waiting. */
+  isBusy(key: string) {
+    return this.queues.has(key);
+  }
+
   async run<T>(key: string, task: () => Promise<T>, concurrency = 1): Promise<T> {
     await this.acquire(key, concurrency);
 

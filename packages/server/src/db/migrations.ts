@@ -325,11 +325,40 @@ async function createHosts(db: Db) {
     .execute();
 }
 
+async function createVms(db: Db) {
+  await resourceColumns(db.schema.createTable("vmInstances"))
+    .addColumn("zoneUuid", "varchar(32)")
+    .addColumn("clusterUuid", "varchar(32)")
+    .addColumn("hostUuid", "varchar(32)")
+    .addColumn("lastHostUuid", "varchar(32)")
+    .addColumn("imageUuid", "varchar(32)")
+    .addColumn("instanceOfferingUuid", "varchar(32)")
+    .addColumn("rootVolumeUuid", "varchar(32)")
+    .addColumn("defaultL3NetworkUuid", "varchar(32)")
+    .addColumn("type", "varchar(32)", (column) => column.notNull())
+    .addColumn("hypervisorType", "varchar(32)", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("cpuNum", "integer", (column) => column.notNull())
+    .addColumn("memorySize", "bigint", (column) => column.notNull())
+    .addColumn("platform", "varchar(32)", (column) => column.notNull())
+    .addColumn("allocatorStrategy", "varchar(128)")
+    .addColumn("expungeDate", "varchar(32)")
+    .execute();
+  await resourceIndexes(db, "vmInstances");
+  await db.schema
+    .createIndex("vm_instances_host")
+    .on("vmInstances")
+    .columns(["hostUuid", "state"])
+    .execute();
+  await db.schema.createIndex("vm_instances_state").on("vmInstances").column("state").execute();
+}
+
 /** The forward-only migration set, in order. Never edit a migration that has shipped. */
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     "0001_core": { up: (db) => createCore(db, dialect) },
     "0002_hosts": { up: (db) => createHosts(db) },
+    "0005_vms": { up: (db) => createVms(db) },
   };
 }
 

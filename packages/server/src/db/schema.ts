@@ -231,6 +231,26 @@ export interface HostCapacityTable {
   availablePhysicalMemory: number;
 }
 
+export interface VmInstanceTable extends ResourceColumns {
+  zoneUuid: string | null;
+  clusterUuid: string | null;
+  hostUuid: string | null;
+  lastHostUuid: string | null;
+  imageUuid: string | null;
+  instanceOfferingUuid: string | null;
+  rootVolumeUuid: string | null;
+  defaultL3NetworkUuid: string | null;
+  type: string;
+  hypervisorType: string;
+  state: string;
+  cpuNum: number;
+  memorySize: number;
+  platform: string;
+  allocatorStrategy: string | null;
+  /** When a Destroyed VM is expunged by the garbage collector. */
+  expungeDate: string | null;
+}
+
 /** The whole schema, as Kysely sees it. */
 export interface Database {
   resources: ResourceIndexTable;
@@ -254,4 +274,5 @@ export interface Database {
   webHooks: WebHookTable;
   hosts: HostTable;
   hostCapacities: HostCapacityTable;
+  vmInstances: VmInstanceTable;
 }

@@ -54,6 +54,7 @@ export async function connectHost(core: Core, hostUuid: string, call?: ApiCall) 
   }
 
   await setHostStatus(core, hostUuid, "Connected", null);
+  await core.bus.publish("host.connected", { hostUuid });
 }
 
 function addKvmHost(): ApiHandler {

@@ -1,0 +1,321 @@
+import { ApiError } from "@tstack/api";
+import type { Core } from "../../core/core.js";
+import { newUuid } from "../../core/ids.js";
+import { WorkflowError } from "../../core/workflow.js";
+import { checkQuota } from "../../identity/quotas.js";
+import {
+  insertResource,
+  inventoryOf,
+  loadResource,
+  queryHandler,
+  updateHandler,
+} from "../../resources/crud.js";
+import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
+import { agentTarget } from "../hosts/connect.js";
+import { checkAction, loadVm } from "./state.js";
+import { ALLOWED_ACTIONS } from "./states.js";
+import type { VmData } from "./workflows.js";
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** Checks the VM system tags tstack reads: hostname, static IPs and userdata. */
+function checkVmTags(tags: string[], l3NetworkUuids: string[]) {
+  const staticIps: Record<string, string> = {};
+
+  for (const tag of tags) {
+    const [key, ...rest] = tag.split("::");
+
+    if (key === "hostname" && !DNS_LABEL.test(rest.join("::"))) {
+      throw new ApiError(
+        "invalidArgument",
+        `systemTags: hostname '${rest.join("::")}' is not a DNS label (letters, digits and '-', at most 63, not starting or ending with '-')`,
+      );
+    }
+
+    if (key === "staticIp") {
+      const [l3Uuid, ip] = rest;
+
+      if (!l3Uuid || !ip || !IPV4.test(ip) || !l3NetworkUuids.includes(l3Uuid)) {
+        throw new ApiError(
+          "invalidArgument",
+          `systemTags: invalid '${tag}'; expected staticIp::<uuid of one of the VM's L3 networks>::<IPv4 address>`,
+        );
+      }
+
+      staticIps[l3Uuid] = ip;
+    }
+
+    if (key === "userdata" && rest.join("::").length > 65536) {
+      throw new ApiError("invalidArgument", "systemTags: userdata is longer than 64 KiB");
+    }
+  }
+
+  return staticIps;
+}
+
+async function offeringSize(core: Core, params: Record<string, unknown>) {
+  if (params.instanceOfferingUuid) {
+    const offering = await core.kysely
+      .selectFrom("instanceOfferings")
+      .select(["cpuNum", "memorySize", "state"])
+      .where("uuid", "=", String(params.instanceOfferingUuid))
+      .executeTakeFirst();
+
+    if (!offering) {
+      throw new ApiError(
+        "invalidArgument",
+        `params.instanceOfferingUuid: instance offering ${String(params.instanceOfferingUuid)} was not found`,
+      );
+    }
+
+    if (offering.state !== "Enabled") {
+      throw new ApiError(
+        "invalidArgument",
+        `params.instanceOfferingUuid: instance offering ${String(params.instanceOfferingUuid)} is ${offering.state}`,
+      );
+    }
+
+    return { cpuNum: offering.cpuNum, memorySize: Number(offering.memorySize) };
+  }
+
+  if (params.cpuNum === undefined || params.memorySize === undefined) {
+    throw new ApiError(
+      "invalidArgument",
+      "params: give instanceOfferingUuid, or both cpuNum and memorySize",
+    );
+  }
+
+  return { cpuNum: Number(params.cpuNum), memorySize: Number(params.memorySize) };
+}
+
+function workflowFailure(error: unknown) {
+  if (error instanceof WorkflowError && error.cause instanceof ApiError) {
+    return new ApiError(
+      error.cause.kind,
+      `${error.cause.details} (step ${error.step}; everything it did was rolled back)`,
+      error.cause.elaboration,
+    );
+  }
+
+  return error;
+}
+
+const createVm: ApiHandler = {
+  async check(core, call) {
+    await offeringSize(core, call.params);
+    checkVmTags(call.systemTags, (call.params.l3NetworkUuids as string[] | undefined) ?? []);
+    const l3s = (call.params.l3NetworkUuids as string[] | undefined) ?? [];
+
+    if (
+      call.params.defaultL3NetworkUuid &&
+      !l3s.includes(String(call.params.defaultL3NetworkUuid))
+    ) {
+      throw new ApiError(
+        "invalidArgument",
+        "params.defaultL3NetworkUuid must be one of params.l3NetworkUuids",
+      );
+    }
+  },
+  async run(core, call) {
+    const size = await offeringSize(core, call.params);
+    const l3NetworkUuids = (call.params.l3NetworkUuids as string[] | undefined) ?? [];
+    const staticIps = checkVmTags(call.systemTags, l3NetworkUuids);
+    const vmUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
+    const account = { uuid: call.caller.accountUuid, isAdmin: call.caller.isAdmin };
+
+    await core.transact(async (tx) => {
+      await checkQuota(tx, account, "vm.num", 1);
+      await checkQuota(tx, account, "vm.cpuNum", size.cpuNum);
+      await checkQuota(tx, account, "vm.memorySize", size.memorySize);
+      await insertResource(
+        tx,
+        core,
+        "VmInstance",
+        {
+          uuid: vmUuid,
+          name: call.params.name,
+          description: call.params.description ?? null,
+          zoneUuid: call.params.zoneUuid ?? null,
+          clusterUuid: null,
+          hostUuid: null,
+          lastHostUuid: null,
+          imageUuid: call.params.imageUuid,
+          instanceOfferingUuid: call.params.instanceOfferingUuid ?? null,
+          rootVolumeUuid: null,
+          defaultL3NetworkUuid: call.params.defaultL3NetworkUuid ?? l3NetworkUuids[0] ?? null,
+          type: "UserVm",
+          hypervisorType: "KVM",
+          state: "Created",
+          cpuNum: size.cpuNum,
+          memorySize: size.memorySize,
+          platform: "Linux",
+          allocatorStrategy: "DefaultHostAllocatorStrategy",
+          expungeDate: null,
+        },
+        { ...call, params: { ...call.params, resourceUuid: vmUuid } },
+      );
+    });
+
+    const strategy = String(call.params.strategy ?? "InstantStart");
+    const data: VmData = {
+      vmUuid,
+      jobUuid: call.jobUuid,
+      l3NetworkUuids,
+      staticIps,
+      rootDiskSize: call.params.rootDiskSize as number | undefined,
+      requestedHostUuid: call.params.hostUuid as string | undefined,
+      requestedClusterUuid: call.params.clusterUuid as string | undefined,
+      endState:
+        strategy === "InstantStart" ? "Running" : strategy === "JustCreate" ? "Created" : "Stopped",
+    };
+
+    try {
+      await core.workflows.run(
+        strategy === "InstantStart" ? "create-vm" : "create-vm-stopped",
+        data,
+        { jobUuid: call.jobUuid, signal: call.signal },
+      );
+    } catch (error) {
+      throw workflowFailure(error);
+    }
+
+    return { inventory: await inventoryOf(core.kysely, "VmInstance", vmUuid) };
+  },
+};
+
+/** An action that checks the VM's state, then runs a workflow in the VM's queue. */
+function vmAction(
+  apiName: string,
+  workflow: string,
+  data: (call: ApiCall) => Partial<VmData> = () => ({}),
+): ApiHandler {
+  return {
+    async check(core, call) {
+      await loadResource(core.kysely, "VmInstance", call.path.uuid!, call.caller);
+      checkAction(await loadVm(core.kysely, call.path.uuid!), apiName, ALLOWED_ACTIONS[apiName]!);
+    },
+    async run(core, call) {
+      const vm = await loadVm(core.kysely, call.path.uuid!);
+      checkAction(vm, apiName, ALLOWED_ACTIONS[apiName]!);
+
+      try {
+        await core.workflows.run(
+          workflow,
+          { vmUuid: vm.uuid, jobUuid: call.jobUuid, ...data(call) },
+          { jobUuid: call.jobUuid, signal: call.signal },
+        );
+      } catch (error) {
+        throw workflowFailure(error);
+      }
+
+      return workflow === "expunge-vm"
+        ? {}
+        : { inventory: await inventoryOf(core.kysely, "VmInstance", vm.uuid) };
+    },
+  };
+}
+
+export const vmHandlers: ApiHandlers = {
+  createVmInstance: createVm,
+  queryVmInstance: queryHandler("VmInstance"),
+  updateVmInstance: updateHandler("VmInstance"),
+  startVmInstance: vmAction("startVmInstance", "start-vm", (call) => ({
+    requestedHostUuid: call.params.hostUuid as string | undefined,
+    requestedClusterUuid: call.params.clusterUuid as string | undefined,
+  })),
+  stopVmInstance: vmAction("stopVmInstance", "stop-vm", (call) => ({
+    force: call.params.type === "cold",
+  })),
+  rebootVmInstance: vmAction("rebootVmInstance", "reboot-vm"),
+  pauseVmInstance: vmAction("pauseVmInstance", "pause-vm"),
+  resumeVmInstance: vmAction("resumeVmInstance", "resume-vm"),
+  destroyVmInstance: vmAction("destroyVmInstance", "destroy-vm"),
+  expungeVmInstance: vmAction("expungeVmInstance", "expunge-vm"),
+  recoverVmInstance: {
+    async check(core, call) {
+      await loadResource(core.kysely, "VmInstance", call.path.uuid!, call.caller);
+      checkAction(
+        await loadVm(core.kysely, call.path.uuid!),
+        "recoverVmInstance",
+        ALLOWED_ACTIONS.recoverVmInstance!,
+      );
+    },
+    run: (_core, call) =>
+      call.commit(async (tx) => {
+        const { setVmState } = await import("./state.js");
+        const vm = await loadVm(tx, call.path.uuid!);
+        checkAction(vm, "recoverVmInstance", ALLOWED_ACTIONS.recoverVmInstance!);
+        await setVmState(tx, vm, "Stopped", { expungeDate: null });
+        return { inventory: await inventoryOf(tx, "VmInstance", vm.uuid) };
+      }),
+  },
+  changeInstanceOffering: {
+    async check(core, call) {
+      await loadResource(core.kysely, "VmInstance", call.path.uuid!, call.caller);
+      checkAction(
+        await loadVm(core.kysely, call.path.uuid!),
+        "changeInstanceOffering",
+        ALLOWED_ACTIONS.changeInstanceOffering!,
+      );
+      await offeringSize(core, call.params);
+    },
+    async run(core, call) {
+      const size = await offeringSize(core, call.params);
+      return call.commit(async (tx) => {
+        const vm = await loadVm(tx, call.path.uuid!);
+        checkAction(vm, "changeInstanceOffering", ALLOWED_ACTIONS.changeInstanceOffering!);
+        const account = { uuid: vm.accountUuid, isAdmin: call.caller.isAdmin };
+        await checkQuota(tx, account, "vm.cpuNum", Math.max(0, size.cpuNum - vm.cpuNum));
+        await checkQuota(
+          tx,
+          account,
+          "vm.memorySize",
+          Math.max(0, size.memorySize - Number(vm.memorySize)),
+        );
+        await tx
+          .updateTable("vmInstances")
+          .set({
+            cpuNum: size.cpuNum,
+            memorySize: size.memorySize,
+            instanceOfferingUuid: String(call.params.instanceOfferingUuid),
+            version: vm.version + 1,
+          })
+          .where("uuid", "=", vm.uuid)
+          .where("version", "=", vm.version)
+          .execute();
+        return { inventory: await inventoryOf(tx, "VmInstance", vm.uuid) };
+      });
+    },
+  },
+  getVmConsoleLog: {
+    async run(core, call) {
+      await loadResource(core.kysely, "VmInstance", call.path.uuid!, call.caller);
+      const vm = await loadVm(core.kysely, call.path.uuid!);
+      const bytes = Number(call.query.bytes ?? 65536);
+
+      if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1024 * 1024) {
+        throw new ApiError(
+          "invalidArgument",
+          `invalid bytes '${String(call.query.bytes)}': expected an integer from 1 to 1048576`,
+        );
+      }
+
+      const hostUuid = vm.hostUuid ?? vm.lastHostUuid;
+
+      if (!hostUuid) {
+        throw new ApiError(
+          "invalidState",
+          `VM ${vm.uuid} has never run on a host, so it has no console log`,
+        );
+      }
+
+      const reply = await core.agents.call<{ console: string }>(
+        await agentTarget(core, hostUuid),
+        "/vm/console",
+        { vmUuid: vm.uuid, bytes },
+      );
+      return { vmUuid: vm.uuid, console: reply.console };
+    },
+  },
+};

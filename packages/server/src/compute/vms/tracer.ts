@@ -1,0 +1,199 @@
+import { verifyRequest } from "@tstack/api";
+import type { FastifyInstance } from "fastify";
+import type { Core } from "../../core/core.js";
+import { emitEvent } from "../../core/events.js";
+import { UUID_PATTERN } from "../../core/ids.js";
+import { agentTarget } from "../hosts/connect.js";
+import { INTERMEDIATE_STATES, type VmState } from "./states.js";
+import { releaseFromHost } from "./workflows.js";
+
+/** What the agent may report about a VM, mapped to the VM state tstack records. */
+const REPORTED: Record<string, VmState> = {
+  Running: "Running",
+  Paused: "Paused",
+  Stopped: "Stopped",
+  Crashed: "Crashed",
+};
+
+/**
+ * Keeps VM states true to what hosts run: applies the agent's reports of events it did not
+ * cause, and compares each host's VMs with the database on connect and periodically. VMs with an
+ * operation in flight are left alone, since that operation sets their state itself.
+ */
+export class VmTracer {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly strangers = new Set<string>();
+
+  constructor(private readonly core: Core) {}
+
+  start() {
+    this.core.bus.subscribe("host.connected", async (message) => {
+      await this.sync((message.body as { hostUuid: string }).hostUuid).catch((error) =>
+        this.core.log.warn({ err: error }, "VM sync after connect failed"),
+      );
+    });
+    this.timer = setInterval(
+      () => void this.syncAll(),
+      this.core.config.number("host", "ping.interval") * 1000,
+    );
+    this.timer.unref();
+  }
+
+  stop() {
+    clearInterval(this.timer);
+  }
+
+  private busy(vmUuid: string, state: string) {
+    return (
+      this.core.queues.isBusy(`resource:${vmUuid}`) ||
+      INTERMEDIATE_STATES.includes(state as VmState)
+    );
+  }
+
+  /** Applies one observed state of a VM on a host. */
+  async apply(hostUuid: string, vmUuid: string, observed: VmState, reason: string) {
+    const vm = await this.core.kysely
+      .selectFrom("vmInstances")
+      .selectAll()
+      .where("uuid", "=", vmUuid)
+      .executeTakeFirst();
+
+    if (!vm) {
+      if (!this.strangers.has(vmUuid)) {
+        this.strangers.add(vmUuid);
+        this.core.log.warn(
+          { hostUuid, vmUuid },
+          "host runs a VM the database does not know; leaving it running",
+        );
+        await this.core.transact((tx) =>
+          emitEvent(tx, "/vm/stranger", {
+            resourceUuid: vmUuid,
+            content: { vmUuid, hostUuid, state: observed },
+          }),
+        );
+      }
+
+      return;
+    }
+
+    if (vm.hostUuid !== hostUuid || vm.state === observed || this.busy(vmUuid, vm.state)) {
+      return;
+    }
+
+    this.core.log.info(
+      { vmUuid, hostUuid, from: vm.state, to: observed, reason },
+      "VM state changed on its host",
+    );
+
+    if (observed === "Stopped" || observed === "Crashed") {
+      await this.core.queues.run(`resource:${vmUuid}`, () =>
+        releaseFromHost(this.core, vmUuid, observed),
+      );
+      return;
+    }
+
+    const { setVmState } = await import("./state.js");
+    await this.core.transact(async (tx) => setVmState(tx, vm, observed));
+  }
+
+  /** Compares the VMs a host runs with the database. */
+  async sync(hostUuid: string) {
+    const target = await agentTarget(this.core, hostUuid);
+    const reply = await this.core.agents.call<{ states: Record<string, string> }>(
+      target,
+      "/vm/vmsync",
+      {},
+    );
+    const known = await this.core.kysely
+      .selectFrom("vmInstances")
+      .select(["uuid", "state"])
+      .where("hostUuid", "=", hostUuid)
+      .execute();
+
+    for (const vm of known) {
+      const state = reply.states[vm.uuid];
+      await this.apply(
+        hostUuid,
+        vm.uuid,
+        state ? (REPORTED[state] ?? "Unknown") : "Stopped",
+        state ? "vm sync" : "the host no longer runs it",
+      );
+    }
+
+    for (const [vmUuid, state] of Object.entries(reply.states)) {
+      if (!known.some((vm) => vm.uuid === vmUuid)) {
+        await this.apply(hostUuid, vmUuid, REPORTED[state] ?? "Unknown", "vm sync");
+      }
+    }
+  }
+
+  private async syncAll() {
+    const hosts = await this.core.kysely
+      .selectFrom("hosts")
+      .select("uuid")
+      .where("status", "=", "Connected")
+      .where("hypervisorType", "=", "KVM")
+      .execute();
+
+    for (const host of hosts) {
+      await this.sync(host.uuid).catch((error) =>
+        this.core.log.warn({ err: error, hostUuid: host.uuid }, "VM sync failed"),
+      );
+    }
+  }
+
+  /** The route agents post their reports to; the URL names the host whose secret signs it. */
+  routes(app: FastifyInstance) {
+    app.register(async (scope) => {
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) =>
+        done(null, body),
+      );
+
+      scope.post<{ Params: { hostUuid: string } }>(
+        "/zstack/asyncrest/sendcommand/:hostUuid",
+        async (request, reply) => {
+          const { hostUuid } = request.params;
+
+          if (!UUID_PATTERN.test(hostUuid)) {
+            return reply.code(400).send({ error: "invalid host uuid" });
+          }
+
+          const target = await agentTarget(this.core, hostUuid).catch(() => undefined);
+          const body = String(request.body ?? "");
+
+          if (
+            !target ||
+            !verifyRequest(
+              target.secret,
+              "POST",
+              `/zstack/asyncrest/sendcommand/${hostUuid}`,
+              body,
+              request.headers,
+            ).ok
+          ) {
+            return reply.code(401).send({ error: "unknown host or bad signature" });
+          }
+
+          const report = JSON.parse(body) as { vmUuid?: string; state?: string; reason?: string };
+
+          if (
+            request.headers.commandpath === "/vm/report/state" &&
+            report.vmUuid &&
+            report.state &&
+            REPORTED[report.state]
+          ) {
+            await this.apply(
+              hostUuid,
+              report.vmUuid,
+              REPORTED[report.state]!,
+              report.reason ?? "reported by the agent",
+            );
+          }
+
+          return {};
+        },
+      );
+    });
+  }
+}

@@ -1,0 +1,292 @@
+import { ApiError } from "@tstack/api";
+import type { Core } from "../../core/core.js";
+import { newUuid } from "../../core/ids.js";
+import type { Step } from "../../core/workflow.js";
+import { AgentError } from "../../drivers/agent-client.js";
+import { deleteResourceRow } from "../../resources/crud.js";
+import { agentTarget } from "../hosts/connect.js";
+import type { NicAttachment, VolumeAttachment } from "../vm-resources.js";
+import { allocateHost, release } from "./allocator.js";
+import { loadVm, setVmState } from "./state.js";
+import type { VmState } from "./states.js";
+
+/** The persisted state of a VM workflow. */
+export interface VmData {
+  vmUuid: string;
+  jobUuid?: string;
+  /** State to return to when the workflow rolls back. */
+  fromState?: VmState;
+  /** Host whose capacity this workflow reserved; released on rollback. */
+  hostUuid?: string;
+  /** Host or cluster the caller asked for. */
+  requestedHostUuid?: string;
+  requestedClusterUuid?: string;
+  l3NetworkUuids?: string[];
+  staticIps?: Record<string, string>;
+  rootDiskSize?: number;
+  /** What to end in: Running, or Stopped / Created for the create strategies. */
+  endState?: "Running" | "Stopped" | "Created";
+  force?: boolean;
+}
+
+function volumes(core: Core) {
+  if (!core.services.volumes) {
+    throw new ApiError(
+      "operationFailed",
+      "no storage module provides volumes on this management node",
+    );
+  }
+
+  return core.services.volumes;
+}
+
+function nics(core: Core) {
+  if (!core.services.nics) {
+    throw new ApiError(
+      "operationFailed",
+      "no network module provides VM NICs on this management node",
+    );
+  }
+
+  return core.services.nics;
+}
+
+/** Steps shared by the VM workflows, built once per management node. */
+export function vmSteps(core: Core) {
+  const progress = (data: VmData, text: string) => {
+    if (data.jobUuid) {
+      void core.jobs.progress(data.jobUuid, 0, text);
+    }
+  };
+
+  const clustersForNetworks = async (l3NetworkUuids: string[]) => {
+    if (l3NetworkUuids.length === 0 || !core.services.nics?.clustersReaching) {
+      return undefined;
+    }
+
+    return core.services.nics.clustersReaching(l3NetworkUuids);
+  };
+
+  /** Reserves capacity on a host and records it on the VM (state Starting). */
+  const allocate: Step<VmData> = {
+    name: "allocate-host",
+    async run(data) {
+      progress(data, "choosing a host");
+      await core.transact(async (tx) => {
+        const vm = await loadVm(tx, data.vmUuid);
+        data.fromState ??= vm.state as VmState;
+        const host = await allocateHost(tx, {
+          cpuNum: vm.cpuNum,
+          memorySize: Number(vm.memorySize),
+          hypervisorType: vm.hypervisorType,
+          hostUuid: data.requestedHostUuid ?? vm.lastHostUuid ?? undefined,
+          clusterUuid: data.requestedClusterUuid,
+          clusterUuids: await clustersForNetworks(data.l3NetworkUuids ?? []),
+        });
+        data.hostUuid = host.uuid;
+        await setVmState(tx, vm, "Starting", {
+          hostUuid: host.uuid,
+          zoneUuid: host.zoneUuid,
+          clusterUuid: host.clusterUuid,
+        });
+      });
+    },
+    async rollback(data) {
+      await core.transact(async (tx) => {
+        const vm = await tx
+          .selectFrom("vmInstances")
+          .selectAll()
+          .where("uuid", "=", data.vmUuid)
+          .executeTakeFirst();
+
+        if (!vm || !vm.hostUuid) {
+          return;
+        }
+
+        await release(tx, vm.hostUuid, vm.cpuNum, Number(vm.memorySize));
+        await setVmState(tx, vm, data.fromState ?? "Stopped", { hostUuid: null });
+      });
+    },
+  };
+
+  /** Creates the root volume and NIC rows of a new VM in one transaction. */
+  const allocateResources: Step<VmData> = {
+    name: "allocate-volume-and-nics",
+    async run(data) {
+      progress(data, "allocating the root volume and NICs");
+      await core.transact(async (tx) => {
+        const vm = await loadVm(tx, data.vmUuid);
+        const volume = await volumes(core).allocateRootVolume(tx, {
+          vmUuid: vm.uuid,
+          accountUuid: vm.accountUuid,
+          imageUuid: vm.imageUuid!,
+          hostUuid: data.hostUuid!,
+          size: data.rootDiskSize,
+        });
+
+        if ((data.l3NetworkUuids ?? []).length > 0) {
+          await nics(core).allocateNics(tx, {
+            vmUuid: vm.uuid,
+            accountUuid: vm.accountUuid,
+            l3NetworkUuids: data.l3NetworkUuids!,
+            staticIps: data.staticIps ?? {},
+          });
+        }
+
+        await tx
+          .updateTable("vmInstances")
+          .set({ rootVolumeUuid: volume.volumeUuid })
+          .where("uuid", "=", vm.uuid)
+          .execute();
+      });
+    },
+    async rollback(data) {
+      await core.services.nics?.deleteNics(data.vmUuid);
+      await core.services.volumes?.deleteVmVolumes(data.vmUuid);
+    },
+  };
+
+  const instantiateVolume: Step<VmData> = {
+    name: "instantiate-root-volume",
+    async run(data, signal) {
+      progress(data, "preparing the root volume on the host");
+      const vm = await loadVm(core.kysely, data.vmUuid);
+      await volumes(core).instantiateRootVolume(vm.rootVolumeUuid!, data.hostUuid!, signal);
+    },
+  };
+
+  const prepareNics: Step<VmData> = {
+    name: "prepare-nics",
+    async run(data, signal) {
+      progress(data, "preparing networks on the host");
+
+      if (core.services.nics) {
+        await core.services.nics.prepareNicsOnHost(data.vmUuid, data.hostUuid!, signal);
+      }
+    },
+    async rollback(data) {
+      if (data.hostUuid) {
+        await core.services.nics?.releaseNicsOnHost(data.vmUuid, data.hostUuid);
+      }
+    },
+  };
+
+  const startOnHost: Step<VmData> = {
+    name: "start-on-hypervisor",
+    async run(data, signal) {
+      progress(data, "starting QEMU");
+      const vm = await loadVm(core.kysely, data.vmUuid);
+      const disks: VolumeAttachment[] = await volumes(core).vmVolumes(vm.uuid);
+      const attachments: NicAttachment[] = core.services.nics
+        ? await core.services.nics.prepareNicsOnHost(vm.uuid, data.hostUuid!, signal)
+        : [];
+      const spec = {
+        vmUuid: vm.uuid,
+        memoryMiB: Math.floor(Number(vm.memorySize) / 1024 / 1024),
+        cpuNum: vm.cpuNum,
+        disks: disks.map((disk) => ({ path: disk.installPath, format: disk.format })),
+        nics: attachments
+          .sort((a, b) => a.deviceId - b.deviceId)
+          .map((nic) => ({ mac: nic.mac, bridgeName: nic.bridgeName, tapName: nic.tapName })),
+        vncPassword: newUuid().slice(0, 8),
+      };
+      const target = await agentTarget(core, data.hostUuid!);
+      const timeoutMs = core.config.number("vm", "start.timeout") * 1000;
+      await core.agents.callAsync(target, "/vm/start", spec, { timeoutMs, signal });
+    },
+    async rollback(data) {
+      if (data.hostUuid) {
+        await destroyOnHost(core, data.vmUuid, data.hostUuid);
+      }
+    },
+  };
+
+  /** Ends a create or start: Running, or for the create strategies Stopped / Created with capacity returned. */
+  const finish: Step<VmData> = {
+    name: "finish",
+    async run(data) {
+      await core.transact(async (tx) => {
+        const vm = await loadVm(tx, data.vmUuid);
+        const end = data.endState ?? "Running";
+
+        if (end === "Running") {
+          await setVmState(tx, vm, "Running", { lastHostUuid: data.hostUuid });
+          return;
+        }
+
+        await release(tx, data.hostUuid!, vm.cpuNum, Number(vm.memorySize));
+        await setVmState(tx, vm, end === "Created" ? "Stopped" : end, {
+          hostUuid: null,
+          lastHostUuid: data.hostUuid,
+        });
+      });
+    },
+  };
+
+  /** Removes a VM row whose creation failed, so nothing half-made stays visible. */
+  const record: Step<VmData> = {
+    name: "record",
+    async run() {},
+    async rollback(data) {
+      await core.transact(async (tx) => {
+        const vm = await tx
+          .selectFrom("vmInstances")
+          .selectAll()
+          .where("uuid", "=", data.vmUuid)
+          .executeTakeFirst();
+
+        if (vm) {
+          await deleteResourceRow(tx, "VmInstance", vm);
+        }
+      });
+    },
+  };
+
+  return {
+    allocate,
+    allocateResources,
+    instantiateVolume,
+    prepareNics,
+    startOnHost,
+    finish,
+    record,
+  };
+}
+
+/** Stops and removes a VM's QEMU process and taps on a host; a VM the agent does not know is fine. */
+export async function destroyOnHost(core: Core, vmUuid: string, hostUuid: string) {
+  const target = await agentTarget(core, hostUuid);
+
+  try {
+    await core.agents.callAsync(target, "/vm/destroy", { vmUuid }, { timeoutMs: 120_000 });
+  } catch (error) {
+    if (
+      !(error instanceof AgentError) ||
+      !/not found|unknown|does not exist|no VM/i.test(error.message)
+    ) {
+      throw error;
+    }
+  }
+}
+
+/** Returns a VM's resources on its host after it stopped: NICs, then capacity. */
+export async function releaseFromHost(core: Core, vmUuid: string, endState: VmState) {
+  const vm = await loadVm(core.kysely, vmUuid);
+
+  if (vm.hostUuid) {
+    await core.services.nics?.releaseNicsOnHost(vmUuid, vm.hostUuid);
+  }
+
+  await core.transact(async (tx) => {
+    const current = await loadVm(tx, vmUuid);
+
+    if (current.hostUuid) {
+      await release(tx, current.hostUuid, current.cpuNum, Number(current.memorySize));
+    }
+
+    await setVmState(tx, current, endState, {
+      hostUuid: null,
+      lastHostUuid: current.hostUuid ?? current.lastHostUuid,
+    });
+  });
+}

@@ -263,11 +263,21 @@ async function saveFactsAndCapacity(
       .execute();
     const existing = await tx
       .selectFrom("hostCapacities")
-      .selectAll()
+      .select("uuid")
       .where("uuid", "=", hostUuid)
       .executeTakeFirst();
-    const usedCpu = existing ? existing.totalCpu - existing.availableCpu : 0;
-    const usedMemory = existing ? existing.totalMemory - existing.availableMemory : 0;
+    // Used capacity is recomputed from the VMs placed on the host, so reservations that a crash
+    // cut short can never leave the host over-booked or leaking capacity.
+    const used = await tx
+      .selectFrom("vmInstances")
+      .select((eb) => [
+        eb.fn.coalesce(eb.fn.sum<number>("cpuNum"), eb.lit(0)).as("cpu"),
+        eb.fn.coalesce(eb.fn.sum<number>("memorySize"), eb.lit(0)).as("memory"),
+      ])
+      .where("hostUuid", "=", hostUuid)
+      .executeTakeFirst();
+    const usedCpu = Number(used?.cpu ?? 0);
+    const usedMemory = Number(used?.memory ?? 0);
     const row = {
       totalCpu,
       availableCpu: totalCpu - usedCpu,

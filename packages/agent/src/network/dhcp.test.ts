@@ -5,6 +5,7 @@ import { applyDhcp, type DhcpServer, readDhcpEntries, releaseDhcp } from "./dhcp
 import { linkExists, listNamespaces, type NetworkHost } from "./host.js";
 import { applyUserdata, releaseUserdata } from "./metadata.js";
 import { tapName } from "./names.js";
+import { applySecurityGroups, removeSecurityGroups } from "./security-group.js";
 import { Testbed } from "./testbed.js";
 import type { L3NetworkSpec } from "./types.js";
 
@@ -97,7 +98,19 @@ describe("DHCP and metadata in a namespace", () => {
     const fetch = (vm: string, path: string) =>
       run(
         "ip",
-        ["netns", "exec", vm, "busybox", "wget", "-q", "-O", "-", `http://169.254.169.254${path}`],
+        [
+          "netns",
+          "exec",
+          vm,
+          "busybox",
+          "wget",
+          "-q",
+          "-T",
+          "5",
+          "-O",
+          "-",
+          `http://169.254.169.254${path}`,
+        ],
         {
           okExitCodes: [1],
         },
@@ -115,6 +128,31 @@ describe("DHCP and metadata in a namespace", () => {
 
     await releaseUserdata(host, { l3NetworkUuid: l3.l3NetworkUuid, ip: "10.77.1.110" });
     expect((await fetch(vm1, "/latest/user-data")).stderr).toMatch(/404/);
+  });
+
+  it("keeps DHCP and metadata open under security groups", async () => {
+    const https = { direction: "egress", protocol: "tcp", startPort: 443 } as const;
+    await applySecurityGroups(host, {
+      nics: [{ nicUuid: NIC1, ips: ["10.77.1.110"], rules: [https] }],
+      remoteGroups: {},
+    });
+    await applyUserdata(host, {
+      l3NetworkUuid: l3.l3NetworkUuid,
+      ip: "10.77.1.110",
+      vmUuid: "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1",
+      hostname: "vm1",
+    });
+    await run("ip", ["-n", vm1, "addr", "flush", "dev", "eth0"]);
+
+    expect((await bed.requestLease(vm1))?.ip).toBe("10.77.1.110");
+
+    const hostname = await run("ip", [
+      ...["netns", "exec", vm1, "busybox", "wget", "-q", "-T", "5", "-O", "-"],
+      "http://169.254.169.254/latest/meta-data/hostname",
+    ]);
+    expect(hostname.stdout).toBe("vm1");
+
+    await removeSecurityGroups(host, { nicUuids: [NIC1] });
   });
 
   it("resolves a VM name in the DNS domain", async () => {

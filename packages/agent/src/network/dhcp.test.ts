@@ -95,26 +95,11 @@ describe("DHCP and metadata in a namespace", () => {
       hostname: "vm1",
       userdata,
     });
-    const fetch = (vm: string, path: string) =>
-      run(
-        "ip",
-        [
-          "netns",
-          "exec",
-          vm,
-          "busybox",
-          "wget",
-          "-q",
-          "-T",
-          "5",
-          "-O",
-          "-",
-          `http://169.254.169.254${path}`,
-        ],
-        {
-          okExitCodes: [1],
-        },
-      );
+    const fetch = (vm: string, path: string) => {
+      const url = `http://169.254.169.254${path}`;
+      const args = ["netns", "exec", vm, "busybox", "wget", "-q", "-O", "-", url];
+      return run("ip", args, { okExitCodes: [1], timeoutMs: 10_000 });
+    };
 
     expect((await fetch(vm1, "/latest/user-data")).stdout).toBe(userdata);
     expect((await fetch(vm1, "/latest/meta-data/hostname")).stdout).toBe("vm1");
@@ -147,7 +132,7 @@ describe("DHCP and metadata in a namespace", () => {
     expect((await bed.requestLease(vm1))?.ip).toBe("10.77.1.110");
 
     const hostname = await run("ip", [
-      ...["netns", "exec", vm1, "busybox", "wget", "-q", "-T", "5", "-O", "-"],
+      ...["netns", "exec", vm1, "busybox", "wget", "-q", "-O", "-"],
       "http://169.254.169.254/latest/meta-data/hostname",
     ]);
     expect(hostname.stdout).toBe("vm1");

@@ -6,7 +6,7 @@ import { linkExists, listNamespaces, type NetworkHost } from "./host.js";
 import { applyUserdata, releaseUserdata } from "./metadata.js";
 import { tapName } from "./names.js";
 import { applySecurityGroups, removeSecurityGroups } from "./security-group.js";
-import { Testbed } from "./testbed.js";
+import { BUSYBOX, Testbed } from "./testbed.js";
 import type { L3NetworkSpec } from "./types.js";
 
 const NIC1 = "11111111111111111111111111111111";
@@ -42,6 +42,7 @@ describe("DHCP and metadata in a namespace", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   it("prepares the DHCP namespace twice without change", async () => {
@@ -97,7 +98,7 @@ describe("DHCP and metadata in a namespace", () => {
     });
     const fetch = (vm: string, path: string) => {
       const url = `http://169.254.169.254${path}`;
-      const args = ["netns", "exec", vm, "busybox", "wget", "-q", "-O", "-", url];
+      const args = ["netns", "exec", vm, BUSYBOX, "wget", "-q", "-O", "-", url];
       return run("ip", args, { okExitCodes: [1], timeoutMs: 10_000 });
     };
 
@@ -131,10 +132,9 @@ describe("DHCP and metadata in a namespace", () => {
 
     expect((await bed.requestLease(vm1))?.ip).toBe("10.77.1.110");
 
-    const hostname = await run("ip", [
-      ...["netns", "exec", vm1, "busybox", "wget", "-q", "-O", "-"],
-      "http://169.254.169.254/latest/meta-data/hostname",
-    ]);
+    const url = "http://169.254.169.254/latest/meta-data/hostname";
+    const args = ["netns", "exec", vm1, BUSYBOX, "wget", "-q", "-O", "-", url];
+    const hostname = await run("ip", args, { timeoutMs: 10_000 });
     expect(hostname.stdout).toBe("vm1");
 
     await removeSecurityGroups(host, { nicUuids: [NIC1] });
@@ -142,7 +142,7 @@ describe("DHCP and metadata in a namespace", () => {
 
   it("resolves a VM name in the DNS domain", async () => {
     const { stdout } = await run("ip", [
-      ...["netns", "exec", vm1, "busybox", "nslookup", "vm2.tqn.test", "10.77.1.2"],
+      ...["netns", "exec", vm1, BUSYBOX, "nslookup", "vm2.tqn.test", "10.77.1.2"],
     ]);
 
     expect(stdout).toMatch(/10\.77\.1\.120/);
@@ -188,6 +188,7 @@ describe("DHCP namespace failures and concurrency", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   it("rejects an invalid DNS server before any change", async () => {

@@ -77,6 +77,7 @@ describe("security groups on a bridge", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   const vm2Rules = (rules: NicSecurityRules["rules"]): NicSecurityRules => ({

@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../exec.js";
 import { releaseL2NetworkIfUnused } from "./bridge.js";
@@ -146,6 +147,35 @@ describe("DHCP and metadata in a namespace", () => {
     ]);
 
     expect(stdout).toMatch(/10\.77\.1\.120/);
+  });
+
+  it("forwards other names to the L3's DNS servers", async () => {
+    const pidFile = `${bed.dir}/upstream-dns.pid`;
+    await run("ip", [
+      ...["netns", "exec", vm2, "dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"],
+      ...["--listen-address=10.77.1.120", "--bind-interfaces", `--pid-file=${pidFile}`],
+      "--address=/example.test/192.0.2.77",
+    ]);
+    const upstream = Number((await readFile(pidFile, "utf8")).trim());
+
+    try {
+      const dnsmasqPid = () => readFile(`${server.stateDir}/dnsmasq.pid`, "utf8");
+      const before = await dnsmasqPid();
+      await applyDhcp(host, { l3: { ...l3, dnsServers: ["10.77.1.120"] }, entries: [] });
+
+      // The upstream refuses the AAAA query, which makes busybox nslookup exit with 1.
+      const lookup = await run(
+        "ip",
+        ["netns", "exec", vm1, BUSYBOX, "nslookup", "www.example.test", "10.77.1.2"],
+        { okExitCodes: [1] },
+      );
+
+      expect(await dnsmasqPid()).not.toBe(before);
+      expect(lookup.stdout).toMatch(/Address: 192\.0\.2\.77/);
+      expect(await readDhcpEntries(host, l3.l3NetworkUuid)).toHaveLength(2);
+    } finally {
+      process.kill(upstream, "SIGTERM");
+    }
   });
 
   it("deletes the namespace with the last NIC", async () => {

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../exec.js";
@@ -228,6 +229,7 @@ describe("DHCP namespace failures and concurrency", () => {
     await expect(apply).rejects.toThrow(/invalid DNS server "10\.0\.0\.1\\nconf-file/);
     expect(await bed.leftoverNamespaces()).toEqual([host.netns]);
     expect(await linkExists(host, "br_b8b8b8b8b8b8")).toBe(false);
+    expect(existsSync(`${host.stateDir}/l3/${other.l3NetworkUuid}`)).toBe(false);
   });
 
   it("rolls back the namespace when the metadata server fails", async () => {
@@ -238,6 +240,7 @@ describe("DHCP namespace failures and concurrency", () => {
     expect(await bed.leftoverNamespaces()).toEqual([host.netns]);
     expect(await linkExists(host, "dh_a8a8a8a8a8a8")).toBe(false);
     expect(await linkExists(host, "br_b8b8b8b8b8b8")).toBe(false);
+    expect(existsSync(`${host.stateDir}/l3/${other.l3NetworkUuid}`)).toBe(false);
 
     const pids = await run("ip", ["netns", "pids", host.netns!]);
     expect(pids.stdout.trim()).toBe("");

@@ -54,7 +54,7 @@ export async function ensureBridge(host: NetworkHost, name: string): Promise<boo
   return created;
 }
 
-/** Deletes a bridge; its ports fall off it but are not deleted. */
+/** Deletes a bridge. Its ports are detached, not deleted. */
 export async function deleteBridge(host: NetworkHost, name: string): Promise<void> {
   await deleteLink(host, validateInterfaceName(name, "bridge name"));
 }

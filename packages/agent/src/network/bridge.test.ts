@@ -34,6 +34,7 @@ describe("NoVlan bridge with a tap", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   it("enslaves the physical interface once", async () => {

@@ -54,12 +54,15 @@ export async function ensureBridge(host: NetworkHost, name: string): Promise<boo
   return created;
 }
 
-/** Deletes a bridge; its ports fall off it but are not deleted. */
+/** Deletes a bridge. Its ports are detached, not deleted. */
 export async function deleteBridge(host: NetworkHost, name: string): Promise<void> {
   await deleteLink(host, validateInterfaceName(name, "bridge name"));
 }
 
-/** Enslaves a port (tap, veth, uplink) to a bridge and sets it up. */
+/**
+ * Enslaves a port (tap, veth, uplink) to a bridge and sets it up. It takes no lock, so callers
+ * outside this directory should use `ensureTap`.
+ */
 export async function attachToBridge(host: NetworkHost, port: string, bridge: string) {
   validateInterfaceName(port, "bridge port");
   validateInterfaceName(bridge, "bridge name");
@@ -74,9 +77,14 @@ export async function listBridgePorts(host: NetworkHost, bridge: string): Promis
 
 /**
  * Creates a persistent tap for a VM NIC on the L2 network's bridge, so QEMU can open it by name
- * with `script=no`. Returns the tap's name.
+ * with `script=no`. Returns the tap's name. It queues behind a running release of that bridge, so
+ * a tap never lands on a bridge that is being deleted.
  */
-export async function ensureTap(host: NetworkHost, nicUuid: string, bridge: string) {
+export function ensureTap(host: NetworkHost, nicUuid: string, bridge: string): Promise<string> {
+  return serialize(`l2:${bridge}`, () => ensureTapLocked(host, nicUuid, bridge));
+}
+
+async function ensureTapLocked(host: NetworkHost, nicUuid: string, bridge: string) {
   const name = tapName(nicUuid);
 
   if (!(await linkExists(host, name))) {
@@ -133,14 +141,18 @@ async function ensureUplink(
     await ensureVlanInterface(host, spec.physicalInterface, spec.vlanId);
   }
 
-  if (spec.type === "Vxlan") {
-    const vtep = await findLocalVtep(host, spec.vtepCidr);
+  const vtep = spec.type === "Vxlan" ? await findLocalVtep(host, spec.vtepCidr) : undefined;
+
+  if (spec.type === "Vxlan" && vtep !== undefined) {
     await ensureVxlan(host, spec.vni, vtep);
-    await syncVxlanPeers(host, spec.vni, spec.peerVteps, vtep.address);
   }
 
   if (!existed && spec.type !== "NoVlan") {
     reverter.add(`delete uplink ${uplink}`, () => deleteLink(host, uplink));
+  }
+
+  if (spec.type === "Vxlan" && vtep !== undefined) {
+    await syncVxlanPeers(host, spec.vni, spec.peerVteps, vtep.address);
   }
 
   await attachToBridge(host, uplink, devices.bridge);

@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../exec.js";
 import { releaseL2NetworkIfUnused } from "./bridge.js";
@@ -5,7 +7,8 @@ import { applyDhcp, type DhcpServer, readDhcpEntries, releaseDhcp } from "./dhcp
 import { linkExists, listNamespaces, type NetworkHost } from "./host.js";
 import { applyUserdata, releaseUserdata } from "./metadata.js";
 import { tapName } from "./names.js";
-import { Testbed } from "./testbed.js";
+import { applySecurityGroups, removeSecurityGroups } from "./security-group.js";
+import { BUSYBOX, Testbed } from "./testbed.js";
 import type { L3NetworkSpec } from "./types.js";
 
 const NIC1 = "11111111111111111111111111111111";
@@ -41,6 +44,7 @@ describe("DHCP and metadata in a namespace", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   it("prepares the DHCP namespace twice without change", async () => {
@@ -94,14 +98,11 @@ describe("DHCP and metadata in a namespace", () => {
       hostname: "vm1",
       userdata,
     });
-    const fetch = (vm: string, path: string) =>
-      run(
-        "ip",
-        ["netns", "exec", vm, "busybox", "wget", "-q", "-O", "-", `http://169.254.169.254${path}`],
-        {
-          okExitCodes: [1],
-        },
-      );
+    const fetch = (vm: string, path: string) => {
+      const url = `http://169.254.169.254${path}`;
+      const args = ["netns", "exec", vm, BUSYBOX, "wget", "-q", "-O", "-", url];
+      return run("ip", args, { okExitCodes: [1], timeoutMs: 10_000 });
+    };
 
     expect((await fetch(vm1, "/latest/user-data")).stdout).toBe(userdata);
     expect((await fetch(vm1, "/latest/meta-data/hostname")).stdout).toBe("vm1");
@@ -117,12 +118,65 @@ describe("DHCP and metadata in a namespace", () => {
     expect((await fetch(vm1, "/latest/user-data")).stderr).toMatch(/404/);
   });
 
+  it("keeps DHCP and metadata open under security groups", async () => {
+    const https = { direction: "egress", protocol: "tcp", startPort: 443 } as const;
+    await applySecurityGroups(host, {
+      nics: [{ nicUuid: NIC1, ips: ["10.77.1.110"], rules: [https] }],
+      remoteGroups: {},
+    });
+    await applyUserdata(host, {
+      l3NetworkUuid: l3.l3NetworkUuid,
+      ip: "10.77.1.110",
+      vmUuid: "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1",
+      hostname: "vm1",
+    });
+    await run("ip", ["-n", vm1, "addr", "flush", "dev", "eth0"]);
+
+    expect((await bed.requestLease(vm1))?.ip).toBe("10.77.1.110");
+
+    const url = "http://169.254.169.254/latest/meta-data/hostname";
+    const args = ["netns", "exec", vm1, BUSYBOX, "wget", "-q", "-O", "-", url];
+    const hostname = await run("ip", args, { timeoutMs: 10_000 });
+    expect(hostname.stdout).toBe("vm1");
+
+    await removeSecurityGroups(host, { nicUuids: [NIC1] });
+  });
+
   it("resolves a VM name in the DNS domain", async () => {
     const { stdout } = await run("ip", [
-      ...["netns", "exec", vm1, "busybox", "nslookup", "vm2.tqn.test", "10.77.1.2"],
+      ...["netns", "exec", vm1, BUSYBOX, "nslookup", "vm2.tqn.test", "10.77.1.2"],
     ]);
 
     expect(stdout).toMatch(/10\.77\.1\.120/);
+  });
+
+  it("forwards other names to the L3's DNS servers", async () => {
+    const pidFile = `${bed.dir}/upstream-dns.pid`;
+    await run("ip", [
+      ...["netns", "exec", vm2, "dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"],
+      ...["--listen-address=10.77.1.120", "--bind-interfaces", `--pid-file=${pidFile}`],
+      "--address=/example.test/192.0.2.77",
+    ]);
+    const upstream = Number((await readFile(pidFile, "utf8")).trim());
+
+    try {
+      const dnsmasqPid = () => readFile(`${server.stateDir}/dnsmasq.pid`, "utf8");
+      const before = await dnsmasqPid();
+      await applyDhcp(host, { l3: { ...l3, dnsServers: ["10.77.1.120"] }, entries: [] });
+
+      // The upstream refuses the AAAA query, which makes busybox nslookup exit with 1.
+      const lookup = await run(
+        "ip",
+        ["netns", "exec", vm1, BUSYBOX, "nslookup", "www.example.test", "10.77.1.2"],
+        { okExitCodes: [1] },
+      );
+
+      expect(await dnsmasqPid()).not.toBe(before);
+      expect(lookup.stdout).toMatch(/Address: 192\.0\.2\.77/);
+      expect(await readDhcpEntries(host, l3.l3NetworkUuid)).toHaveLength(2);
+    } finally {
+      process.kill(upstream, "SIGTERM");
+    }
   });
 
   it("deletes the namespace with the last NIC", async () => {
@@ -165,6 +219,7 @@ describe("DHCP namespace failures and concurrency", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   it("rejects an invalid DNS server before any change", async () => {
@@ -174,6 +229,7 @@ describe("DHCP namespace failures and concurrency", () => {
     await expect(apply).rejects.toThrow(/invalid DNS server "10\.0\.0\.1\\nconf-file/);
     expect(await bed.leftoverNamespaces()).toEqual([host.netns]);
     expect(await linkExists(host, "br_b8b8b8b8b8b8")).toBe(false);
+    expect(existsSync(`${host.stateDir}/l3/${other.l3NetworkUuid}`)).toBe(false);
   });
 
   it("rolls back the namespace when the metadata server fails", async () => {
@@ -184,6 +240,7 @@ describe("DHCP namespace failures and concurrency", () => {
     expect(await bed.leftoverNamespaces()).toEqual([host.netns]);
     expect(await linkExists(host, "dh_a8a8a8a8a8a8")).toBe(false);
     expect(await linkExists(host, "br_b8b8b8b8b8b8")).toBe(false);
+    expect(existsSync(`${host.stateDir}/l3/${other.l3NetworkUuid}`)).toBe(false);
 
     const pids = await run("ip", ["netns", "pids", host.netns!]);
     expect(pids.stdout.trim()).toBe("");

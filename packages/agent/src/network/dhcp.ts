@@ -83,11 +83,17 @@ async function prepareLocked(host: NetworkHost, l3: L3NetworkSpec): Promise<Dhcp
     await ensureNamespace(namespace, reverter);
     await ensureVeth(host, server, veth.bridgeEnd, reverter);
     await configureAddresses(server, l3);
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+
+    if ((await mkdir(dir, { recursive: true, mode: 0o755 })) !== undefined) {
+      reverter.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
+    }
+
     await writeFileAtomic(join(dir, "l3.json"), `${JSON.stringify(l3, null, 2)}\n`);
     await ensureDnsmasq(host, server, l3, reverter);
-    await ensureMetadataServer(host, server, l3);
-    reverter.add("stop metadata server", () => stopMetadataServer(host, l3.l3NetworkUuid));
+
+    if (await ensureMetadataServer(host, server, l3)) {
+      reverter.add("stop metadata server", () => stopMetadataServer(host, l3.l3NetworkUuid));
+    }
 
     if (devices.uplink !== undefined) {
       await applyDhcpIsolation(host, l3.l3NetworkUuid, devices.uplink, l3.dhcpServerIp);

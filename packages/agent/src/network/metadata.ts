@@ -34,18 +34,18 @@ function serverScript(host: NetworkHost): string {
 
 /**
  * Starts the L3 network's metadata server inside its DHCP namespace on 169.254.169.254:80 unless
- * it already runs. Guests reach that address through the DHCP server's option-121 route, so no
+ * it already runs, and returns whether it started one. Guests reach that address through the DHCP server's option-121 route, so no
  * DNAT is needed. The server is detached and found again by its pid file after an agent restart.
  */
 export async function ensureMetadataServer(
   host: NetworkHost,
   location: MetadataLocation,
   l3: L3NetworkSpec,
-): Promise<void> {
+): Promise<boolean> {
   const files = metadataFiles(location.stateDir);
 
   if ((await readLivePid(files.pid, files.data)) !== undefined) {
-    return;
+    return false;
   }
 
   await mkdir(files.data, { recursive: true, mode: 0o755 });
@@ -83,6 +83,7 @@ export async function ensureMetadataServer(
     `metadata server pid file ${files.pid} (see ${files.log})`,
   );
   host.logger.info({ l3NetworkUuid: l3.l3NetworkUuid }, "metadata server started");
+  return true;
 }
 
 /** Stops an L3 network's metadata server if it runs. */

@@ -46,6 +46,7 @@ describe("outbound NAT", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   it("masquerades the L3 network to the outside", async () => {

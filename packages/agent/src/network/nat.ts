@@ -14,7 +14,8 @@ export const NAT_TABLE = "tstack_nat";
 
 const LOCK_KEY = "nat";
 
-interface NatEntry {
+/** One L3 network with outbound NAT on this host. */
+export interface NatEntry {
   l3NetworkUuid: string;
   cidr: string;
   bridge: string;

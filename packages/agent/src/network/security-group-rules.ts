@@ -8,6 +8,7 @@
  * after br_netfilter's forward hook (priority 100 > 0), accepts marked packets and applies the
  * per-NIC rules to the rest.
  */
+import { METADATA_ADDRESS } from "./dnsmasq-config.js";
 import { formatCidr, parseCidr, validateIpv4 } from "./ipv4.js";
 import { shortId, tapName } from "./names.js";
 import { replaceTableScript } from "./nft.js";
@@ -104,6 +105,7 @@ function nicChains(nic: NicSecurityRules): string[] {
     `    meta mark & ${MARK} == ${MARK} accept`,
     "    ether type arp accept",
     "    udp sport 68 udp dport 67 accept",
+    `    ip daddr ${METADATA_ADDRESS} tcp dport 80 accept`,
     ...[...egress, ...egressDefault].map((statement) => `    ${statement}`),
     "  }",
   ];

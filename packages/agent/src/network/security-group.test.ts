@@ -77,6 +77,7 @@ describe("security groups on a bridge", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   const vm2Rules = (rules: NicSecurityRules["rules"]): NicSecurityRules => ({
@@ -125,11 +126,21 @@ describe("security groups on a bridge", () => {
   });
 
   it("limits egress once an egress rule exists", async () => {
-    const rule = { direction: "egress", protocol: "tcp", startPort: 443 } as const;
-    const nic1 = { nicUuid: NIC1, ips: ["10.88.0.1"], rules: [rule] };
-    await applySecurityGroups(host, { nics: [nic1], remoteGroups: {} });
+    const open = { direction: "ingress", protocol: "all", cidr: "10.88.0.0/24" } as const;
+    const https = { direction: "egress", protocol: "tcp", startPort: 443 } as const;
+    const nic1 = { nicUuid: NIC1, ips: ["10.88.0.1"], rules: [https] };
+    await applySecurityGroups(host, { nics: [nic1, vm2Rules([open])], remoteGroups: {} });
 
     expect(await bed.ping(vm1, "10.88.0.2")).toBe(false);
+
+    const icmp = { direction: "egress", protocol: "icmp" } as const;
+    const widened = { ...nic1, rules: [https, icmp] };
+    await applySecurityGroups(host, { nics: [widened], remoteGroups: {} });
+
+    expect(await bed.ping(vm1, "10.88.0.2")).toBe(true);
+  });
+
+  it("drops ingress to a NIC without rules", async () => {
     expect(await bed.ping(vm2, "10.88.0.1")).toBe(false);
   });
 

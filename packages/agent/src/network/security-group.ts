@@ -76,6 +76,8 @@ async function writeState(host: NetworkHost, state: SecurityGroupState, previous
 /**
  * Loads the tables for `state`, or deletes them when no NIC has rules left. Bridged IPv4 and IPv6
  * must pass the inet hooks for the conntrack mark, so br_netfilter is switched on for this host.
+ * NOTE: this kernel has br_netfilter built in. On a kernel with modules, br_netfilter must be
+ * loaded first, or the sysctl fails because /proc/sys/net/bridge does not exist.
  */
 async function loadTables(host: NetworkHost, state: SecurityGroupState) {
   if (state.nics.size === 0) {
@@ -108,8 +110,8 @@ async function commit(host: NetworkHost, before: SecurityGroupState, after: Secu
 /**
  * Replaces the security-group rules of the listed NICs and the members of the listed remote
  * groups, then reloads every NIC's chains in one nft transaction. Ingress is dropped unless a rule
- * allows it; egress is open until a NIC has an egress rule. ARP, DHCP and packets of established
- * connections always pass.
+ * allows it, and egress is open until a NIC has an egress rule. ARP, DHCP, requests to the
+ * metadata service and packets of established connections always pass.
  */
 export function applySecurityGroups(host: NetworkHost, cmd: ApplySecurityGroupCmd) {
   return serialize(LOCK_KEY, () => applyLocked(host, cmd));

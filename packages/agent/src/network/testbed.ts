@@ -11,6 +11,9 @@ import pino from "pino";
 import { run } from "../exec.js";
 import { listNamespaces, type NetworkHost } from "./host.js";
 
+/** busybox-static by absolute path, so no other `busybox` on PATH is ever run. */
+export const BUSYBOX = "/bin/busybox";
+
 /** udhcpc script: applies the lease, option-121 routes first, and records the lease. */
 const UDHCPC_SCRIPT = `#!/bin/sh
 case "$1" in
@@ -101,7 +104,7 @@ export class Testbed {
     const result = await run(
       "ip",
       [
-        ...["netns", "exec", vm, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f"],
+        ...["netns", "exec", vm, BUSYBOX, "udhcpc", "-i", "eth0", "-n", "-q", "-f"],
         ...["-t", "3", "-T", "1", "-O", "staticroutes", "-O", "mtu"],
         ...["-s", join(this.dir, "udhcpc.sh")],
       ],
@@ -122,10 +125,17 @@ export class Testbed {
   async ping(netns: string, address: string): Promise<boolean> {
     const result = await run(
       "ip",
-      ["netns", "exec", netns, "busybox", "ping", "-c", "1", "-W", "2", address],
+      ["netns", "exec", netns, BUSYBOX, "ping", "-c", "1", "-W", "2", address],
       { okExitCodes: [1] },
     );
     return result.exitCode === 0;
+  }
+
+  /** Lists links in the machine's own namespace whose name starts with `tqn`. */
+  async leftoverRootLinks(): Promise<string[]> {
+    const { stdout } = await run("ip", ["-j", "link", "show"]);
+    const links = JSON.parse(stdout) as { ifname: string }[];
+    return links.map((link) => link.ifname).filter((name) => name.startsWith("tqn"));
   }
 
   /** Lists the namespaces of this run still present. */

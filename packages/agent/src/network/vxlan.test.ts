@@ -61,6 +61,7 @@ describe("VXLAN between two hosts", () => {
   afterAll(async () => {
     await bed.destroy();
     expect(await bed.leftoverNamespaces()).toEqual([]);
+    expect(await bed.leftoverRootLinks()).toEqual([]);
   });
 
   it("creates bridge and VXLAN twice without change", async () => {
@@ -71,6 +72,21 @@ describe("VXLAN between two hosts", () => {
     expect(again).toEqual(first);
     expect(first.uplink).toBe("vx4242");
     expect(await listVxlanPeers(h1, 4242)).toEqual([VTEP2]);
+    expect(await listVxlanPeers(h2, 4242)).toEqual([VTEP1]);
+  });
+
+  it("recreates a VXLAN device with another port", async () => {
+    await run("ip", ["-n", h2.netns!, "link", "delete", "vx4242"]);
+    await run("ip", [
+      ...["-n", h2.netns!, "link", "add", "vx4242", "type", "vxlan", "id", "4242"],
+      ...["local", VTEP2, "dstport", "8472"],
+    ]);
+
+    const devices = await ensureL2Network(h2, l2);
+    const { stdout } = await run("ip", ["-n", h2.netns!, "-d", "link", "show", "vx4242"]);
+
+    expect(stdout).toMatch(/dstport 4789/);
+    expect(stdout).toMatch(new RegExp(`master ${devices.bridge}`));
     expect(await listVxlanPeers(h2, 4242)).toEqual([VTEP1]);
   });
 

@@ -83,6 +83,8 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     runningJobs: () => countRunningJobs(core),
     queueDepth: () => core.queues.depth,
   });
+  core.workflows.onFinish = (name, outcome, seconds) =>
+    metrics.workflowDuration.observe({ workflow: name, outcome }, seconds);
   const handlers = Object.assign({}, ...loaded.map((module) => module.handlers));
   const app = buildGateway({
     core,

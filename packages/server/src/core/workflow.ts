@@ -60,6 +60,9 @@ export class WorkflowEngine {
   // biome-ignore lint/suspicious/noExplicitAny: definitions of any data type share one registry.
   private readonly definitions = new Map<string, WorkflowDefinition<any>>();
 
+  /** Called when a run ends, with its duration in seconds; the server feeds a histogram. */
+  onFinish: ((name: string, outcome: "succeeded" | "failed", seconds: number) => void) | undefined;
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly nodeUuid: string,
@@ -91,7 +94,16 @@ export class WorkflowEngine {
       })
       .execute();
 
-    await this.runSteps(uuid, definition, data, 0, options);
+    const started = performance.now();
+
+    try {
+      await this.runSteps(uuid, definition, data, 0, options);
+    } catch (error) {
+      this.onFinish?.(name, "failed", (performance.now() - started) / 1000);
+      throw error;
+    }
+
+    this.onFinish?.(name, "succeeded", (performance.now() - started) / 1000);
     const result = await definition.result?.(data);
     await this.db
       .updateTable("workflows")

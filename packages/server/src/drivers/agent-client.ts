@@ -35,6 +35,9 @@ interface Pending {
 
 const CONNECT_TIMEOUT_MS = 5000;
 
+/** Long commands in flight per host, as ZStack's kvm.host.syncLevel. */
+const HOST_CONCURRENCY = 10;
+
 /**
  * Sends commands to host agents over HTTP, signed with each host's secret. Long commands carry
  * `taskuuid` and `callbackurl`; the agent answers at once and posts the result to the callback
@@ -52,8 +55,24 @@ export class AgentClient {
     return checkReply(reply, target, path) as T;
   }
 
-  /** Sends a long command and waits for its callback; the agent runs a repeated taskuuid once. */
-  async callAsync<T>(
+  /**
+   * Sends a long command and waits for its callback; the agent runs a repeated taskuuid once.
+   * At most HOST_CONCURRENCY long commands run on one host at a time; the rest wait in order.
+   */
+  callAsync<T>(
+    target: AgentTarget,
+    path: string,
+    body: unknown,
+    options: { timeoutMs: number; taskUuid?: string; signal?: AbortSignal },
+  ): Promise<T> {
+    return this.core.queues.run(
+      `host-commands:${target.hostUuid}`,
+      () => this.callAsyncNow<T>(target, path, body, options),
+      HOST_CONCURRENCY,
+    );
+  }
+
+  private async callAsyncNow<T>(
     target: AgentTarget,
     path: string,
     body: unknown,

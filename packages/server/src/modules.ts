@@ -6,6 +6,7 @@ import { registerZoneWorkflows, zoneHandlers } from "./compute/zones.js";
 import type { Core } from "./core/core.js";
 import { identityHandlers } from "./identity/api.js";
 import type { SessionService } from "./identity/sessions.js";
+import { networkModule } from "./network/module.js";
 import { configHandlers } from "./platform/config-api.js";
 import { jobHandlers } from "./platform/jobs-api.js";
 import { nodeHandlers } from "./platform/nodes.js";
@@ -39,5 +40,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     { handlers: jobHandlers },
     { handlers: nodeHandlers(version) },
     hostModule(),
+    networkModule(),
   ];
 }

@@ -2,10 +2,11 @@ import { computeRoutes } from "./compute.js";
 import type { ApiRoute } from "./declare.js";
 import { identityRoutes } from "./identity.js";
 import { infrastructureRoutes } from "./infrastructure.js";
+import { networkRoutes } from "./network.js";
 import { platformRoutes } from "./platform.js";
 
 export { type ApiKind, type ApiRoute, crud, stateEventEnableDisable, update } from "./declare.js";
-export { computeRoutes, identityRoutes, infrastructureRoutes, platformRoutes };
+export { computeRoutes, identityRoutes, infrastructureRoutes, networkRoutes, platformRoutes };
 
 /** Every API of the contract. */
 export const apiRoutes: ApiRoute[] = [
@@ -13,4 +14,5 @@ export const apiRoutes: ApiRoute[] = [
   ...infrastructureRoutes,
   ...platformRoutes,
   ...computeRoutes,
+  ...networkRoutes,
 ];

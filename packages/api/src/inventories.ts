@@ -189,3 +189,99 @@ export const VmInstanceInventory = Type.Object({
   allocatorStrategy: Type.Union([Type.String(), Type.Null()]),
 });
 export type VmInstanceInventory = Static<typeof VmInstanceInventory>;
+export const L2NetworkTypes = [
+  "L2NoVlanNetwork",
+  "L2VlanNetwork",
+  "VxlanNetworkPool",
+  "VxlanNetwork",
+] as const;
+
+export const VniRangeInventory = Type.Object({
+  ...InventoryCommon,
+  l2NetworkUuid: Uuid,
+  startVni: Type.Integer(),
+  endVni: Type.Integer(),
+});
+export type VniRangeInventory = Static<typeof VniRangeInventory>;
+
+export const L2NetworkInventory = Type.Object({
+  ...InventoryCommon,
+  zoneUuid: Uuid,
+  type: Type.Union(L2NetworkTypes.map((type) => Type.Literal(type))),
+  vSwitchType: Type.String(),
+  physicalInterface: Type.Union([Type.String(), Type.Null()]),
+  vlan: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  vni: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  poolUuid: Type.Optional(Type.Union([Uuid, Type.Null()])),
+  vtepCidr: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  attachedClusterUuids: Type.Array(Uuid),
+  attachedVniRanges: Type.Optional(Type.Array(VniRangeInventory)),
+});
+export type L2NetworkInventory = Static<typeof L2NetworkInventory>;
+
+export const IpRangeInventory = Type.Object({
+  ...InventoryCommon,
+  l3NetworkUuid: Uuid,
+  startIp: Type.String(),
+  endIp: Type.String(),
+  netmask: Type.String(),
+  gateway: Type.String(),
+  networkCidr: Type.String(),
+  prefixLen: Type.Integer(),
+  ipVersion: Type.Integer(),
+});
+export type IpRangeInventory = Static<typeof IpRangeInventory>;
+
+export const NetworkServiceRefInventory = Type.Object({
+  l3NetworkUuid: Uuid,
+  networkServiceProviderUuid: Uuid,
+  networkServiceType: Type.String(),
+});
+
+export const L3NetworkInventory = Type.Object({
+  ...InventoryCommon,
+  type: Type.String(),
+  zoneUuid: Uuid,
+  l2NetworkUuid: Uuid,
+  state: Type.String(),
+  dnsDomain: Type.Union([Type.String(), Type.Null()]),
+  system: Type.Boolean(),
+  category: Type.String(),
+  ipVersion: Type.Integer(),
+  dns: Type.Array(Type.String()),
+  ipRanges: Type.Array(IpRangeInventory),
+  networkServices: Type.Array(NetworkServiceRefInventory),
+});
+export type L3NetworkInventory = Static<typeof L3NetworkInventory>;
+
+export const NetworkServiceProviderInventory = Type.Object({
+  uuid: Uuid,
+  name: Type.String(),
+  description: Type.String(),
+  type: Type.String(),
+  networkServiceTypes: Type.Array(Type.String()),
+  attachedL2NetworkUuids: Type.Array(Uuid),
+  createDate: DateTime,
+  lastOpDate: DateTime,
+});
+export type NetworkServiceProviderInventory = Static<typeof NetworkServiceProviderInventory>;
+
+export const VmNicInventory = Type.Object({
+  uuid: Uuid,
+  vmInstanceUuid: Uuid,
+  l3NetworkUuid: Uuid,
+  ip: Type.String(),
+  mac: Type.String(),
+  netmask: Type.String(),
+  gateway: Type.String(),
+  ipVersion: Type.Integer(),
+  deviceId: Type.Integer(),
+  internalName: Type.String(),
+  driverType: Type.String(),
+  type: Type.String(),
+  hypervisorType: Type.String(),
+  usedIpUuid: Type.Union([Uuid, Type.Null()]),
+  createDate: DateTime,
+  lastOpDate: DateTime,
+});
+export type VmNicInventory = Static<typeof VmNicInventory>;

@@ -7,6 +7,7 @@ import { registerZoneWorkflows, zoneHandlers } from "./compute/zones.js";
 import type { Core } from "./core/core.js";
 import { identityHandlers } from "./identity/api.js";
 import type { SessionService } from "./identity/sessions.js";
+import { networkModule } from "./network/module.js";
 import { configHandlers } from "./platform/config-api.js";
 import { jobHandlers } from "./platform/jobs-api.js";
 import { nodeHandlers } from "./platform/nodes.js";
@@ -41,5 +42,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     { handlers: nodeHandlers(version) },
     hostModule(),
     vmModule(),
+    networkModule(),
   ];
 }

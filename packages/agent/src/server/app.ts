@@ -10,6 +10,7 @@ import { CALLBACK_URL_HEADER, TASK_UUID_HEADER } from "../protocol.js";
 import { ValidationError } from "../validate.js";
 import type { QemuDriver } from "../vm/index.js";
 import { registerHostRoutes } from "./host-routes.js";
+import { registerNetworkRoutes } from "./network-routes.js";
 import type { Reporter } from "./reporter.js";
 import { TaskRunner } from "./tasks.js";
 import { registerVmRoutes } from "./vm-routes.js";
@@ -105,6 +106,7 @@ export function buildServer(options: AgentServerOptions): FastifyInstance {
 
   registerHostRoutes(app, context);
   registerVmRoutes(app, context);
+  registerNetworkRoutes(app, context);
   return app;
 }
 

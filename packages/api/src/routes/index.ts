@@ -2,11 +2,19 @@ import { computeRoutes } from "./compute.js";
 import type { ApiRoute } from "./declare.js";
 import { identityRoutes } from "./identity.js";
 import { infrastructureRoutes } from "./infrastructure.js";
+import { networkRoutes } from "./network.js";
 import { platformRoutes } from "./platform.js";
 import { vmRoutes } from "./vm.js";
 
 export { type ApiKind, type ApiRoute, crud, stateEventEnableDisable, update } from "./declare.js";
-export { computeRoutes, identityRoutes, infrastructureRoutes, platformRoutes, vmRoutes };
+export {
+  computeRoutes,
+  identityRoutes,
+  infrastructureRoutes,
+  networkRoutes,
+  platformRoutes,
+  vmRoutes,
+};
 
 /** Every API of the contract. */
 export const apiRoutes: ApiRoute[] = [
@@ -15,4 +23,5 @@ export const apiRoutes: ApiRoute[] = [
   ...platformRoutes,
   ...computeRoutes,
   ...vmRoutes,
+  ...networkRoutes,
 ];

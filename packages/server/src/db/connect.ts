@@ -50,7 +50,8 @@ function openPostgres(url: string): Db {
 
 async function migrate(db: Db) {
   const provider = { getMigrations: async () => migrations(db.dialect) };
-  const migrator = new Migrator({ db: db.kysely, provider });
+  // Modules add migrations independently, so a newer module may bring a lower number.
+  const migrator = new Migrator({ db: db.kysely, provider, allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
 
   if (error) {

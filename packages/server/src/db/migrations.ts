@@ -1,4 +1,5 @@
 import { type CreateTableBuilder, type Kysely, type Migration, sql } from "kysely";
+import { createNetworkTables } from "../network/migration.js";
 import type { DialectName } from "./connect.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists.
@@ -359,6 +360,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0001_core": { up: (db) => createCore(db, dialect) },
     "0002_hosts": { up: (db) => createHosts(db) },
     "0005_vms": { up: (db) => createVms(db) },
+    "0004_network": { up: (db) => createNetworkTables(db) },
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Generated } from "kysely";
+import type { NetworkTables } from "../network/schema.js";
 
 /** Columns every resource table has; dates are ISO 8601 strings in UTC. */
 interface ResourceColumns {
@@ -252,7 +253,7 @@ export interface VmInstanceTable extends ResourceColumns {
 }
 
 /** The whole schema, as Kysely sees it. */
-export interface Database {
+export interface Database extends NetworkTables {
   resources: ResourceIndexTable;
   zones: ZoneTable;
   clusters: ClusterTable;

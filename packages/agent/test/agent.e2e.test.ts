@@ -1,12 +1,13 @@
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isAlive, waitForExit } from "../src/vm/process.js";
+import { isAlive } from "../src/vm/process.js";
 import { AgentProcess, buildAgent, ManagementNode } from "./agent-process.js";
 import {
   countMarker,
   createBridge,
   guestImage,
   interfaceExists,
+  killVmsUnder,
   newUuid,
   overlay,
   removeDir,
@@ -71,32 +72,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  // Kill every QEMU this suite started, found through the run directories, by pid.
-  const runDirs = await readdir(`${dir}/vms`).catch(() => [] as string[]);
-
-  for (const name of runDirs) {
-    const pid = Number(
-      (await readFile(`${dir}/vms/${name}/qemu.pid`, "utf8").catch(() => "")).trim(),
-    );
-
-    if (pid > 1 && isAlive(pid)) {
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-
-      if (cmdline.includes(name)) {
-        process.kill(pid, "SIGKILL");
-        await waitForExit(pid, 5000);
-      }
-    }
-  }
-
   for (const started of agents) {
     await started.kill("SIGKILL");
   }
 
-  if (await interfaceExists(tap)) {
-    await import("../src/vm/tap.js").then((tapModule) => tapModule.deleteTap(tap));
-  }
-
+  await killVmsUnder(dir);
   await deleteBridge?.();
   await mn?.close();
   await removeDir(dir);

@@ -54,7 +54,7 @@ export async function interfaceExists(name: string) {
 
 /** Polls `read` until `predicate` accepts its value, or fails after `timeoutMs`. */
 export async function waitFor<T>(
-  what: string,
+  description: string,
   read: () => Promise<T>,
   predicate: (value: T) => boolean,
   timeoutMs = 90_000,
@@ -73,7 +73,7 @@ export async function waitFor<T>(
   }
 
   throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}; last value: ${String(last)}`,
+    `timed out after ${timeoutMs} ms waiting for ${description}; last value: ${String(last)}`,
   );
 }
 

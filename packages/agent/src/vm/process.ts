@@ -29,7 +29,7 @@ export interface SpawnedQemu {
 
 /**
  * Starts QEMU in its own session with stdio in files of the run directory, so it outlives the
- * agent, and connects QMP. If QEMU exits first, or QMP does not answer in `timeoutMs`, the
+ * agent, and connects QMP. If QEMU exits first, or QMP does not respond within `timeoutMs`, the
  * process is killed and the error carries QEMU's stderr.
  */
 export async function spawnQemu(

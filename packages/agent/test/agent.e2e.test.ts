@@ -82,7 +82,7 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-describe("tstack-agent with real QEMU", () => {
+describe("tstack-agent with real QEMU", { timeout: 120_000 }, () => {
   it("connects to the management node", async () => {
     const response = await agent.post("/host/connect", {
       hostUuid,

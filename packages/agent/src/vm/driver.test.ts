@@ -72,7 +72,7 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-describe("QemuDriver with real QEMU", () => {
+describe("QemuDriver with real QEMU", { timeout: 120_000 }, () => {
   let driver: QemuDriver;
   let disk: string;
 

@@ -73,13 +73,13 @@ export class QemuDriver {
   }
 
   /** Starts a VM; starting a VM whose QEMU already runs returns its state unchanged. */
-  start(input: VmSpec): Promise<VmInfo> {
+  async start(input: VmSpec): Promise<VmInfo> {
     const spec = resolveVmSpec(input);
     return this.serialize(spec.vmUuid, () => this.#start(spec));
   }
 
   /** Powers a VM off with the ACPI button, then ends QEMU; an unknown VM counts as stopped. */
-  stop(vmUuid: string, options: StopOptions = {}): Promise<VmInfo> {
+  async stop(vmUuid: string, options: StopOptions = {}): Promise<VmInfo> {
     assertUuid(vmUuid, "vmUuid");
     return this.serialize(vmUuid, () => this.#stop(vmUuid, options));
   }
@@ -103,7 +103,11 @@ export class QemuDriver {
    * Sends one QMP command to a running VM, for features built on top of the driver such as
    * screendumps or disk snapshots. State changes it causes are treated as caused by the guest.
    */
-  qmpExecute<T = unknown>(vmUuid: string, command: string, args?: Record<string, unknown>) {
+  async qmpExecute<T = unknown>(
+    vmUuid: string,
+    command: string,
+    args?: Record<string, unknown>,
+  ): Promise<T> {
     assertUuid(vmUuid, "vmUuid");
 
     return this.serialize(vmUuid, async () => {
@@ -118,7 +122,7 @@ export class QemuDriver {
   }
 
   /** Kills QEMU and removes the VM's taps and run directory. Disk images are never touched. */
-  destroy(vmUuid: string): Promise<void> {
+  async destroy(vmUuid: string): Promise<void> {
     assertUuid(vmUuid, "vmUuid");
     return this.serialize(vmUuid, () => this.#destroy(vmUuid));
   }
@@ -319,11 +323,18 @@ export class QemuDriver {
     const entry = this.#vms.get(vmUuid);
     const spec = entry?.spec ?? (await readSpec(paths));
 
-    if (entry?.pid !== undefined) {
+    // Without an entry the pid file still finds a QEMU whose re-adoption failed.
+    const pid = entry ? entry.pid : await readPidFile(paths.pidFile);
+
+    if (entry) {
       entry.expectExit = true;
-      await killQemu(entry.pid, vmUuid, entry.qmp);
-      entry.qmp?.close();
     }
+
+    if (pid !== undefined && isAlive(pid) && (await isQemuOf(pid, vmUuid))) {
+      await killQemu(pid, vmUuid, entry?.qmp);
+    }
+
+    entry?.qmp?.close();
 
     if (spec) {
       await deleteTaps(spec);
@@ -347,8 +358,8 @@ export class QemuDriver {
     entry.pid = undefined;
     entry.vncPort = undefined;
     entry.state = state;
-    await deleteTaps(entry.spec);
     await writeFile(entry.paths.stateFile, JSON.stringify({ state, reason }), { mode: 0o600 });
+    await deleteTaps(entry.spec);
   }
 
   #watch(entry: VmEntry, qmp: QmpClient) {
@@ -385,10 +396,17 @@ export class QemuDriver {
     const log = this.#log.child({ vmUuid: entry.vmUuid });
     log.info({ state, reason }, "VM state changed outside the agent");
 
+    // The report goes out even when the cleanup fails, because the state change has happened.
     void this.serialize(entry.vmUuid, async () => {
-      await this.#endRun(entry, state, reason);
+      try {
+        await this.#endRun(entry, state, reason);
+      } catch (error) {
+        entry.state = state;
+        log.error({ err: error }, "failed to clean up after the VM ended");
+      }
+
       this.#options.onReport({ vmUuid: entry.vmUuid, state, reason });
-    }).catch((error) => log.error({ err: error }, "failed to clean up after the VM ended"));
+    });
   }
 
   async #refreshState(entry: VmEntry) {

@@ -368,13 +368,15 @@ export class QemuDriver {
   }
 
   #onEvent(entry: VmEntry, event: QmpEvent) {
+    // With `-action panic=shutdown`, a panic arrives as a guest SHUTDOWN, not as a power-off.
+    if (event.event === "GUEST_PANICKED" || event.data?.reason === "guest-panic") {
+      this.#reportEnd(entry, "Crashed", "guest kernel panicked");
+      return;
+    }
+
     if (event.event === "SHUTDOWN" && event.data?.guest === true) {
       const reason = `guest powered off (${String(event.data.reason ?? "guest-shutdown")})`;
       this.#reportEnd(entry, "Stopped", reason);
-    }
-
-    if (event.event === "GUEST_PANICKED") {
-      this.#reportEnd(entry, "Crashed", "guest kernel panicked");
     }
   }
 

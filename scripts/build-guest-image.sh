@@ -10,6 +10,8 @@
 #   ip=<addr>          eth0 got a DHCP lease (dhcp-failed otherwise, nothing without a NIC)
 #   userdata-ok        http://169.254.169.254/latest/user-data was a script and exited 0
 #   userdata-failed rc=<n> / userdata-none
+# The guest panics on an NMI (QMP inject-nmi) and tells QEMU through the pvpanic device, so tests
+# can crash it on purpose.
 #
 # Usage: build-guest-image.sh [--output PATH]
 # The image is rebuilt only when this script or a package version changed; the path is printed.
@@ -38,7 +40,7 @@ done
 # Modules the guest loads. The Debian cloud kernel builds virtio, the ACPI button and evdev as
 # modules, while ext4, devtmpfs and the 8250 serial console are built in.
 stage1_modules=(virtio_pci virtio_blk)
-root_modules=(virtio_pci virtio_blk virtio_net button evdev)
+root_modules=(virtio_pci virtio_blk virtio_net button evdev pvpanic-mmio)
 
 # The metapackage names the current kernel package, e.g. linux-image-6.1.0-57-cloud-amd64.
 kernel_package=$(apt-cache depends linux-image-cloud-amd64 |
@@ -189,6 +191,8 @@ say() {
 # load; starting it earlier leaves the power button ignored.
 modprobe button
 modprobe evdev
+modprobe pvpanic-mmio 2>/dev/null
+echo 1 >/proc/sys/kernel/unknown_nmi_panic
 tries=0
 while ! ls /dev/input/event* >/dev/null 2>&1 && [ "$tries" -lt 50 ]; do
   sleep 0.1

@@ -65,6 +65,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     url,
     driver,
     async close() {
+      // NOTE: tasks still running are not awaited; a start cut short here can leave a tap or
+      // run directory behind until the VM is destroyed.
       await app.close();
       driver.close();
     },

@@ -15,12 +15,12 @@ export interface SignatureHeaders {
   "X-Tstack-Signature": string;
 }
 
-/** Result of checking a signed request; `reason` says why it was rejected. */
+/** Result of checking a signed request; `reason` explains a rejection. */
 export type VerifyResult = { ok: true } | { ok: false; reason: string };
 
 /**
  * Signs one HTTP request with the per-host secret. Both the management node and the agent use
- * this, so each side proves it holds the secret that was written at deploy time.
+ * this, so each side proves it has the secret that was written at deploy time.
  */
 export function signRequest(
   secret: string,
@@ -65,9 +65,11 @@ export function verifyRequest(
   }
 
   const expected = Buffer.from(computeSignature(secret, method, path, timestamp, body), "hex");
-  const given = /^[0-9a-f]{64}$/i.test(signature) ? Buffer.from(signature, "hex") : Buffer.alloc(0);
+  const received = /^[0-9a-f]{64}$/i.test(signature)
+    ? Buffer.from(signature, "hex")
+    : Buffer.alloc(0);
 
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+  if (received.length !== expected.length || !timingSafeEqual(received, expected)) {
     return { ok: false, reason: "invalid X-Tstack-Signature" };
   }
 

@@ -23,7 +23,7 @@ export const VM_REPORT_PATH = "/vm/report/state";
 /** Fields every response and callback body carries. */
 export interface AgentResponse {
   success: boolean;
-  /** What failed, present when success is false. */
+  /** Error message, present when success is false. */
   error?: string;
 }
 
@@ -57,7 +57,7 @@ export type FactsRsp = AgentResponse & HostFacts;
 /** Response of `/host/capacity`. */
 export type CapacityRsp = AgentResponse & HostCapacity;
 
-/** Response of `/vm/vmsync`: every VM the agent knows, by UUID. */
+/** Response of `/vm/vmsync`: state of every VM the agent tracks, by UUID. */
 export interface VmSyncRsp extends AgentResponse {
   states: Record<string, VmState>;
 }

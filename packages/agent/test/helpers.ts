@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { run } from "../src/exec.js";
+import { isAlive, waitForExit } from "../src/vm/process.js";
+import { deleteTap } from "../src/vm/tap.js";
 
 const script = resolve(import.meta.dirname, "../../../scripts/build-guest-image.sh");
 
@@ -52,7 +54,7 @@ export async function interfaceExists(name: string) {
 
 /** Polls `read` until `predicate` accepts its value, or fails after `timeoutMs`. */
 export async function waitFor<T>(
-  what: string,
+  description: string,
   read: () => Promise<T>,
   predicate: (value: T) => boolean,
   timeoutMs = 90_000,
@@ -71,7 +73,7 @@ export async function waitFor<T>(
   }
 
   throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}; last value: ${String(last)}`,
+    `timed out after ${timeoutMs} ms waiting for ${description}; last value: ${String(last)}`,
   );
 }
 
@@ -83,4 +85,30 @@ export function countMarker(text: string, marker: string) {
 /** Removes a directory tree, ignoring a missing one. */
 export function removeDir(path: string) {
   return rm(path, { recursive: true, force: true });
+}
+
+/**
+ * Kills every QEMU an agent started under a data directory, found by the run directories' pid
+ * files and checked against /proc cmdline, and deletes their taps. Used by afterAll hooks.
+ */
+export async function killVmsUnder(dataDir: string) {
+  const names = await readdir(join(dataDir, "vms")).catch(() => [] as string[]);
+
+  for (const name of names) {
+    const runDir = join(dataDir, "vms", name);
+    const pid = Number((await readFile(join(runDir, "qemu.pid"), "utf8").catch(() => "")).trim());
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+
+    if (pid > 1 && isAlive(pid) && cmdline.includes(name)) {
+      process.kill(pid, "SIGKILL");
+      await waitForExit(pid, 5000);
+    }
+
+    const spec = await readFile(join(runDir, "spec.json"), "utf8").catch(() => "{}");
+    const nics = (JSON.parse(spec) as { nics?: { tapName: string }[] }).nics ?? [];
+
+    for (const nic of nics) {
+      await deleteTap(nic.tapName).catch(() => undefined);
+    }
+  }
 }

@@ -21,7 +21,7 @@ export interface HostFacts {
   /** QEMU version such as "7.2.22". */
   qemuVersion: string;
   accel: Accelerator;
-  /** Why the accelerator was chosen. */
+  /** Reason the accelerator was chosen. */
   accelReason: string;
 }
 

@@ -8,7 +8,7 @@ import type { Accelerator } from "../vm/types.js";
 /** Result of the accelerator probe. */
 export interface AcceleratorProbe {
   accel: Accelerator;
-  /** Why KVM is or is not used, for the host facts. */
+  /** Reason KVM is or is not used, for the host facts. */
   reason: string;
 }
 
@@ -18,7 +18,7 @@ const PROBE_TIMEOUT_MS = 5_000;
 const DEBUG_EXIT_STATUS = 3;
 
 /**
- * A boot sector that writes 1 to I/O port 0x501 and halts:
+ * Returns a boot sector that writes 1 to I/O port 0x501 and halts:
  * `mov dx, 0x501; mov al, 1; out dx, al; hlt`, padded to 510 bytes, then the 0x55AA signature.
  */
 export function probeBootSector() {

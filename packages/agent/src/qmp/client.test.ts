@@ -81,7 +81,7 @@ describe("QmpClient", () => {
   it("matches replies to commands by id", async () => {
     const path = await startFake((command, socket) => {
       if (command.execute === "query-status") {
-        // Answer out of order: the slow reply comes after the next command's reply.
+        // Reply out of order: the slow reply comes after the next command's reply.
         setTimeout(() => reply(socket, command.id, { status: "running" }), 50);
         return;
       }

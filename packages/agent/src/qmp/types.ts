@@ -13,7 +13,7 @@ export interface QmpGreeting {
   };
 }
 
-/** A command that QEMU answered with an error object, or that timed out or lost its socket. */
+/** A command that QEMU replied to with an error object, or that timed out or lost its socket. */
 export class QmpError extends Error {
   constructor(
     readonly command: string,

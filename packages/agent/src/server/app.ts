@@ -34,7 +34,7 @@ export interface ServerContext extends AgentServerOptions {
   tasks: TaskRunner;
 }
 
-// Paths that answer without a signature: the management node polls echo before it has
+// Paths served without a signature: the management node polls echo before it has
 // written the secret of a freshly deployed agent.
 const UNSIGNED_PATHS = new Set(["/host/echo"]);
 

@@ -1,7 +1,7 @@
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
-/** What the management node told the agent at its last `/host/connect`. */
+/** Host UUID and report URL that the management node sent in its last `/host/connect`. */
 export interface Connection {
   hostUuid: string;
   sendCommandUrl: string;

@@ -18,7 +18,7 @@ const ATTEMPT_TIMEOUT_MS = 10_000;
 
 /**
  * POSTs a JSON body signed with the host secret, retrying with exponential backoff on network
- * errors and non-2xx answers. Returns whether the management node accepted it.
+ * errors and non-2xx responses. Returns whether the management node accepted it.
  */
 export async function postSigned(url: string, body: unknown, options: SignedPostOptions) {
   const text = JSON.stringify(body);

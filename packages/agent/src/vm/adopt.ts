@@ -2,7 +2,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import { QmpClient } from "../qmp/index.js";
 import type { QemuDriver, VmEntry } from "./driver.js";
-import { readSpec, stateOfStatus } from "./driver.js";
+import { readSpec, stateOfStatus } from "./lifecycle.js";
 import { vmPaths, vmsDir } from "./paths.js";
 import { isAlive, isQemuOf, readPidFile } from "./process.js";
 import { deleteTap } from "./tap.js";
@@ -78,7 +78,7 @@ async function adoptOne(
     return entry;
   }
 
-  // QEMU ended while no agent was watching, so nobody removed its taps or reported it.
+  // QEMU ended while no agent was watching, so its taps were not removed and it was not reported.
   for (const nic of spec.nics) {
     await deleteTap(nic.tapName);
   }

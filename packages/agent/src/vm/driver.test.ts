@@ -15,7 +15,8 @@ import {
 } from "../../test/helpers.js";
 import { adoptVms } from "./adopt.js";
 import { QemuDriver } from "./driver.js";
-import { isAlive } from "./process.js";
+import { QmpClient } from "../qmp/index.js";
+import { isAlive, waitForExit } from "./process.js";
 import type { VmReport, VmSpec } from "./types.js";
 
 const BOOT_OK = "TSTACK-GUEST: boot-ok";
@@ -72,7 +73,7 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-describe("QemuDriver with real QEMU", () => {
+describe("QemuDriver with real QEMU", { timeout: 120_000 }, () => {
   let driver: QemuDriver;
   let disk: string;
 
@@ -163,6 +164,80 @@ describe("QemuDriver with real QEMU", () => {
     expect(reports[0]).toEqual({ vmUuid, state: "Crashed", reason: "QEMU exited unexpectedly" });
     expect(driver.get(vmUuid)?.state).toBe("Crashed");
     expect(await interfaceExists(tap)).toBe(false);
+  });
+
+  it("reports a guest kernel panic", async () => {
+    reports.length = 0;
+    await driver.start(spec(disk));
+    await waitFor(
+      "boot marker",
+      () => bootCount(driver),
+      (count) => count === 1,
+    );
+
+    // The test guest panics on an NMI and signals it through pvpanic.
+    await driver.qmpExecute(vmUuid, "inject-nmi");
+
+    await waitFor(
+      "report",
+      async () => reports.length,
+      (count) => count === 1,
+    );
+    expect(reports[0]).toEqual({ vmUuid, state: "Crashed", reason: "guest kernel panicked" });
+    expect(driver.get(vmUuid)?.pid).toBeUndefined();
+  });
+
+  it("reports QEMU that died while no driver watched", async () => {
+    reports.length = 0;
+    const { pid } = await driver.start(spec(disk));
+    driver.close();
+    process.kill(pid!, "SIGKILL");
+    await waitForExit(pid!, 5000);
+
+    const next = newDriver();
+    const vms = await adoptVms(next, dir, logger, (report) => reports.push(report));
+
+    expect(vms).toEqual([{ vmUuid, state: "Crashed" }]);
+    expect(reports).toEqual([
+      { vmUuid, state: "Crashed", reason: "QEMU exited while the agent was not running" },
+    ]);
+    expect(await interfaceExists(tap)).toBe(false);
+    driver = next;
+  });
+
+  it("reports a guest power-off while no driver watched", async () => {
+    reports.length = 0;
+    const { pid } = await driver.start(spec(disk));
+    await waitFor(
+      "boot marker",
+      () => bootCount(driver),
+      (count) => count === 1,
+    );
+    driver.close();
+
+    const qmp = await QmpClient.connect(`${dir}/vms/${vmUuid}/qmp.sock`);
+    const shutdown = new Promise((resolve) =>
+      qmp.on("event", (e) => e.event === "SHUTDOWN" && resolve(e)),
+    );
+    await qmp.execute("system_powerdown");
+    await shutdown;
+    qmp.close();
+
+    const next = newDriver();
+    await adoptVms(next, dir, logger, (report) => reports.push(report));
+
+    await waitFor(
+      "report",
+      async () => reports.length,
+      (count) => count === 1,
+    );
+    expect(reports[0]).toEqual({
+      vmUuid,
+      state: "Stopped",
+      reason: "VM ended while the agent was not running",
+    });
+    expect(await waitForExit(pid!, 10_000)).toBe(true);
+    driver = next;
   });
 
   it("re-adopts a running VM in a new driver", async () => {

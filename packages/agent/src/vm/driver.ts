@@ -1,13 +1,23 @@
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { QmpClient, QmpEvent } from "../qmp/index.js";
 import { Reverter } from "../reverter.js";
 import { assertInteger, assertUuid, ValidationError } from "../validate.js";
 import { buildQemuArgs } from "./cmdline.js";
+import {
+  checkDisks,
+  configureAndRun,
+  createTaps,
+  deleteTaps,
+  killQemu,
+  powerDown,
+  readSpec,
+  stateOfStatus,
+  toInfo,
+} from "./lifecycle.js";
 import { type VmPaths, vmPaths } from "./paths.js";
-import { isAlive, isQemuOf, spawnQemu, waitForExit } from "./process.js";
+import { isAlive, isQemuOf, readPidFile, spawnQemu } from "./process.js";
 import { type ResolvedVmSpec, resolveVmSpec } from "./spec.js";
-import { createTap, deleteTap, tapExists } from "./tap.js";
 import type { Accelerator, VmInfo, VmReport, VmSpec, VmState } from "./types.js";
 
 /** Settings of a QemuDriver. */
@@ -18,7 +28,7 @@ export interface QemuDriverOptions {
   logger: Logger;
   /** Receives VM state changes that the agent did not cause. */
   onReport: (report: VmReport) => void;
-  /** Milliseconds QEMU may take until QMP answers; 30 s by default. */
+  /** Milliseconds QEMU may take until QMP accepts commands; 30 s by default. */
   startTimeoutMs?: number;
 }
 
@@ -45,7 +55,6 @@ export interface VmEntry {
 
 const DEFAULT_START_TIMEOUT_MS = 30_000;
 const DEFAULT_STOP_TIMEOUT_MS = 60_000;
-const QUIT_TIMEOUT_MS = 5_000;
 const MAX_CONSOLE_BYTES = 1024 * 1024;
 
 /**
@@ -64,13 +73,13 @@ export class QemuDriver {
   }
 
   /** Starts a VM; starting a VM whose QEMU already runs returns its state unchanged. */
-  start(input: VmSpec): Promise<VmInfo> {
+  async start(input: VmSpec): Promise<VmInfo> {
     const spec = resolveVmSpec(input);
     return this.serialize(spec.vmUuid, () => this.#start(spec));
   }
 
   /** Powers a VM off with the ACPI button, then ends QEMU; an unknown VM counts as stopped. */
-  stop(vmUuid: string, options: StopOptions = {}): Promise<VmInfo> {
+  async stop(vmUuid: string, options: StopOptions = {}): Promise<VmInfo> {
     assertUuid(vmUuid, "vmUuid");
     return this.serialize(vmUuid, () => this.#stop(vmUuid, options));
   }
@@ -94,7 +103,11 @@ export class QemuDriver {
    * Sends one QMP command to a running VM, for features built on top of the driver such as
    * screendumps or disk snapshots. State changes it causes are treated as caused by the guest.
    */
-  qmpExecute<T = unknown>(vmUuid: string, command: string, args?: Record<string, unknown>) {
+  async qmpExecute<T = unknown>(
+    vmUuid: string,
+    command: string,
+    args?: Record<string, unknown>,
+  ): Promise<T> {
     assertUuid(vmUuid, "vmUuid");
 
     return this.serialize(vmUuid, async () => {
@@ -109,12 +122,12 @@ export class QemuDriver {
   }
 
   /** Kills QEMU and removes the VM's taps and run directory. Disk images are never touched. */
-  destroy(vmUuid: string): Promise<void> {
+  async destroy(vmUuid: string): Promise<void> {
     assertUuid(vmUuid, "vmUuid");
     return this.serialize(vmUuid, () => this.#destroy(vmUuid));
   }
 
-  /** Returns every VM the agent knows, including stopped and crashed ones not yet destroyed. */
+  /** Returns every VM the agent tracks, including stopped and crashed ones not yet destroyed. */
   list(): VmInfo[] {
     return [...this.#vms.values()].map(toInfo);
   }
@@ -242,6 +255,15 @@ export class QemuDriver {
   }
 
   async #prepareRunDir(paths: VmPaths, spec: ResolvedVmSpec, reverter: Reverter) {
+    const pid = await readPidFile(paths.pidFile);
+
+    // A QEMU the agent does not track, e.g. one whose re-adoption failed, still owns the directory.
+    if (pid !== undefined && isAlive(pid) && (await isQemuOf(pid, spec.vmUuid))) {
+      throw new ValidationError(
+        `QEMU process ${pid} of VM ${spec.vmUuid} runs but is not tracked: restart the agent to re-adopt it, or destroy the VM`,
+      );
+    }
+
     // A leftover directory belongs to an earlier run of this VM whose QEMU is gone.
     await rm(paths.dir, { recursive: true, force: true });
     await mkdir(paths.dir, { recursive: true, mode: 0o700 });
@@ -301,11 +323,18 @@ export class QemuDriver {
     const entry = this.#vms.get(vmUuid);
     const spec = entry?.spec ?? (await readSpec(paths));
 
-    if (entry?.pid !== undefined) {
+    // Without an entry the pid file still finds a QEMU whose re-adoption failed.
+    const pid = entry ? entry.pid : await readPidFile(paths.pidFile);
+
+    if (entry) {
       entry.expectExit = true;
-      await killQemu(entry.pid, vmUuid, entry.qmp);
-      entry.qmp?.close();
     }
+
+    if (pid !== undefined && isAlive(pid) && (await isQemuOf(pid, vmUuid))) {
+      await killQemu(pid, vmUuid, entry?.qmp);
+    }
+
+    entry?.qmp?.close();
 
     if (spec) {
       await deleteTaps(spec);
@@ -329,8 +358,8 @@ export class QemuDriver {
     entry.pid = undefined;
     entry.vncPort = undefined;
     entry.state = state;
-    await deleteTaps(entry.spec);
     await writeFile(entry.paths.stateFile, JSON.stringify({ state, reason }), { mode: 0o600 });
+    await deleteTaps(entry.spec);
   }
 
   #watch(entry: VmEntry, qmp: QmpClient) {
@@ -339,13 +368,15 @@ export class QemuDriver {
   }
 
   #onEvent(entry: VmEntry, event: QmpEvent) {
+    // With `-action panic=shutdown`, a panic arrives as a guest SHUTDOWN, not as a power-off.
+    if (event.event === "GUEST_PANICKED" || event.data?.reason === "guest-panic") {
+      this.#reportEnd(entry, "Crashed", "guest kernel panicked");
+      return;
+    }
+
     if (event.event === "SHUTDOWN" && event.data?.guest === true) {
       const reason = `guest powered off (${String(event.data.reason ?? "guest-shutdown")})`;
       this.#reportEnd(entry, "Stopped", reason);
-    }
-
-    if (event.event === "GUEST_PANICKED") {
-      this.#reportEnd(entry, "Crashed", "guest kernel panicked");
     }
   }
 
@@ -367,10 +398,17 @@ export class QemuDriver {
     const log = this.#log.child({ vmUuid: entry.vmUuid });
     log.info({ state, reason }, "VM state changed outside the agent");
 
+    // The report goes out even when the cleanup fails, because the state change has happened.
     void this.serialize(entry.vmUuid, async () => {
-      await this.#endRun(entry, state, reason);
+      try {
+        await this.#endRun(entry, state, reason);
+      } catch (error) {
+        entry.state = state;
+        log.error({ err: error }, "failed to clean up after the VM ended");
+      }
+
       this.#options.onReport({ vmUuid: entry.vmUuid, state, reason });
-    }).catch((error) => log.error({ err: error }, "failed to clean up after the VM ended"));
+    });
   }
 
   async #refreshState(entry: VmEntry) {
@@ -380,132 +418,5 @@ export class QemuDriver {
     } catch (error) {
       this.#log.warn({ vmUuid: entry.vmUuid, err: error }, "failed to query VM status");
     }
-  }
-}
-
-/** Maps a QMP `query-status` status to a VM state. */
-export function stateOfStatus(status: string): VmState {
-  if (status === "running") {
-    return "Running";
-  }
-
-  if (status === "shutdown") {
-    return "Stopped";
-  }
-
-  if (status === "guest-panicked" || status === "internal-error" || status === "io-error") {
-    return "Crashed";
-  }
-
-  return "Paused";
-}
-
-/** Reads the spec a VM was started with from its run directory. */
-export async function readSpec(paths: VmPaths): Promise<ResolvedVmSpec | undefined> {
-  try {
-    return resolveVmSpec(
-      JSON.parse(await readFile(paths.specFile, "utf8")) as VmSpec,
-    ) as ResolvedVmSpec;
-  } catch {
-    return undefined;
-  }
-}
-
-function toInfo(entry: VmEntry): VmInfo {
-  const info: VmInfo = { vmUuid: entry.vmUuid, state: entry.state };
-
-  if (entry.pid !== undefined) {
-    info.pid = entry.pid;
-  }
-
-  if (entry.vncPort !== undefined) {
-    info.vncPort = entry.vncPort;
-  }
-
-  return info;
-}
-
-async function checkDisks(spec: ResolvedVmSpec) {
-  for (const disk of spec.disks) {
-    const info = await stat(disk.path).catch(() => undefined);
-
-    if (!info?.isFile()) {
-      throw new ValidationError(`disk image ${disk.path} of VM ${spec.vmUuid} not found`);
-    }
-  }
-}
-
-async function createTaps(spec: ResolvedVmSpec, reverter: Reverter) {
-  for (const nic of spec.nics) {
-    if (await tapExists(nic.tapName)) {
-      throw new ValidationError(
-        `tap ${nic.tapName} already exists: another VM uses it, or destroy this VM first`,
-      );
-    }
-
-    await createTap(nic.tapName, nic.bridgeName);
-    reverter.add(`tap ${nic.tapName}`, () => deleteTap(nic.tapName));
-  }
-}
-
-async function deleteTaps(spec: ResolvedVmSpec) {
-  for (const nic of spec.nics) {
-    await deleteTap(nic.tapName);
-  }
-}
-
-async function configureAndRun(entry: VmEntry, qmp: QmpClient, spec: ResolvedVmSpec) {
-  if (spec.vncPassword !== undefined) {
-    await qmp.execute("set_password", { protocol: "vnc", password: spec.vncPassword });
-  }
-
-  const vnc = await qmp.execute<{ service?: string }>("query-vnc");
-  const port = Number(vnc.service);
-
-  if (Number.isInteger(port) && port > 0) {
-    entry.vncPort = port;
-  }
-
-  await qmp.execute("cont");
-}
-
-/** Presses the ACPI power button and waits for the guest's SHUTDOWN; false on timeout. */
-async function powerDown(qmp: QmpClient, timeoutMs: number) {
-  let onEvent: ((event: QmpEvent) => void) | undefined;
-  let onClose: (() => void) | undefined;
-  let timer: NodeJS.Timeout | undefined;
-
-  const done = new Promise<boolean>((resolve) => {
-    onEvent = (event) => event.event === "SHUTDOWN" && resolve(true);
-    onClose = () => resolve(true);
-    timer = setTimeout(() => resolve(false), timeoutMs);
-    qmp.on("event", onEvent);
-    qmp.on("close", onClose);
-  });
-
-  try {
-    await qmp.execute("system_powerdown");
-    return await done;
-  } finally {
-    clearTimeout(timer);
-    qmp.off("event", onEvent!);
-    qmp.off("close", onClose!);
-  }
-}
-
-/** Ends a VM's QEMU with QMP `quit`, then SIGKILL if it is still there after 5 s. */
-async function killQemu(pid: number, vmUuid: string, qmp?: QmpClient) {
-  if (qmp && !qmp.closed) {
-    await qmp.execute("quit", undefined, { timeoutMs: QUIT_TIMEOUT_MS }).catch(() => undefined);
-  }
-
-  if (await waitForExit(pid, QUIT_TIMEOUT_MS)) {
-    return;
-  }
-
-  // The pid is checked again so a reused pid of another process is never killed.
-  if (await isQemuOf(pid, vmUuid)) {
-    process.kill(pid, "SIGKILL");
-    await waitForExit(pid, QUIT_TIMEOUT_MS);
   }
 }

@@ -15,7 +15,7 @@ export interface VmPaths {
   stateFile: string;
 }
 
-// sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+// sockaddr_un.sun_path has room for 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH = 107;
 
 /** Returns the run directory of every VM under a data directory. */

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { QmpClient } from "../qmp/index.js";
@@ -28,7 +29,7 @@ export interface SpawnedQemu {
 
 /**
  * Starts QEMU in its own session with stdio in files of the run directory, so it outlives the
- * agent, and connects QMP. If QEMU exits first, or QMP does not answer in `timeoutMs`, the
+ * agent, and connects QMP. If QEMU exits first, or QMP does not respond within `timeoutMs`, the
  * process is killed and the error carries QEMU's stderr.
  */
 export async function spawnQemu(
@@ -92,13 +93,24 @@ export async function spawnQemu(
   throw new QemuStartError(`QEMU ${reason}${text ? `: ${text}` : ""}`, text);
 }
 
-/** Checks whether a process exists, without sending it a signal. */
+/**
+ * Checks whether a process runs, without sending it a signal. A zombie counts as ended: an
+ * orphaned QEMU stays one until init reaps it, which some minimal init systems do late.
+ */
 export function isAlive(pid: number) {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") {
+      return false;
+    }
+  }
+
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return false;
   }
 }
 
@@ -120,7 +132,7 @@ export async function waitForExit(pid: number, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
 
   while (Date.now() < deadline) {
-    if (!isAlive(pid) || (await isZombie(pid))) {
+    if (!isAlive(pid)) {
       return true;
     }
 
@@ -135,15 +147,4 @@ export async function readPidFile(path: string) {
   const text = await readFile(path, "utf8").catch(() => "");
   const pid = Number.parseInt(text.trim(), 10);
   return Number.isInteger(pid) && pid > 1 ? pid : undefined;
-}
-
-// A zombie child still answers kill(pid, 0) until its parent reaps it; for waiting on an exit it
-// is as good as gone.
-async function isZombie(pid: number) {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return true;
-  }
 }

@@ -43,7 +43,7 @@ export interface VmReport {
   reason: string;
 }
 
-/** What the agent knows about one VM. */
+/** State of one VM as the agent tracks it. */
 export interface VmInfo {
   vmUuid: string;
   state: VmState;

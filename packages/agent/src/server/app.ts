@@ -11,6 +11,7 @@ import { ValidationError } from "../validate.js";
 import type { QemuDriver } from "../vm/index.js";
 import { registerHostRoutes } from "./host-routes.js";
 import type { Reporter } from "./reporter.js";
+import { registerStorageRoutes } from "./storage-routes.js";
 import { TaskRunner } from "./tasks.js";
 import { registerVmRoutes } from "./vm-routes.js";
 
@@ -105,6 +106,7 @@ export function buildServer(options: AgentServerOptions): FastifyInstance {
 
   registerHostRoutes(app, context);
   registerVmRoutes(app, context);
+  registerStorageRoutes(app, context);
   return app;
 }
 

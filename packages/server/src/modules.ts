@@ -11,6 +11,7 @@ import { jobHandlers } from "./platform/jobs-api.js";
 import { nodeHandlers } from "./platform/nodes.js";
 import { tagHandlers } from "./platform/tags.js";
 import { webHookHandlers } from "./platform/webhooks.js";
+import { storageModule } from "./storage/module.js";
 import type { ApiHandlers } from "./rest/api.js";
 
 /** What one domain module adds to the management node. */
@@ -39,5 +40,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     { handlers: jobHandlers },
     { handlers: nodeHandlers(version) },
     hostModule(),
+    storageModule(),
   ];
 }

@@ -1,5 +1,5 @@
 import { Type } from "@sinclair/typebox";
-import { CreateCommon, Description, Name, StateEvent, Strict } from "../common.js";
+import { CreateCommon, Description, Name, StateEvent, Strict, Uuid } from "../common.js";
 import * as Inventory from "../inventories.js";
 import { type ApiRoute, stateEventEnableDisable, update } from "./declare.js";
 
@@ -113,4 +113,109 @@ const backupStorageRoutes: ApiRoute[] = [
   },
 ];
 
-export const storageRoutes: ApiRoute[] = [...backupStorageRoutes];
+const imageRoutes: ApiRoute[] = [
+  {
+    name: "addImage",
+    method: "POST",
+    path: "/images",
+    kind: "create",
+    timeoutMs: LONG_MS,
+    params: Strict({
+      name: Name,
+      description: Type.Optional(Description),
+      url: Type.String({
+        minLength: 1,
+        maxLength: 2048,
+        description: "http, https, or file URL under image.allowedFileUrlPrefixes",
+      }),
+      mediaType: Type.Optional(
+        Type.Union(
+          ["RootVolumeTemplate", "DataVolumeTemplate", "ISO"].map((value) => Type.Literal(value)),
+        ),
+      ),
+      format: Type.Optional(
+        Type.Union(
+          ["qcow2", "raw", "iso"].map((value) => Type.Literal(value)),
+          {
+            description: "a hint only: the stored format is what qemu-img detects",
+          },
+        ),
+      ),
+      platform: Type.Optional(
+        Type.Union(["Linux", "Windows", "Other"].map((value) => Type.Literal(value))),
+      ),
+      guestOsType: Type.Optional(Type.String({ maxLength: 255 })),
+      system: Type.Optional(Type.Boolean()),
+      backupStorageUuids: Type.Array(Uuid, { minItems: 1, maxItems: 16, uniqueItems: true }),
+      ...CreateCommon,
+    }),
+    inventory: Inventory.ImageInventory,
+    resource: "Image",
+    summary: "Add an image: each chosen image store downloads it from the URL",
+  },
+  {
+    name: "queryImage",
+    method: "GET",
+    path: "/images",
+    kind: "query",
+    resource: "Image",
+    inventory: Inventory.ImageInventory,
+    summary: "Query images",
+  },
+  {
+    name: "updateImage",
+    method: "PUT",
+    path: "/images/{uuid}/actions",
+    kind: "action",
+    params: Strict({
+      name: Type.Optional(Name),
+      description: Type.Optional(Description),
+      platform: Type.Optional(
+        Type.Union(["Linux", "Windows", "Other"].map((value) => Type.Literal(value))),
+      ),
+      guestOsType: Type.Optional(Type.String({ maxLength: 255 })),
+    }),
+    inventory: Inventory.ImageInventory,
+    resource: "Image",
+    summary: "Change an image's name, description, platform or guest OS type",
+  },
+  {
+    name: "changeImageState",
+    method: "PUT",
+    path: "/images/{uuid}/actions",
+    kind: "action",
+    params: stateEventEnableDisable,
+    inventory: Inventory.ImageInventory,
+    resource: "Image",
+    summary: "Enable or disable an image",
+  },
+  {
+    name: "recoverImage",
+    method: "PUT",
+    path: "/images/{uuid}/actions",
+    kind: "action",
+    params: Strict({ backupStorageUuids: Type.Optional(Type.Array(Uuid)) }),
+    inventory: Inventory.ImageInventory,
+    resource: "Image",
+    summary: "Bring back a deleted image",
+  },
+  {
+    name: "expungeImage",
+    method: "PUT",
+    path: "/images/{uuid}/actions",
+    kind: "action",
+    params: Strict({ backupStorageUuids: Type.Optional(Type.Array(Uuid)) }),
+    resource: "Image",
+    summary: "Remove a deleted image's files from its image stores, for good",
+  },
+  {
+    name: "deleteImage",
+    method: "DELETE",
+    path: "/images/{uuid}",
+    kind: "delete",
+    resource: "Image",
+    summary: "Delete an image; recoverImage brings it back until it is expunged",
+  },
+];
+
+export const storageRoutes: ApiRoute[] = [...backupStorageRoutes, ...imageRoutes];

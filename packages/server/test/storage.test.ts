@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server as HttpServer } from "node:http";
 import { readFile } from "node:fs/promises";
@@ -280,6 +281,133 @@ describe("storage on a local KVM host", () => {
       const gone = await admin.query<Inventory>("queryImage", [`uuid=${extra.uuid}`]);
       expect(gone.inventories).toHaveLength(0);
       expect(() => execFileSync("test", ["-e", file])).toThrow();
+    });
+  });
+
+  describe("local primary storage and root volumes", () => {
+    let primary: Inventory;
+    let image: Inventory;
+    const psDir = () => join(work, "primary");
+    const hex = () => randomUUID().replaceAll("-", "");
+    const accountUuid = hex();
+
+    const capacity = async () =>
+      (await admin.query<Inventory>("queryPrimaryStorage", [`uuid=${primary.uuid}`]))
+        .inventories[0]!;
+
+    beforeAll(async () => {
+      image = (
+        await admin.call<{ inventory: Inventory }>("addImage", {
+          params: {
+            name: "root",
+            url: `${files.url}/small.qcow2`,
+            backupStorageUuids: [backupStorage.uuid],
+          },
+        })
+      ).inventory;
+    });
+
+    it("adds local storage and measures each host", async () => {
+      primary = (
+        await admin.call<{ inventory: Inventory }>("addLocalPrimaryStorage", {
+          params: { name: "local", url: psDir(), zoneUuid: host.zoneUuid },
+        })
+      ).inventory;
+      expect(primary.totalCapacity).toBe(0);
+
+      const attached = (
+        await admin.call<{ inventory: Inventory }>("attachPrimaryStorageToCluster", {
+          path: { clusterUuid: host.clusterUuid, primaryStorageUuid: primary.uuid },
+          params: {},
+        })
+      ).inventory;
+      expect(attached.attachedClusterUuids).toEqual([host.clusterUuid]);
+      expect(attached.totalPhysicalCapacity).toBeGreaterThan(0);
+      expect(attached.availableCapacity).toBe(attached.totalCapacity);
+
+      const perHost = await admin.call<{ inventories: Inventory[] }>(
+        "getLocalStorageHostDiskCapacity",
+        { path: { primaryStorageUuid: primary.uuid } },
+      );
+      expect(perHost.inventories.map((row) => row.hostUuid)).toEqual([host.hostUuid]);
+
+      const synced = await admin.call<{ inventory: Inventory }>("syncPrimaryStorageCapacity", {
+        path: { uuid: primary.uuid },
+        params: {},
+      });
+      expect(synced.inventory.status).toBe("Connected");
+    });
+
+    it("never overbooks concurrent root volume allocations", async () => {
+      const before = Number((await capacity()).availableCapacity);
+      const size = Number(image.size);
+      // Room for exactly three root volumes above the reserved floor.
+      await admin.call("updateGlobalConfig", {
+        path: { category: "primaryStorage", name: "reservedCapacity" },
+        params: { value: String(before - 3 * size - 1) },
+      });
+      const volumes = t.server.core.services.volumes!;
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, () =>
+          t.server.core.transact((tx) =>
+            volumes.allocateRootVolume(tx, {
+              vmUuid: hex(),
+              accountUuid,
+              imageUuid: image.uuid,
+              hostUuid: host.hostUuid,
+            }),
+          ),
+        ),
+      );
+      const allocated = results.filter((result) => result.status === "fulfilled");
+      expect(allocated).toHaveLength(3);
+      const rejected = results.find(
+        (result) => result.status === "rejected",
+      ) as PromiseRejectedResult;
+      expect(String(rejected.reason.message)).toMatch(/no primary storage reachable/);
+      expect(Number((await capacity()).availableCapacity)).toBe(before - 3 * size);
+    });
+
+    it("instantiates a root volume through the image cache and deletes it", async () => {
+      await admin.call("updateGlobalConfig", {
+        path: { category: "primaryStorage", name: "reservedCapacity" },
+        params: { value: "0" },
+      });
+      const volumes = t.server.core.services.volumes!;
+      const vmUuid = hex();
+      const before = Number((await capacity()).availableCapacity);
+      const { volumeUuid } = await t.server.core.transact((tx) =>
+        volumes.allocateRootVolume(tx, {
+          vmUuid,
+          accountUuid,
+          imageUuid: image.uuid,
+          hostUuid: host.hostUuid,
+        }),
+      );
+      expect(Number((await capacity()).availableCapacity)).toBe(before - Number(image.size));
+
+      const [first, second] = await Promise.all([
+        volumes.instantiateRootVolume(volumeUuid, host.hostUuid),
+        volumes.instantiateRootVolume(volumeUuid, host.hostUuid),
+      ]);
+      expect(first.installPath).toBe(second.installPath);
+      const info = JSON.parse(
+        execFileSync("qemu-img", ["info", "--output=json", "-U", first.installPath]).toString(),
+      );
+      expect(info["backing-filename"]).toContain(`imagecache/template/${image.uuid}`);
+      expect(await volumes.vmVolumes(vmUuid)).toEqual([first]);
+
+      const caches = await admin.query<Inventory>("queryImageCache", [`imageUuid=${image.uuid}`]);
+      expect(caches.inventories).toHaveLength(1);
+      expect(caches.inventories[0]?.hostUuid).toBe(host.hostUuid);
+
+      const queried = await admin.query<Inventory>("queryVolume", [`uuid=${volumeUuid}`]);
+      expect(queried.inventories[0]?.status).toBe("Ready");
+
+      await volumes.deleteVmVolumes(vmUuid);
+      expect(Number((await capacity()).availableCapacity)).toBe(before);
+      expect(() => execFileSync("test", ["-e", first.installPath])).toThrow();
+      expect(await volumes.vmVolumes(vmUuid)).toEqual([]);
     });
   });
 });

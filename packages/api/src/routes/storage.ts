@@ -218,4 +218,161 @@ const imageRoutes: ApiRoute[] = [
   },
 ];
 
-export const storageRoutes: ApiRoute[] = [...backupStorageRoutes, ...imageRoutes];
+const addPrimaryStorageParams = Strict({
+  name: Name,
+  description: Type.Optional(Description),
+  url: DirectoryPath,
+  zoneUuid: Uuid,
+  ...CreateCommon,
+});
+
+const primaryStorageAction = (name: string, summary: string): ApiRoute => ({
+  name,
+  method: "PUT",
+  path: "/primary-storage/{uuid}/actions",
+  kind: "action",
+  adminOnly: true,
+  params: Strict({}),
+  inventory: Inventory.PrimaryStorageInventory,
+  resource: "PrimaryStorage",
+  summary,
+});
+
+const primaryStorageRoutes: ApiRoute[] = [
+  {
+    name: "addLocalPrimaryStorage",
+    method: "POST",
+    path: "/primary-storage/local-storage",
+    kind: "create",
+    adminOnly: true,
+    params: addPrimaryStorageParams,
+    inventory: Inventory.PrimaryStorageInventory,
+    resource: "PrimaryStorage",
+    summary: "Add local storage: the same directory on every host of the attached clusters",
+  },
+  {
+    name: "addSharedMountPointPrimaryStorage",
+    method: "POST",
+    path: "/primary-storage/smp",
+    kind: "create",
+    adminOnly: true,
+    params: addPrimaryStorageParams,
+    inventory: Inventory.PrimaryStorageInventory,
+    resource: "PrimaryStorage",
+    summary: "Add a shared mount point: one shared filesystem mounted at the path on every host",
+  },
+  {
+    name: "queryPrimaryStorage",
+    method: "GET",
+    path: "/primary-storage",
+    kind: "query",
+    adminOnly: true,
+    resource: "PrimaryStorage",
+    inventory: Inventory.PrimaryStorageInventory,
+    summary: "Query primary storage",
+  },
+  {
+    name: "updatePrimaryStorage",
+    method: "PUT",
+    path: "/primary-storage/{uuid}/actions",
+    kind: "action",
+    adminOnly: true,
+    params: update,
+    inventory: Inventory.PrimaryStorageInventory,
+    resource: "PrimaryStorage",
+    summary: "Rename a primary storage or change its description",
+  },
+  {
+    name: "changePrimaryStorageState",
+    method: "PUT",
+    path: "/primary-storage/{uuid}/actions",
+    kind: "action",
+    adminOnly: true,
+    params: Strict({ stateEvent: StateEvent(["enable", "disable", "maintain"]) }),
+    inventory: Inventory.PrimaryStorageInventory,
+    resource: "PrimaryStorage",
+    summary: "Enable, disable or put a primary storage into maintenance",
+  },
+  primaryStorageAction(
+    "reconnectPrimaryStorage",
+    "Prepare a primary storage on its hosts again and refresh its capacity",
+  ),
+  primaryStorageAction(
+    "syncPrimaryStorageCapacity",
+    "Measure a primary storage's physical capacity again and recompute what is available",
+  ),
+  {
+    name: "deletePrimaryStorage",
+    method: "DELETE",
+    path: "/primary-storage/{uuid}",
+    kind: "delete",
+    adminOnly: true,
+    resource: "PrimaryStorage",
+    summary: "Remove a primary storage that no cluster uses; its files stay on the hosts",
+  },
+  {
+    name: "attachPrimaryStorageToCluster",
+    method: "POST",
+    path: "/clusters/{clusterUuid}/primary-storage/{primaryStorageUuid}",
+    kind: "create",
+    adminOnly: true,
+    params: Strict({}),
+    inventory: Inventory.PrimaryStorageInventory,
+    resource: "PrimaryStorage",
+    summary: "Attach a primary storage to a cluster and prepare it on the cluster's hosts",
+  },
+  {
+    name: "detachPrimaryStorageFromCluster",
+    method: "DELETE",
+    path: "/clusters/{clusterUuid}/primary-storage/{primaryStorageUuid}",
+    kind: "delete",
+    adminOnly: true,
+    resource: "PrimaryStorage",
+    summary: "Detach a primary storage from a cluster that has no volumes on it",
+  },
+  {
+    name: "getPrimaryStorageCapacity",
+    method: "GET",
+    path: "/primary-storage/capacities",
+    kind: "sync",
+    adminOnly: true,
+    summary: "Sum primary storage capacity by zone, cluster or primary storage uuids",
+  },
+  {
+    name: "getLocalStorageHostDiskCapacity",
+    method: "GET",
+    path: "/primary-storage/local-storage/{primaryStorageUuid}/capacities",
+    kind: "sync",
+    adminOnly: true,
+    summary: "Capacity of each host's share of a local storage",
+  },
+  {
+    name: "queryImageCache",
+    method: "GET",
+    path: "/primary-storage/imagecache",
+    kind: "query",
+    adminOnly: true,
+    resource: "ImageCache",
+    inventory: Inventory.ImageCacheInventory,
+    summary: "Query the image copies cached on primary storage",
+  },
+];
+
+const volumeRoutes: ApiRoute[] = [
+  {
+    name: "queryVolume",
+    method: "GET",
+    path: "/volumes",
+    kind: "query",
+    resource: "Volume",
+    inventory: Inventory.VolumeInventory,
+    summary: "Query volumes",
+  },
+];
+
+export const storageRoutes: ApiRoute[] = [
+  ...volumeRoutes,
+  ...backupStorageRoutes,
+  ...imageRoutes,
+  ...primaryStorageRoutes,
+];

@@ -1,9 +1,12 @@
 import type { Core } from "../core/core.js";
 import type { Module } from "../modules.js";
+import { queryHandler } from "../resources/crud.js";
 import { backupStorageHandlers } from "./backup-storage.js";
 import { defineStorageConfig } from "./config.js";
 import { imageHandlers } from "./images.js";
+import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
+import { StorageVolumeService } from "./volume-service.js";
 
 /** Storage: image stores, images, primary storage, image caches, volumes and snapshots. */
 export function storageModule(): Module {
@@ -11,7 +14,14 @@ export function storageModule(): Module {
     handlers: {},
     register(core: Core) {
       defineStorageConfig(core);
-      Object.assign(module.handlers, backupStorageHandlers(), imageHandlers());
+      core.services.volumes = new StorageVolumeService(core);
+      Object.assign(
+        module.handlers,
+        backupStorageHandlers(),
+        imageHandlers(),
+        primaryStorageHandlers(),
+        { queryVolume: queryHandler("Volume") },
+      );
     },
   };
   return module;

@@ -5,9 +5,9 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import {
   type DownloadProgress,
   imageStoreHttp,
-  StorageError,
   type StorageCommandContext,
   type StorageCommands,
+  StorageError,
   storageCommandHandlers,
   type UrlPolicy,
 } from "../storage/index.js";

@@ -32,7 +32,6 @@ const backupStorageRoutes: ApiRoute[] = [
       description: Type.Optional(Description),
       url: DirectoryPath,
       hostname: ManagementIp,
-      importImages: Type.Optional(Type.Boolean()),
       ...CreateCommon,
     }),
     inventory: Inventory.BackupStorageInventory,
@@ -145,7 +144,6 @@ const imageRoutes: ApiRoute[] = [
         Type.Union(["Linux", "Windows", "Other"].map((value) => Type.Literal(value))),
       ),
       guestOsType: Type.Optional(Type.String({ maxLength: 255 })),
-      system: Type.Optional(Type.Boolean()),
       backupStorageUuids: Type.Array(Uuid, { minItems: 1, maxItems: 16, uniqueItems: true }),
       ...CreateCommon,
     }),
@@ -194,7 +192,11 @@ const imageRoutes: ApiRoute[] = [
     method: "PUT",
     path: "/images/{uuid}/actions",
     kind: "action",
-    params: Strict({ backupStorageUuids: Type.Optional(Type.Array(Uuid)) }),
+    params: Strict({
+      backupStorageUuids: Type.Optional(
+        Type.Array(Uuid, { description: "accepted for ZStack clients; every store is affected" }),
+      ),
+    }),
     inventory: Inventory.ImageInventory,
     resource: "Image",
     summary: "Bring back a deleted image",
@@ -204,7 +206,11 @@ const imageRoutes: ApiRoute[] = [
     method: "PUT",
     path: "/images/{uuid}/actions",
     kind: "action",
-    params: Strict({ backupStorageUuids: Type.Optional(Type.Array(Uuid)) }),
+    params: Strict({
+      backupStorageUuids: Type.Optional(
+        Type.Array(Uuid, { description: "accepted for ZStack clients; every store is affected" }),
+      ),
+    }),
     resource: "Image",
     summary: "Remove a deleted image's files from its image stores, for good",
   },

@@ -1,4 +1,4 @@
-import { type Transaction, sql } from "kysely";
+import { sql, type Transaction } from "kysely";
 import type { Core } from "../core/core.js";
 import type { Database } from "../db/schema.js";
 

@@ -8,7 +8,7 @@ import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
 import { StorageVolumeService } from "./volume-service.js";
 
-/** Storage: image stores, images, primary storage, image caches, volumes and snapshots. */
+/** Storage: image stores, images, primary storage, image caches and root volumes. */
 export function storageModule(): Module {
   const module: Module = {
     handlers: {},

@@ -23,7 +23,7 @@ interface VolumeFileInfo {
   actualSize: number;
 }
 
-/** A call-shaped value for inserting rows that no API request creates directly. */
+/** Builds the call-shaped value `insertResource` needs for rows that no API request creates. */
 function internalCall(uuid: string, accountUuid: string) {
   return {
     params: { resourceUuid: uuid },
@@ -356,9 +356,9 @@ export class StorageVolumeService implements VolumeService {
       .where("status", "=", "Ready")
       .orderBy("deviceId")
       .execute();
-    return volumes
-      .sort((a, b) => (a.type === "Root" ? -1 : b.type === "Root" ? 1 : 0))
-      .map((volume) => attachment(volume));
+    const root = volumes.filter((volume) => volume.type === "Root");
+    const data = volumes.filter((volume) => volume.type !== "Root");
+    return [...root, ...data].map((volume) => attachment(volume));
   }
 }
 
@@ -371,7 +371,7 @@ function attachment(volume: { uuid: string; installPath: string | null; deviceId
   };
 }
 
-/** The host that can reach a volume's files: its own for local storage, any connected one else. */
+/** Picks the host that reaches a volume's files: its own on local storage, else any connected one. */
 export async function volumeHost(
   core: Core,
   volume: { primaryStorageUuid: string | null; hostUuid: string | null },

@@ -285,3 +285,117 @@ export const VmNicInventory = Type.Object({
   lastOpDate: DateTime,
 });
 export type VmNicInventory = Static<typeof VmNicInventory>;
+const Bytes = Type.Integer({ minimum: 0, description: "bytes" });
+const NullableString = Type.Union([Type.String(), Type.Null()]);
+
+export const BackupStorageInventory = Type.Object({
+  ...InventoryCommon,
+  type: Type.Literal("ImageStoreBackupStorage"),
+  url: Type.String({ description: "directory of the image store on its host" }),
+  hostname: Type.String({ description: "management IP of the host whose agent runs the store" }),
+  state: Type.Union([Type.Literal("Enabled"), Type.Literal("Disabled")]),
+  status: Type.Union(["Connecting", "Connected", "Disconnected"].map((s) => Type.Literal(s))),
+  totalCapacity: Bytes,
+  availableCapacity: Bytes,
+  attachedZoneUuids: Type.Array(Uuid),
+  lastError: NullableString,
+});
+export type BackupStorageInventory = Static<typeof BackupStorageInventory>;
+
+export const ImageBackupStorageRefInventory = Type.Object({
+  imageUuid: Uuid,
+  backupStorageUuid: Uuid,
+  status: Type.String(),
+  installPath: NullableString,
+  lastError: NullableString,
+  createDate: DateTime,
+  lastOpDate: DateTime,
+});
+
+export const ImageInventory = Type.Object({
+  ...InventoryCommon,
+  state: Type.Union([Type.Literal("Enabled"), Type.Literal("Disabled")]),
+  status: Type.Union(["Downloading", "Ready", "Error", "Deleted"].map((s) => Type.Literal(s))),
+  url: Type.String({ description: "source URL without its query string" }),
+  mediaType: Type.String(),
+  format: Type.String({ description: "qcow2, raw or iso, as qemu-img detected it" }),
+  platform: Type.String(),
+  guestOsType: NullableString,
+  size: Type.Integer({ description: "virtual size in bytes" }),
+  actualSize: Type.Integer({ description: "file size in bytes" }),
+  md5Sum: NullableString,
+  sha256: NullableString,
+  system: Type.Boolean(),
+  backupStorageRefs: Type.Array(ImageBackupStorageRefInventory),
+  lastError: NullableString,
+});
+export type ImageInventory = Static<typeof ImageInventory>;
+
+export const PrimaryStorageInventory = Type.Object({
+  ...InventoryCommon,
+  type: Type.Union([Type.Literal("LocalStorage"), Type.Literal("SharedMountPoint")]),
+  url: Type.String(),
+  mountPath: Type.String(),
+  zoneUuid: Uuid,
+  state: Type.Union(["Enabled", "Disabled", "Maintenance"].map((s) => Type.Literal(s))),
+  status: Type.Union(["Connecting", "Connected", "Disconnected"].map((s) => Type.Literal(s))),
+  totalCapacity: Bytes,
+  availableCapacity: Type.Integer({ description: "bytes not reserved by volumes" }),
+  totalPhysicalCapacity: Bytes,
+  availablePhysicalCapacity: Bytes,
+  attachedClusterUuids: Type.Array(Uuid),
+  lastError: NullableString,
+});
+export type PrimaryStorageInventory = Static<typeof PrimaryStorageInventory>;
+
+export const ImageCacheInventory = Type.Object({
+  id: Uuid,
+  uuid: Uuid,
+  primaryStorageUuid: Uuid,
+  hostUuid: Type.Union([Uuid, Type.Null()]),
+  imageUuid: Uuid,
+  installUrl: Type.String(),
+  size: Bytes,
+  actualSize: Bytes,
+  md5sum: NullableString,
+  state: Type.String(),
+  createDate: DateTime,
+  lastOpDate: DateTime,
+});
+
+export const VolumeInventory = Type.Object({
+  ...InventoryCommon,
+  type: Type.Union([Type.Literal("Root"), Type.Literal("Data")]),
+  vmInstanceUuid: Type.Union([Uuid, Type.Null()]),
+  primaryStorageUuid: Type.Union([Uuid, Type.Null()]),
+  rootImageUuid: Type.Union([Uuid, Type.Null()]),
+  diskOfferingUuid: Type.Union([Uuid, Type.Null()]),
+  format: Type.String(),
+  size: Type.Integer({ description: "virtual size in bytes" }),
+  actualSize: Bytes,
+  deviceId: Type.Union([Type.Integer(), Type.Null()]),
+  state: Type.Union([Type.Literal("Enabled"), Type.Literal("Disabled")]),
+  status: Type.Union(
+    ["Creating", "Ready", "NotInstantiated", "Deleted"].map((s) => Type.Literal(s)),
+  ),
+  installPath: NullableString,
+  isShareable: Type.Boolean(),
+  lastError: NullableString,
+});
+export type VolumeInventory = Static<typeof VolumeInventory>;
+
+export const VolumeSnapshotInventory = Type.Object({
+  ...InventoryCommon,
+  volumeUuid: Uuid,
+  primaryStorageUuid: Uuid,
+  parentUuid: Type.Union([Uuid, Type.Null()]),
+  volumeType: Type.String(),
+  primaryStorageInstallPath: Type.String(),
+  size: Bytes,
+  state: Type.String(),
+  status: Type.String(),
+  latest: Type.Boolean(),
+  format: Type.String(),
+  type: Type.String(),
+});
+export type VolumeSnapshotInventory = Static<typeof VolumeSnapshotInventory>;

@@ -14,6 +14,7 @@ import { nodeHandlers } from "./platform/nodes.js";
 import { tagHandlers } from "./platform/tags.js";
 import { webHookHandlers } from "./platform/webhooks.js";
 import type { ApiHandlers } from "./rest/api.js";
+import { storageModule } from "./storage/module.js";
 
 /** What one domain module adds to the management node. */
 export interface Module {
@@ -43,5 +44,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     hostModule(),
     vmModule(),
     networkModule(),
+    storageModule(),
   ];
 }

@@ -12,6 +12,7 @@ import type { QemuDriver } from "../vm/index.js";
 import { registerHostRoutes } from "./host-routes.js";
 import { registerNetworkRoutes } from "./network-routes.js";
 import type { Reporter } from "./reporter.js";
+import { registerStorageRoutes } from "./storage-routes.js";
 import { TaskRunner } from "./tasks.js";
 import { registerVmRoutes } from "./vm-routes.js";
 
@@ -107,6 +108,7 @@ export function buildServer(options: AgentServerOptions): FastifyInstance {
   registerHostRoutes(app, context);
   registerVmRoutes(app, context);
   registerNetworkRoutes(app, context);
+  registerStorageRoutes(app, context);
   return app;
 }
 

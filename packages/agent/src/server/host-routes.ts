@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { readBootId, readCapacity, type HostFacts } from "../host/facts.js";
+import { type HostFacts, readBootId, readCapacity } from "../host/facts.js";
 import type { ConnectCmd, ConnectRsp, PingRsp } from "../protocol.js";
 import { assertUuid, ValidationError } from "../validate.js";
 import { AGENT_VERSION } from "../version.js";

@@ -4,6 +4,7 @@ import { identityRoutes } from "./identity.js";
 import { infrastructureRoutes } from "./infrastructure.js";
 import { networkRoutes } from "./network.js";
 import { platformRoutes } from "./platform.js";
+import { storageRoutes } from "./storage.js";
 import { vmRoutes } from "./vm.js";
 
 export { type ApiKind, type ApiRoute, crud, stateEventEnableDisable, update } from "./declare.js";
@@ -13,6 +14,7 @@ export {
   infrastructureRoutes,
   networkRoutes,
   platformRoutes,
+  storageRoutes,
   vmRoutes,
 };
 
@@ -24,4 +26,5 @@ export const apiRoutes: ApiRoute[] = [
   ...computeRoutes,
   ...vmRoutes,
   ...networkRoutes,
+  ...storageRoutes,
 ];

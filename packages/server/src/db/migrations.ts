@@ -352,6 +352,194 @@ async function createVms(db: Db) {
     .columns(["hostUuid", "state"])
     .execute();
   await db.schema.createIndex("vm_instances_state").on("vmInstances").column("state").execute();
+async function createStorage(db: Db) {
+  await createBackupStorage(db);
+  await createImages(db);
+  await createPrimaryStorage(db);
+  await createVolumes(db);
+}
+
+async function createBackupStorage(db: Db) {
+  await resourceColumns(db.schema.createTable("backupStorages"))
+    .addColumn("type", "varchar(64)", (column) => column.notNull())
+    .addColumn("url", "varchar(2048)", (column) => column.notNull())
+    .addColumn("hostname", "varchar(253)", (column) => column.notNull())
+    .addColumn("hostUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("status", "varchar(32)", (column) => column.notNull())
+    .addColumn("totalCapacity", "bigint", (column) => column.notNull())
+    .addColumn("availableCapacity", "bigint", (column) => column.notNull())
+    .addColumn("lastError", "text")
+    .execute();
+  await resourceIndexes(db, "backupStorages");
+
+  await db.schema
+    .createTable("backupStorageZoneRefs")
+    .addColumn("backupStorageUuid", "varchar(32)", (column) =>
+      column.notNull().references("backupStorages.uuid").onDelete("cascade"),
+    )
+    .addColumn("zoneUuid", "varchar(32)", (column) =>
+      column.notNull().references("zones.uuid").onDelete("cascade"),
+    )
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addPrimaryKeyConstraint("backupStorageZoneRefs_pk", ["backupStorageUuid", "zoneUuid"])
+    .execute();
+  await db.schema
+    .createIndex("backupStorageZoneRefs_zone")
+    .on("backupStorageZoneRefs")
+    .column("zoneUuid")
+    .execute();
+}
+
+async function createImages(db: Db) {
+  await resourceColumns(db.schema.createTable("images"))
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("status", "varchar(32)", (column) => column.notNull())
+    .addColumn("url", "varchar(2048)", (column) => column.notNull())
+    .addColumn("mediaType", "varchar(32)", (column) => column.notNull())
+    .addColumn("format", "varchar(16)", (column) => column.notNull())
+    .addColumn("platform", "varchar(32)", (column) => column.notNull())
+    .addColumn("guestOsType", "varchar(255)")
+    .addColumn("size", "bigint", (column) => column.notNull())
+    .addColumn("actualSize", "bigint", (column) => column.notNull())
+    .addColumn("md5", "varchar(32)")
+    .addColumn("sha256", "varchar(64)")
+    .addColumn("lastError", "text")
+    .execute();
+  await resourceIndexes(db, "images");
+
+  await db.schema
+    .createTable("imageBackupStorageRefs")
+    .addColumn("imageUuid", "varchar(32)", (column) =>
+      column.notNull().references("images.uuid").onDelete("cascade"),
+    )
+    .addColumn("backupStorageUuid", "varchar(32)", (column) =>
+      column.notNull().references("backupStorages.uuid").onDelete("cascade"),
+    )
+    .addColumn("status", "varchar(32)", (column) => column.notNull())
+    .addColumn("installPath", "varchar(2048)")
+    .addColumn("lastError", "text")
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .addPrimaryKeyConstraint("imageBackupStorageRefs_pk", ["imageUuid", "backupStorageUuid"])
+    .execute();
+  await db.schema
+    .createIndex("imageBackupStorageRefs_bs")
+    .on("imageBackupStorageRefs")
+    .column("backupStorageUuid")
+    .execute();
+}
+
+async function createPrimaryStorage(db: Db) {
+  await resourceColumns(db.schema.createTable("primaryStorages"))
+    .addColumn("type", "varchar(64)", (column) => column.notNull())
+    .addColumn("url", "varchar(2048)", (column) => column.notNull())
+    .addColumn("zoneUuid", "varchar(32)", (column) => column.notNull().references("zones.uuid"))
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("status", "varchar(32)", (column) => column.notNull())
+    .addColumn("totalCapacity", "bigint", (column) => column.notNull())
+    .addColumn("availableCapacity", "bigint", (column) => column.notNull())
+    .addColumn("totalPhysicalCapacity", "bigint", (column) => column.notNull())
+    .addColumn("availablePhysicalCapacity", "bigint", (column) => column.notNull())
+    .addColumn("lastError", "text")
+    .execute();
+  await resourceIndexes(db, "primaryStorages");
+
+  await db.schema
+    .createTable("primaryStorageClusterRefs")
+    .addColumn("primaryStorageUuid", "varchar(32)", (column) =>
+      column.notNull().references("primaryStorages.uuid").onDelete("cascade"),
+    )
+    .addColumn("clusterUuid", "varchar(32)", (column) =>
+      column.notNull().references("clusters.uuid").onDelete("cascade"),
+    )
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addPrimaryKeyConstraint("primaryStorageClusterRefs_pk", ["primaryStorageUuid", "clusterUuid"])
+    .execute();
+  await db.schema
+    .createIndex("primaryStorageClusterRefs_cluster")
+    .on("primaryStorageClusterRefs")
+    .column("clusterUuid")
+    .execute();
+
+  await db.schema
+    .createTable("localStorageHostRefs")
+    .addColumn("primaryStorageUuid", "varchar(32)", (column) =>
+      column.notNull().references("primaryStorages.uuid").onDelete("cascade"),
+    )
+    .addColumn("hostUuid", "varchar(32)", (column) =>
+      column.notNull().references("hosts.uuid").onDelete("cascade"),
+    )
+    .addColumn("totalCapacity", "bigint", (column) => column.notNull())
+    .addColumn("availableCapacity", "bigint", (column) => column.notNull())
+    .addColumn("totalPhysicalCapacity", "bigint", (column) => column.notNull())
+    .addColumn("availablePhysicalCapacity", "bigint", (column) => column.notNull())
+    .addPrimaryKeyConstraint("localStorageHostRefs_pk", ["primaryStorageUuid", "hostUuid"])
+    .execute();
+
+  await db.schema
+    .createTable("imageCaches")
+    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
+    .addColumn("primaryStorageUuid", "varchar(32)", (column) =>
+      column.notNull().references("primaryStorages.uuid").onDelete("cascade"),
+    )
+    .addColumn("hostUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("imageUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("installUrl", "varchar(2048)", (column) => column.notNull())
+    .addColumn("size", "bigint", (column) => column.notNull())
+    .addColumn("actualSize", "bigint", (column) => column.notNull())
+    .addColumn("md5", "varchar(32)")
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .addUniqueConstraint("imageCaches_unique", ["primaryStorageUuid", "hostUuid", "imageUuid"])
+    .execute();
+}
+
+async function createVolumes(db: Db) {
+  await resourceColumns(db.schema.createTable("volumes"))
+    .addColumn("type", "varchar(16)", (column) => column.notNull())
+    .addColumn("vmInstanceUuid", "varchar(32)")
+    .addColumn("primaryStorageUuid", "varchar(32)", (column) =>
+      column.references("primaryStorages.uuid"),
+    )
+    .addColumn("hostUuid", "varchar(32)")
+    .addColumn("rootImageUuid", "varchar(32)")
+    .addColumn("diskOfferingUuid", "varchar(32)")
+    .addColumn("format", "varchar(16)", (column) => column.notNull())
+    .addColumn("size", "bigint", (column) => column.notNull())
+    .addColumn("actualSize", "bigint", (column) => column.notNull())
+    .addColumn("reservedCapacity", "bigint", (column) => column.notNull())
+    .addColumn("deviceId", "integer")
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("status", "varchar(32)", (column) => column.notNull())
+    .addColumn("installPath", "varchar(2048)")
+    .addColumn("topFileUuid", "varchar(32)")
+    .addColumn("lastError", "text")
+    .execute();
+  await resourceIndexes(db, "volumes");
+  await db.schema.createIndex("volumes_vm").on("volumes").column("vmInstanceUuid").execute();
+  await db.schema.createIndex("volumes_ps").on("volumes").column("primaryStorageUuid").execute();
+
+  await resourceColumns(db.schema.createTable("volumeSnapshots"))
+    .addColumn("volumeUuid", "varchar(32)", (column) =>
+      column.notNull().references("volumes.uuid").onDelete("cascade"),
+    )
+    .addColumn("primaryStorageUuid", "varchar(32)", (column) => column.notNull())
+    .addColumn("parentUuid", "varchar(32)")
+    .addColumn("volumeType", "varchar(16)", (column) => column.notNull())
+    .addColumn("primaryStorageInstallPath", "varchar(2048)", (column) => column.notNull())
+    .addColumn("size", "bigint", (column) => column.notNull())
+    .addColumn("state", "varchar(32)", (column) => column.notNull())
+    .addColumn("status", "varchar(32)", (column) => column.notNull())
+    .addColumn("latest", "integer", (column) => column.notNull())
+    .execute();
+  await resourceIndexes(db, "volumeSnapshots");
+  await db.schema
+    .createIndex("volumeSnapshots_volume")
+    .on("volumeSnapshots")
+    .column("volumeUuid")
+    .execute();
 }
 
 /** The forward-only migration set, in order. Never edit a migration that has shipped. */
@@ -361,6 +549,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0002_hosts": { up: (db) => createHosts(db) },
     "0005_vms": { up: (db) => createVms(db) },
     "0004_network": { up: (db) => createNetworkTables(db) },
+    "0003_storage": { up: (db) => createStorage(db) },
   };
 }
 

@@ -250,6 +250,129 @@ export interface VmInstanceTable extends ResourceColumns {
   allocatorStrategy: string | null;
   /** When a Destroyed VM is expunged by the garbage collector. */
   expungeDate: string | null;
+export interface BackupStorageTable extends ResourceColumns {
+  type: string;
+  url: string;
+  hostname: string;
+  /** The host whose agent manages the store. */
+  hostUuid: string;
+  state: string;
+  status: string;
+  totalCapacity: number;
+  availableCapacity: number;
+  lastError: string | null;
+}
+
+export interface BackupStorageZoneRefTable {
+  backupStorageUuid: string;
+  zoneUuid: string;
+  createDate: string;
+}
+
+export interface ImageTable extends ResourceColumns {
+  state: string;
+  status: string;
+  url: string;
+  mediaType: string;
+  format: string;
+  platform: string;
+  guestOsType: string | null;
+  /** Virtual size in bytes, from qemu-img. */
+  size: number;
+  /** File size in bytes. */
+  actualSize: number;
+  md5: string | null;
+  sha256: string | null;
+  lastError: string | null;
+}
+
+export interface ImageBackupStorageRefTable {
+  imageUuid: string;
+  backupStorageUuid: string;
+  status: string;
+  installPath: string | null;
+  lastError: string | null;
+  createDate: string;
+  lastOpDate: string;
+}
+
+export interface PrimaryStorageTable extends ResourceColumns {
+  type: string;
+  url: string;
+  zoneUuid: string;
+  state: string;
+  status: string;
+  /** Capacity for volumes, after the over-provisioning ratio; available is what is not reserved. */
+  totalCapacity: number;
+  availableCapacity: number;
+  totalPhysicalCapacity: number;
+  availablePhysicalCapacity: number;
+  lastError: string | null;
+}
+
+export interface PrimaryStorageClusterRefTable {
+  primaryStorageUuid: string;
+  clusterUuid: string;
+  createDate: string;
+}
+
+/** Per-host capacity of local primary storage. */
+export interface LocalStorageHostRefTable {
+  primaryStorageUuid: string;
+  hostUuid: string;
+  totalCapacity: number;
+  availableCapacity: number;
+  totalPhysicalCapacity: number;
+  availablePhysicalCapacity: number;
+}
+
+export interface ImageCacheTable {
+  uuid: string;
+  primaryStorageUuid: string;
+  /** The host holding the copy on local storage; empty for shared storage. */
+  hostUuid: string;
+  imageUuid: string;
+  installUrl: string;
+  size: number;
+  actualSize: number;
+  md5: string | null;
+  state: string;
+  createDate: string;
+  lastOpDate: string;
+}
+
+export interface VolumeTable extends ResourceColumns {
+  type: string;
+  vmInstanceUuid: string | null;
+  primaryStorageUuid: string | null;
+  /** The host whose local storage holds the volume; null on shared storage. */
+  hostUuid: string | null;
+  rootImageUuid: string | null;
+  diskOfferingUuid: string | null;
+  format: string;
+  size: number;
+  actualSize: number;
+  /** Bytes reserved on the primary storage, returned when the volume is expunged. */
+  reservedCapacity: number;
+  deviceId: number | null;
+  state: string;
+  status: string;
+  installPath: string | null;
+  /** UUID of the qcow2 file at the top of the volume's chain. */
+  topFileUuid: string | null;
+  lastError: string | null;
+}
+
+export interface VolumeSnapshotTable extends ResourceColumns {
+  volumeUuid: string;
+  primaryStorageUuid: string;
+  parentUuid: string | null;
+  volumeType: string;
+  primaryStorageInstallPath: string;
+  size: number;
+  state: string;
+  status: string;
+  latest: number;
 }
 
 /** The whole schema, as Kysely sees it. */
@@ -276,4 +399,14 @@ export interface Database extends NetworkTables {
   hosts: HostTable;
   hostCapacities: HostCapacityTable;
   vmInstances: VmInstanceTable;
+  backupStorages: BackupStorageTable;
+  backupStorageZoneRefs: BackupStorageZoneRefTable;
+  images: ImageTable;
+  imageBackupStorageRefs: ImageBackupStorageRefTable;
+  primaryStorages: PrimaryStorageTable;
+  primaryStorageClusterRefs: PrimaryStorageClusterRefTable;
+  localStorageHostRefs: LocalStorageHostRefTable;
+  imageCaches: ImageCacheTable;
+  volumes: VolumeTable;
+  volumeSnapshots: VolumeSnapshotTable;
 }

@@ -1,0 +1,28 @@
+import type { Core } from "../core/core.js";
+import type { Module } from "../modules.js";
+import { queryHandler } from "../resources/crud.js";
+import { backupStorageHandlers } from "./backup-storage.js";
+import { defineStorageConfig } from "./config.js";
+import { imageHandlers } from "./images.js";
+import { primaryStorageHandlers } from "./primary-storage.js";
+import "./resources.js";
+import { StorageVolumeService } from "./volume-service.js";
+
+/** Storage: image stores, images, primary storage, image caches and root volumes. */
+export function storageModule(): Module {
+  const module: Module = {
+    handlers: {},
+    register(core: Core) {
+      defineStorageConfig(core);
+      core.services.volumes = new StorageVolumeService(core);
+      Object.assign(
+        module.handlers,
+        backupStorageHandlers(),
+        imageHandlers(),
+        primaryStorageHandlers(),
+        { queryVolume: queryHandler("Volume") },
+      );
+    },
+  };
+  return module;
+}

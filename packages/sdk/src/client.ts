@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Static, TSchema } from "@sinclair/typebox";
 import { type ApiRoute, apiRoutes, type Inventory, sha512Hex } from "@tstack/api";
-
 import { ApiRequestError, ConnectionError, checked, isNetworkFailure } from "./errors.js";
 import { type CanonicalEvent, type EventStreamOptions, followEvents } from "./events.js";
 import { appendQuery, readBody, sleep } from "./http.js";

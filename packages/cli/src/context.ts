@@ -1,0 +1,29 @@
+import { buildCatalog, type ResourceEntry, TstackClient } from "@tstack/sdk";
+import { readConfig } from "./config.js";
+import { CliError } from "./errors.js";
+import { type OutputFormat, outputFormat } from "./output.js";
+
+/** What every command needs: the resource catalog, a logged-in client and an output stream. */
+export class CliContext {
+  readonly catalog = buildCatalog();
+  readonly resources: ResourceEntry[] = [...this.catalog.values()];
+
+  constructor(readonly write: (text: string) => void = (text) => process.stdout.write(text)) {}
+
+  /** A client with the saved endpoint and session; fails when nobody has logged in. */
+  client(endpointOverride?: string): TstackClient {
+    const config = readConfig();
+    const endpoint = endpointOverride ?? process.env.TSTACK_ENDPOINT ?? config.endpoint;
+
+    if (!endpoint || !config.session) {
+      throw new CliError("not logged in", "run 'tstack login --endpoint <url> --account <name>'");
+    }
+
+    return new TstackClient({ endpoint, session: config.session });
+  }
+
+  /** The `--output` format of a command, checked. */
+  format(options: { output?: string }): OutputFormat {
+    return outputFormat(options.output);
+  }
+}

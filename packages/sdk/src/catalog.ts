@@ -21,7 +21,7 @@ const SESSION_APIS = new Set(["logInByAccount", "logInByUser", "logOut"]);
  * Groups the declared APIs by resource, so a newly declared resource gets list, get, create,
  * update, delete and action verbs without code changes. A route belongs to its `resource`, else
  * to the longest known resource its name contains, else to the resource whose collection path
- * prefixes it (`/management-nodes/actions`), else to the words after its verb (`deleteTag`).
+ * it extends (`/management-nodes/actions`), else to the words after its verb (`deleteTag`).
  */
 export function buildCatalog(routes: ApiRoute[] = apiRoutes): Map<string, ResourceEntry> {
   const collections = collectionPaths(routes);
@@ -96,14 +96,20 @@ function ownerOf(route: ApiRoute, known: string[], collections: Map<string, stri
   return byPath ?? wordsAfterVerb(route.name);
 }
 
-/** Whether `path` is `collection` followed only by path variables and `/actions`. */
+/**
+ * Whether `path` acts on `collection`: it continues with a path variable (`/{uuid}/...`), or
+ * with `/actions` after path variables only. `/accounts/login` is not below `/accounts`.
+ */
 function isBelow(path: string, collection: string) {
   if (!path.startsWith(`${collection}/`)) {
     return false;
   }
 
   const rest = path.slice(collection.length + 1).split("/");
-  return rest.every((segment) => segment === "actions" || /^\{[^}]+\}$/.test(segment));
+  const isVariable = (segment: string) => /^\{[^}]+\}$/.test(segment);
+  return (
+    isVariable(rest[0]!) || rest.every((segment) => segment === "actions" || isVariable(segment))
+  );
 }
 
 function wordsAfterVerb(name: string) {

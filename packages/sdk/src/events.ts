@@ -80,13 +80,24 @@ async function* readStream(
     headers["last-event-id"] = String(lastEventId);
   }
 
-  const response = await fetch(url, { headers, signal: options.signal });
+  // Closing the connection when the consumer stops, not only when its signal aborts, because the
+  // server holds an open stream until the client goes away.
+  const connection = new AbortController();
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, connection.signal])
+    : connection.signal;
 
-  if (response.status !== 200 || !response.body) {
-    checked(response.status >= 400 ? response.status : 502, await readBody(response));
+  try {
+    const response = await fetch(url, { headers, signal });
+
+    if (response.status !== 200 || !response.body) {
+      checked(response.status >= 400 ? response.status : 502, await readBody(response));
+    }
+
+    yield* parseEvents(response.body!.pipeThrough(new TextDecoderStream()));
+  } finally {
+    connection.abort();
   }
-
-  yield* parseEvents(response.body!.pipeThrough(new TextDecoderStream()));
 }
 
 /** Parses `text/event-stream` frames; comments (heartbeats) and frames without data are skipped. */

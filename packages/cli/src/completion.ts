@@ -1,8 +1,9 @@
 import type { Command } from "commander";
+import type { CliContext } from "./context.js";
 import { UsageError } from "./errors.js";
 
 /** Adds `tstack completion bash|zsh`, which prints a script built from the command tree. */
-export function addCompletionCommand(program: Command) {
+export function addCompletionCommand(program: Command, context: CliContext) {
   program
     .command("completion")
     .description("Print a shell completion script: source <(tstack completion bash)")
@@ -13,7 +14,7 @@ export function addCompletionCommand(program: Command) {
       }
 
       const cases = completionCases(program);
-      process.stdout.write(shell === "bash" ? bashScript(cases) : zshScript(cases));
+      context.write(shell === "bash" ? bashScript(cases) : zshScript(cases));
     });
 }
 

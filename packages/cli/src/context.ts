@@ -1,3 +1,4 @@
+import { type ApiRoute, apiRoutes } from "@tstack/api";
 import { buildCatalog, type ResourceEntry, TstackClient } from "@tstack/sdk";
 import { readConfig } from "./config.js";
 import { CliError } from "./errors.js";
@@ -5,10 +6,16 @@ import { type OutputFormat, outputFormat } from "./output.js";
 
 /** What every command needs: the resource catalog, a logged-in client and an output stream. */
 export class CliContext {
-  readonly catalog = buildCatalog();
-  readonly resources: ResourceEntry[] = [...this.catalog.values()];
+  readonly catalog: Map<string, ResourceEntry>;
+  readonly resources: ResourceEntry[];
 
-  constructor(readonly write: (text: string) => void = (text) => process.stdout.write(text)) {}
+  constructor(
+    readonly write: (text: string) => void = (text) => process.stdout.write(text),
+    routes: ApiRoute[] = apiRoutes,
+  ) {
+    this.catalog = buildCatalog(routes);
+    this.resources = [...this.catalog.values()];
+  }
 
   /** A client with the saved endpoint and session; fails when nobody has logged in. */
   client(endpointOverride?: string): TstackClient {

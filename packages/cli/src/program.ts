@@ -27,7 +27,7 @@ export function buildProgram(context = new CliContext()): Command {
   addEventsCommand(program, context);
   addResourceCommands(program, context);
   addConsoleCommand(program, context);
-  addCompletionCommand(program);
+  addCompletionCommand(program, context);
   exitOverrideEverywhere(program);
   return program;
 }

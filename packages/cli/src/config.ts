@@ -3,17 +3,17 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { CliError } from "./errors.js";
 
-/** What `tstack login` keeps between runs. */
+/** The endpoint and session that `tstack login` saves between runs. */
 export interface CliConfig {
   endpoint: string;
   session?: string;
   accountName?: string;
   userName?: string;
-  /** When the server said the session expires; it slides forward on each call. */
+  /** Expiry the server returned at login; each later call moves it forward. */
   expiredDate?: string;
 }
 
-/** The config file: `TSTACK_CONFIG`, else `$XDG_CONFIG_HOME/tstack/config.json`, else `~/.config/...`. */
+/** Returns the config file path: `TSTACK_CONFIG`, else `$XDG_CONFIG_HOME/tstack/config.json`, else `~/.config/...`. */
 export function configPath() {
   if (process.env.TSTACK_CONFIG) {
     return process.env.TSTACK_CONFIG;
@@ -48,7 +48,7 @@ export function readConfig(): Partial<CliConfig> {
   }
 }
 
-/** Writes the config with mode 0600, because it holds a session that acts as a password. */
+/** Writes the config with mode 0600, because the session in it acts as a password. */
 export function writeConfig(config: CliConfig) {
   const path = configPath();
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });

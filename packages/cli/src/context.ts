@@ -4,7 +4,7 @@ import { readConfig } from "./config.js";
 import { CliError } from "./errors.js";
 import { type OutputFormat, outputFormat } from "./output.js";
 
-/** What every command needs: the resource catalog, a logged-in client and an output stream. */
+/** Shared state of the commands: the resource catalog, a logged-in client and the output stream. */
 export class CliContext {
   readonly catalog: Map<string, ResourceEntry>;
   readonly resources: ResourceEntry[];
@@ -17,7 +17,7 @@ export class CliContext {
     this.resources = [...this.catalog.values()];
   }
 
-  /** A client with the saved endpoint and session; fails when nobody has logged in. */
+  /** Returns a client with the saved endpoint and session; throws when no session is saved. */
   client(endpointOverride?: string): TstackClient {
     const config = readConfig();
     const endpoint = endpointOverride ?? process.env.TSTACK_ENDPOINT ?? config.endpoint;
@@ -29,7 +29,7 @@ export class CliContext {
     return new TstackClient({ endpoint, session: config.session });
   }
 
-  /** The `--output` format of a command, checked. */
+  /** Returns the checked `--output` format of a command. */
   format(options: { output?: string }): OutputFormat {
     return outputFormat(options.output);
   }

@@ -49,7 +49,7 @@ function unwrap(result: unknown) {
   return body?.inventory !== undefined ? body.inventory : result;
 }
 
-/** A table with one row per item and the scalar fields as columns. */
+/** Formats a table with one row per item and the scalar fields as columns. */
 export function listTable(items: unknown[]): string {
   if (items.length === 0) {
     return "";

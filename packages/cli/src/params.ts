@@ -3,7 +3,7 @@ import { sha512Hex } from "@tstack/api";
 import { kebab, type ResourceEntry } from "@tstack/sdk";
 import { InvalidArgumentError, Option } from "commander";
 
-/** How one schema property becomes a command-line flag. */
+/** The command-line flag of one schema property. */
 export interface ParamFlag {
   /** Property name in the API body, such as `zoneUuid`. */
   property: string;

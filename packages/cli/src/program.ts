@@ -21,6 +21,7 @@ export function buildProgram(context = new CliContext()): Command {
         .env("TSTACK_OUTPUT"),
     )
     .showSuggestionAfterError()
+    // Subcommands inherit this, so every parse error throws and main() picks the exit code.
     .exitOverride();
 
   addSessionCommands(program, context);
@@ -28,14 +29,5 @@ export function buildProgram(context = new CliContext()): Command {
   addResourceCommands(program, context);
   addConsoleCommand(program, context);
   addCompletionCommand(program, context);
-  exitOverrideEverywhere(program);
   return program;
-}
-
-/** Makes every subcommand throw instead of exiting, so main() picks the exit code. */
-function exitOverrideEverywhere(command: Command) {
-  for (const child of command.commands) {
-    child.exitOverride();
-    exitOverrideEverywhere(child);
-  }
 }

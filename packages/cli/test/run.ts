@@ -19,8 +19,8 @@ export function requireBuild() {
 }
 
 /**
- * Runs `tstack` with the given config file. Asynchronous on purpose: the server runs in this
- * process and must keep answering while the child waits for it.
+ * Runs `tstack` with the given config file. Asynchronous on purpose, because the server runs in
+ * this process and must keep serving requests while the child waits for it.
  */
 export function tstack(
   config: string,

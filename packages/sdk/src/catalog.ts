@@ -97,7 +97,7 @@ function ownerOf(route: ApiRoute, known: string[], collections: Map<string, stri
 }
 
 /**
- * Whether `path` acts on `collection`: it continues with a path variable (`/{uuid}/...`), or
+ * Returns whether `path` acts on `collection`: it continues with a path variable (`/{uuid}/...`), or
  * with `/actions` after path variables only. `/accounts/login` is not below `/accounts`.
  */
 function isBelow(path: string, collection: string) {

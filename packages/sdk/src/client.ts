@@ -43,7 +43,7 @@ export interface CallOptions {
   noWait?: boolean;
   /** Called while a job runs, each time its progress changes. */
   onProgress?(job: JobProgress): void;
-  /** Aborting stops the wait and asks the server to cancel the job (`cancelApiJob`). */
+  /** Aborting stops the wait and requests that the server cancel the job (`cancelApiJob`). */
   signal?: AbortSignal;
 }
 
@@ -61,7 +61,7 @@ export type TypedCallOptions<R extends ApiRoute> = Omit<CallOptions, "params"> &
 
 const routesByName = new Map(apiRoutes.map((route) => [route.name, route]));
 
-/** Whether the route runs as an async job: creates, actions and deletes. */
+/** Returns whether the route runs as an async job: creates, actions and deletes. */
 export function isJobRoute(route: ApiRoute) {
   return route.kind === "create" || route.kind === "action" || route.kind === "delete";
 }
@@ -163,7 +163,7 @@ export class TstackClient {
 
   /**
    * Polls a job location until it ends; returns the result or throws its error. When the signal
-   * aborts, asks the server to cancel the job and throws the abort reason.
+   * aborts, sends `cancelApiJob` for the job and throws the abort reason.
    */
   async waitForJob(location: string, options: Pick<CallOptions, "signal" | "onProgress"> = {}) {
     const jobUuid = jobUuidOf(location);

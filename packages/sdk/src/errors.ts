@@ -1,6 +1,6 @@
 import type { ErrorBody } from "@tstack/api";
 
-/** An error the API answered, with ZStack's code, description, details and elaboration. */
+/** An error the API returned, with ZStack's code, description, details and elaboration. */
 export class ApiRequestError extends Error {
   readonly code: string;
   readonly description: string;
@@ -20,7 +20,7 @@ export class ApiRequestError extends Error {
   }
 }
 
-/** A request that never got an answer: connection refused or reset, after every retry. */
+/** A request that got no response: connection refused or reset, after every retry. */
 export class ConnectionError extends Error {
   constructor(
     readonly url: string,
@@ -47,7 +47,7 @@ export function checked(status: number, body: unknown) {
   return body;
 }
 
-/** Whether a fetch failure is the network's (worth a retry) rather than an abort by the caller. */
+/** Returns whether a fetch failure is the network's (worth a retry) rather than an abort by the caller. */
 export function isNetworkFailure(error: unknown) {
   return error instanceof TypeError && (error as { name: string }).name !== "AbortError";
 }

@@ -81,7 +81,7 @@ async function* readStream(
   }
 
   // Closing the connection when the consumer stops, not only when its signal aborts, because the
-  // server holds an open stream until the client goes away.
+  // server keeps the stream open until the client goes away.
   const connection = new AbortController();
   const signal = options.signal
     ? AbortSignal.any([options.signal, connection.signal])

@@ -16,7 +16,7 @@ export interface ProxiedRequest {
 
 /**
  * An HTTP proxy on loopback in front of the test server that can cut connections: `dropReply`
- * forwards a request, lets the server answer, then destroys the client's socket so the client
+ * forwards a request, lets the server reply, then destroys the client's socket so the client
  * sees a network failure after the server did the work.
  */
 export class FaultyProxy {

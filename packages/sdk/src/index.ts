@@ -1,1 +1,18 @@
-export { ApiRequestError, type CallOptions, type ClientOptions, TstackClient } from "./client.js";
+export { buildCatalog, findResource, kebab, type ResourceEntry } from "./catalog.js";
+export {
+  type CallOptions,
+  type ClientOptions,
+  isJobRoute,
+  type JobProgress,
+  type ParamsOf,
+  TstackClient,
+  type TypedCallOptions,
+} from "./client.js";
+export { ApiRequestError, ConnectionError } from "./errors.js";
+export {
+  type CanonicalEvent,
+  type EventStreamOptions,
+  followEvents,
+  parseEvents,
+} from "./events.js";
+export { ResolveError, resolveUuid } from "./resolve.js";

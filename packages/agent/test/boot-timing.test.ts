@@ -6,9 +6,9 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { buildQemuArgs } from "../src/vm/cmdline.js";
+import { vmPaths } from "../src/vm/paths.js";
 import { isAlive, waitForExit } from "../src/vm/process.js";
 import { resolveVmSpec } from "../src/vm/spec.js";
-import { vmPaths } from "../src/vm/paths.js";
 import { createTap, deleteTap } from "../src/vm/tap.js";
 import { AgentProcess, buildAgent, ManagementNode } from "./agent-process.js";
 import {

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { createConnection, type Socket } from "node:net";
-import { type QmpEvent, QmpError, type QmpGreeting } from "./types.js";
+import { QmpError, type QmpEvent, type QmpGreeting } from "./types.js";
 
 /** Options of a QMP connection. */
 export interface QmpConnectOptions {

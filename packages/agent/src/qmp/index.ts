@@ -1,2 +1,2 @@
 export { QmpClient, type QmpConnectOptions, type QmpExecuteOptions } from "./client.js";
-export { type QmpEvent, QmpError, type QmpGreeting } from "./types.js";
+export { QmpError, type QmpEvent, type QmpGreeting } from "./types.js";

@@ -13,9 +13,9 @@ import {
   tempDir,
   waitFor,
 } from "../../test/helpers.js";
+import { QmpClient } from "../qmp/index.js";
 import { adoptVms } from "./adopt.js";
 import { QemuDriver } from "./driver.js";
-import { QmpClient } from "../qmp/index.js";
 import { isAlive, waitForExit } from "./process.js";
 import type { VmReport, VmSpec } from "./types.js";
 

@@ -352,6 +352,8 @@ async function createVms(db: Db) {
     .columns(["hostUuid", "state"])
     .execute();
   await db.schema.createIndex("vm_instances_state").on("vmInstances").column("state").execute();
+}
+
 async function createStorage(db: Db) {
   await createBackupStorage(db);
   await createImages(db);

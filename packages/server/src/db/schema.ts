@@ -250,6 +250,8 @@ export interface VmInstanceTable extends ResourceColumns {
   allocatorStrategy: string | null;
   /** When a Destroyed VM is expunged by the garbage collector. */
   expungeDate: string | null;
+}
+
 export interface BackupStorageTable extends ResourceColumns {
   type: string;
   url: string;

@@ -315,4 +315,26 @@ describe("KVM host added over SSH", () => {
     await until(() => !alive(pid), "agent exit");
     expect((await admin.query("queryHost")).inventories).toEqual([]);
   });
+
+  it("reports a refused password and still deletes a host it cannot log in to", async () => {
+    await expect(
+      admin.call("addKVMHost", {
+        params: {
+          name: "password",
+          managementIp: HOST_ADDRESS,
+          username: "root",
+          password: "not-the-password",
+          clusterUuid,
+        },
+      }),
+    ).rejects.toThrow(
+      /SSH login as root@172\.31\.254\.2:22 failed: the host rejected the password/,
+    );
+    const [refused] = (await admin.query<Inventory>("queryHost")).inventories;
+    expect(refused?.status).toBe("Disconnected");
+    expect(String(refused?.lastError)).not.toContain("not-the-password");
+
+    await admin.call("deleteHost", { path: { uuid: refused!.uuid } });
+    expect((await admin.query("queryHost")).inventories).toEqual([]);
+  });
 });

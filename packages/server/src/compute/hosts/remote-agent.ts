@@ -219,13 +219,24 @@ export async function deployRemoteAgent(
   const node = await nodeBinary(session, plan.dataDir);
   const secretChanged = await writeSecret(session, plan.dataDir, plan.secret);
 
-  if (await usesSystemd(session)) {
-    const started = await startWithSystemd(session, node, installDir, plan, secretChanged);
-    return { installDir, started, supervisor: "systemd" };
-  }
+  const supervisor = (await usesSystemd(session)) ? "systemd" : "process";
+  const started =
+    supervisor === "systemd"
+      ? await startWithSystemd(session, node, installDir, plan, secretChanged)
+      : await startAsProcess(session, node, installDir, plan, secretChanged);
+  await pruneOldBundles(session, installDir);
+  return { installDir, started, supervisor };
+}
 
-  const started = await startAsProcess(session, node, installDir, plan, secretChanged);
-  return { installDir, started, supervisor: "process" };
+/** Removes the bundles of earlier versions; the running agent uses only `installDir`. */
+async function pruneOldBundles(session: SshSession, installDir: string) {
+  await session.check(
+    "removing old agent bundles",
+    asRoot(
+      session,
+      `for old in ${sh`${dirname(installDir)}`}/tstack-agent-*; do [ -d "$old" ] && [ "$old" != ${sh`${installDir}`} ] && rm -rf "$old"; done; true`,
+    ),
+  );
 }
 
 /** Stops the agent of `dataDir` on a host, under systemd or as a plain process; VMs keep running. */

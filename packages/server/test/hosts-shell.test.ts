@@ -20,7 +20,7 @@ const hostile = [
   "",
 ];
 
-/** What /bin/sh sees as its arguments after parsing `command`. */
+/** Returns the words /bin/sh makes of `command`. */
 function shellWords(command: string) {
   const output = execFileSync("sh", [
     "-c",
@@ -46,7 +46,7 @@ describe("remote shell quoting", () => {
     expect(execFileSync("sh", ["-c", sh`printf '%s' ${path}`]).toString()).toBe(path);
   });
 
-  it("refuses NUL bytes and empty commands", () => {
+  it("rejects NUL bytes and empty commands", () => {
     expect(() => quote("a\0b")).toThrow(/NUL/);
     expect(() => shellCommand([])).toThrow(/program name/);
   });

@@ -148,7 +148,7 @@ function addKvmHost(): ApiHandler {
 
 /**
  * Stops a remote host's agent before its row goes. A host that cannot be reached is still
- * deleted, as in ZStack: the operator asked for it gone, and the warning says what may be left.
+ * deleted, as in ZStack, because the operator wants it gone. The warning names what may be left.
  */
 async function stopAgentOverSsh(core: Core, hostUuid: string, dataDir: string) {
   try {

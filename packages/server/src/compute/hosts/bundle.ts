@@ -16,7 +16,7 @@ import { agentEntryPoint } from "./local.js";
 /** A self-contained agent: its dist, package.json and the node_modules it needs at run time. */
 export interface AgentBundle {
   version: string;
-  /** SHA-256 over every file's path and content; names the install directory on hosts. */
+  /** SHA-256 over every file's path and content. It names the install directory on hosts. */
   hash: string;
   /** A gzipped tar of the bundle, with the agent's package.json at its root. */
   tarball: string;
@@ -50,8 +50,8 @@ function findPackage(name: string, fromDir: string): string | undefined {
 
 /**
  * Lays out the run-time dependency tree of the package in `rootDir` the way Node will resolve
- * it from the bundle: a package found inside its parent's own node_modules stays nested there,
- * a hoisted one goes to the top unless another version already took that place.
+ * it from the bundle. A package found inside its parent's own node_modules stays nested there.
+ * A hoisted one goes to the top, unless another version already took that place.
  * Returns bundle-relative target paths mapped to the source directories.
  */
 export function dependencyLayout(rootDir: string): Map<string, string> {

@@ -24,7 +24,7 @@ async function recordFingerprint(core: Core, hostUuid: string, fingerprint: stri
       .where("uuid", "=", hostUuid)
       .executeTakeFirstOrThrow();
     const stamp = now();
-    // Inherent tags are the system's own; users cannot delete them and so cannot drop the pin.
+    // Inherent tags belong to the system. Users cannot delete them, so they cannot drop the pin.
     await tx
       .insertInto("tags")
       .values({
@@ -44,7 +44,7 @@ async function recordFingerprint(core: Core, hostUuid: string, fingerprint: stri
 
 /**
  * Logs in to a host with its stored credential. The first login trusts and records the host
- * key's fingerprint; later logins refuse any other key.
+ * key's fingerprint, and later logins reject any other key.
  */
 export async function openHostSession(core: Core, hostUuid: string) {
   const host = await core.kysely

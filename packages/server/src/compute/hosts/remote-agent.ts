@@ -8,7 +8,7 @@ import type { SshSession } from "./ssh.js";
 const UNIT_NAME = "tstack-agent.service";
 const UNIT_PATH = `/etc/systemd/system/${UNIT_NAME}`;
 
-/** Where the agent lives on a host and how it is started. */
+/** Agent deployment settings for one host. */
 export interface RemoteAgentPlan {
   dataDir: string;
   /** `address:port` the agent's command server binds. */
@@ -17,7 +17,7 @@ export interface RemoteAgentPlan {
   bundle: AgentBundle;
 }
 
-/** What a deployment did, so a failed connect undoes only its own work. */
+/** Outcome of a deployment, so a failed connect undoes only its own work. */
 export interface DeployOutcome {
   installDir: string;
   /** Whether this run (re)started the agent. */
@@ -26,8 +26,8 @@ export interface DeployOutcome {
 }
 
 /**
- * The data directory ends up in unit files and command lines on the host; keeping it to plain
- * path characters means no quoting rules of systemd or the shell can change its meaning.
+ * Checks the data directory for use on a remote host. It ends up in unit files and command
+ * lines there, so it is kept to plain path characters that no quoting rule can reinterpret.
  */
 export function checkRemoteDataDir(dataDir: string) {
   if (!/^\/[A-Za-z0-9._/-]+$/.test(dataDir) || dataDir.split("/").includes("..")) {
@@ -69,9 +69,9 @@ async function installBundle(session: SshSession, plan: RemoteAgentPlan) {
 }
 
 /**
- * Finds a Node.js the agent runs on. Debian 12 ships Node 18, too old for fastify 5, so when the
- * host's `node` is older than MIN_NODE_MAJOR the management node's own binary is copied over
- * (both are x86_64 Linux against glibc, which the preflight made sure of).
+ * Finds a Node.js the agent runs on. Debian 12 ships Node 18, which is too old for fastify 5. When
+ * the host's `node` is older than MIN_NODE_MAJOR, the management node copies its own binary over.
+ * Both are x86_64 Linux builds against glibc, and the preflight checked the host's architecture.
  */
 async function nodeBinary(session: SshSession, dataDir: string) {
   if ((await remoteNodeMajor(session)) >= MIN_NODE_MAJOR) {
@@ -208,7 +208,7 @@ async function stopProcess(session: SshSession, dataDir: string) {
 
 /**
  * Installs the bundle, writes the secret and makes sure the agent runs. An agent already running
- * the same bundle with the same secret is left alone; a new bundle or secret restarts it.
+ * the same bundle with the same secret is left alone, and a new bundle or secret restarts it.
  */
 export async function deployRemoteAgent(
   session: SshSession,
@@ -239,7 +239,7 @@ async function pruneOldBundles(session: SshSession, installDir: string) {
   );
 }
 
-/** Stops the agent of `dataDir` on a host, under systemd or as a plain process; VMs keep running. */
+/** Stops the agent of `dataDir` on a host, under systemd or as a plain process. VMs keep running. */
 export async function stopRemoteAgent(session: SshSession, dataDir: string) {
   checkRemoteDataDir(dataDir);
 

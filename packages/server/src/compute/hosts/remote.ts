@@ -2,7 +2,7 @@ import { ApiError } from "@tstack/api";
 import { sh } from "./shell.js";
 import type { SshSession } from "./ssh.js";
 
-/** What the preflight found on a host; no virtualization only means QEMU uses TCG. */
+/** Preflight findings of a host. A CPU without virtualization only means QEMU uses TCG. */
 export interface RemoteFacts {
   architecture: string;
   os: string;
@@ -46,7 +46,7 @@ export function parsePreflight(output: string): RemoteFacts {
   };
 }
 
-/** Checks architecture, OS and memory over SSH; fails with what was found and what is needed. */
+/** Checks architecture, OS and memory over SSH, and throws what was found and what is needed. */
 export async function remotePreflight(session: SshSession): Promise<RemoteFacts> {
   const output = await session.check(
     "the preflight",
@@ -90,7 +90,7 @@ export async function missingTools(session: SshSession) {
   return output.split("\n").filter((tool) => tool in HOST_PACKAGES);
 }
 
-/** Installs the packages of the missing tools with apt; the host's own mirrors are used. */
+/** Installs the packages of the missing tools with apt, from the host's own mirrors. */
 export async function installRemotePackages(session: SshSession, tools: string[]) {
   const packages = tools.map((tool) => HOST_PACKAGES[tool]!);
   await session.check(

@@ -1,6 +1,6 @@
 /**
  * The one place that turns values into text for a remote POSIX shell. SSH exec takes a single
- * command string, so every value goes through `quote` and every command through `shellCommand`.
+ * command string, so every value in it goes through `quote`, by way of `sh` or `shellCommand`.
  */
 
 /** Quotes a value as one shell word: wrapped in single quotes, each `'` written as `'\''`. */

@@ -2,14 +2,14 @@ import { createHash } from "node:crypto";
 import { ApiError } from "@tstack/api";
 import { Client, type SFTPWrapper } from "ssh2";
 
-/** Where and as whom to log in; exactly one of password and privateKey is normally set. */
+/** Address, user and credential of an SSH login; normally one of password and privateKey is set. */
 export interface SshLogin {
   host: string;
   port: number;
   username: string;
   password?: string;
   privateKey?: string;
-  /** The fingerprint recorded at the first connect; a different key is refused. */
+  /** Fingerprint recorded at the first connect. Logins reject a host that presents another key. */
   knownFingerprint?: string;
   timeoutMs?: number;
 }
@@ -37,7 +37,7 @@ export class SshSession {
     readonly fingerprint: string,
   ) {}
 
-  /** Connects and authenticates; errors name the host and user and say what to check. */
+  /** Connects and authenticates. Errors name the host and the user, and what to check. */
   static open(login: SshLogin): Promise<SshSession> {
     const where = `${login.username}@${login.host}:${login.port}`;
     const client = new Client();
@@ -68,7 +68,7 @@ export class SshSession {
           },
         });
       } catch (error) {
-        // ssh2 parses the private key synchronously; the message says what it could not parse.
+        // ssh2 parses the private key synchronously, and its message names what it could not parse.
         fail(
           new ApiError(
             "operationFailed",
@@ -80,7 +80,7 @@ export class SshSession {
     });
   }
 
-  /** Runs a command line; build it with `sh` or `shellCommand` from shell.ts, never by hand. */
+  /** Runs a command line. Build it with `sh` or `shellCommand` from shell.ts, never by hand. */
   exec(command: string, options: { timeoutMs?: number; input?: string } = {}) {
     const timeoutMs = options.timeoutMs ?? 60_000;
 
@@ -112,7 +112,7 @@ export class SshSession {
     });
   }
 
-  /** Runs a command and fails with its stderr when it exits non-zero; `what` names the step. */
+  /** Runs a command and throws its stderr when it exits non-zero. `what` names the step. */
   async check(what: string, command: string, options: { timeoutMs?: number; input?: string } = {}) {
     const result = await this.exec(command, options);
 
@@ -131,29 +131,6 @@ export class SshSession {
       sftp.fastPut(localPath, remotePath, (error) =>
         error ? reject(this.error(`uploading ${remotePath} failed: ${error.message}`)) : resolve(),
       ),
-    );
-  }
-
-  /** Writes a remote file with the given mode; the mode is set again in case a umask cut it. */
-  async writeFile(remotePath: string, data: string, mode: number) {
-    const sftp = await this.sftp();
-    await new Promise<void>((resolve, reject) =>
-      sftp.writeFile(remotePath, data, { mode }, (error) =>
-        error ? reject(this.error(`writing ${remotePath} failed: ${error.message}`)) : resolve(),
-      ),
-    );
-    await new Promise<void>((resolve, reject) =>
-      sftp.chmod(remotePath, mode, (error) =>
-        error ? reject(this.error(`chmod of ${remotePath} failed: ${error.message}`)) : resolve(),
-      ),
-    );
-  }
-
-  /** Reads a remote file, or returns undefined when it does not exist. */
-  async readFile(remotePath: string): Promise<string | undefined> {
-    const sftp = await this.sftp();
-    return new Promise((resolve) =>
-      sftp.readFile(remotePath, (error, data) => resolve(error ? undefined : data.toString())),
     );
   }
 

@@ -319,6 +319,12 @@ describe("KVM host added over SSH", () => {
   it("reports a rejected password", async () => {
     await expect(
       admin.call("addKVMHost", {
+        params: { name: "bare", managementIp: HOST_ADDRESS, username: "root", clusterUuid },
+      }),
+    ).rejects.toThrow(/params.password: host 172\.31\.254\.2 is reached over SSH/);
+
+    await expect(
+      admin.call("addKVMHost", {
         params: {
           name: "password",
           managementIp: HOST_ADDRESS,

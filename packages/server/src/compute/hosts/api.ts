@@ -86,6 +86,16 @@ function addKvmHost(): ApiHandler {
         );
       }
 
+      const remote = !isLocalAddress(String(call.params.managementIp));
+
+      if (remote && call.params.password === undefined && call.params.sshKey === undefined) {
+        throw new ApiError(
+          "invalidArgument",
+          `params.password: host ${String(call.params.managementIp)} is reached over SSH and needs a password or an sshKey`,
+          "give password or sshKey (a private key in OpenSSH or PEM format)",
+        );
+      }
+
       const taken = await core.kysely
         .selectFrom("hosts")
         .select("uuid")

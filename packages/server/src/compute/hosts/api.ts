@@ -17,7 +17,9 @@ import {
 import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
 import type { ConnectData } from "./connect.js";
 import { setHostStatus } from "./connect.js";
-import { stopLocalAgent } from "./local.js";
+import { withHostSession } from "./host-ssh.js";
+import { isLocalAddress, stopLocalAgent } from "./local.js";
+import { stopRemoteAgent } from "./remote-agent.js";
 
 const HOST_STATES: Record<string, Record<string, string>> = {
   Enabled: { enable: "Enabled", disable: "Disabled", maintain: "Maintenance" },
@@ -39,10 +41,14 @@ export async function connectHost(core: Core, hostUuid: string, call?: ApiCall) 
       ),
     );
   } catch (error) {
+    const cause = error instanceof WorkflowError ? error.cause : error;
+    // lastError is all an operator sees of a failed background reconnect, so it carries the advice.
     const reason =
-      error instanceof WorkflowError && error.cause instanceof Error
-        ? error.cause.message
-        : (error as Error).message;
+      cause instanceof ApiError && cause.elaboration
+        ? `${cause.message}; ${cause.elaboration}`
+        : cause instanceof Error
+          ? cause.message
+          : String(cause);
     await setHostStatus(core, hostUuid, "Disconnected", reason);
     throw error instanceof WorkflowError && error.cause instanceof ApiError
       ? error.cause
@@ -77,6 +83,16 @@ function addKvmHost(): ApiHandler {
         throw new ApiError(
           "invalidArgument",
           `params.clusterUuid: cluster ${cluster.uuid} is for ${cluster.hypervisorType} hosts; add KVM hosts to a KVM cluster`,
+        );
+      }
+
+      const remote = !isLocalAddress(String(call.params.managementIp));
+
+      if (remote && call.params.password === undefined && call.params.sshKey === undefined) {
+        throw new ApiError(
+          "invalidArgument",
+          `params.password: host ${String(call.params.managementIp)} is reached over SSH and needs a password or an sshKey`,
+          "give password or sshKey (a private key in OpenSSH or PEM format)",
         );
       }
 
@@ -140,6 +156,21 @@ function addKvmHost(): ApiHandler {
   };
 }
 
+/**
+ * Stops a remote host's agent before its row goes. A host that cannot be reached is still
+ * deleted, as in ZStack, because the operator wants it gone. The warning names what may be left.
+ */
+async function stopAgentOverSsh(core: Core, hostUuid: string, dataDir: string) {
+  try {
+    await withHostSession(core, hostUuid, (session) => stopRemoteAgent(session, dataDir));
+  } catch (error) {
+    core.log.warn(
+      { hostUuid, err: (error as Error).message },
+      "could not stop the agent of a deleted host; stop tstack-agent on the host by hand",
+    );
+  }
+}
+
 export function hostHandlers(_agents: AgentClient): ApiHandlers {
   return {
     addKVMHost: addKvmHost(),
@@ -159,20 +190,33 @@ export function hostHandlers(_agents: AgentClient): ApiHandlers {
         deleteMode(call);
         await loadResource(core.kysely, "Host", call.path.uuid!, call.caller);
       },
-      run: (core, call) =>
-        call.commit(async (tx) => {
+      async run(core, call) {
+        const dataDir = core.config.get("host", "agent.dataDir");
+        const target = await loadResource(core.kysely, "Host", call.path.uuid!, call.caller);
+        const remote = !isLocalAddress(String(target.managementIp));
+
+        if (remote) {
+          await stopAgentOverSsh(core, String(target.uuid), dataDir);
+        }
+
+        return call.commit(async (tx) => {
           const host = await loadResource(tx, "Host", call.path.uuid!, call.caller);
           await tx.deleteFrom("hostCapacities").where("uuid", "=", String(host.uuid)).execute();
           await deleteResourceRow(tx, "Host", host);
-          // The agent was started by us on this machine; stop it so nothing keeps running unowned.
-          stopLocalAgent(core.config.get("host", "agent.dataDir"));
+
+          if (!remote) {
+            // The agent was started by us on this machine; stop it so nothing keeps running unowned.
+            stopLocalAgent(dataDir);
+          }
+
           await emitEvent(tx, "/host/delete", {
             resourceUuid: String(host.uuid),
             accountUuid: String(host.accountUuid),
             content: { hostUuid: host.uuid, at: now() },
           });
           return {};
-        }),
+        });
+      },
     },
     getCpuMemoryCapacity: {
       async run(core, call) {

@@ -6,7 +6,11 @@ import { now } from "../../core/ids.js";
 import type { Step } from "../../core/workflow.js";
 import type { AgentClient, AgentTarget } from "../../drivers/agent-client.js";
 import { run } from "../../drivers/host-tools.js";
+import { agentBundle } from "./bundle.js";
+import { withHostSession } from "./host-ssh.js";
 import { isLocalAddress, runningAgentPid, startLocalAgent, stopLocalAgent } from "./local.js";
+import { installRemotePackages, missingTools, remotePreflight } from "./remote.js";
+import { deployRemoteAgent, stopRemoteAgent } from "./remote-agent.js";
 
 /** State of one connect run, persisted between steps. */
 export interface ConnectData {
@@ -14,6 +18,10 @@ export interface ConnectData {
   jobUuid?: string;
   /** The agent process this run started, so a failed add can stop it again. */
   startedPid?: number;
+  /** Whether the host is reached over SSH rather than being this machine. */
+  remote?: boolean;
+  /** Whether this run started the agent on a remote host. */
+  startedRemote?: boolean;
 }
 
 const HOST_PACKAGES: Record<string, string> = {
@@ -99,13 +107,12 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
       async run(data) {
         progress(data, "checking that the host is reachable");
         const row = await host(data);
+        data.remote = !isLocalAddress(row.managementIp);
 
-        if (!isLocalAddress(row.managementIp)) {
-          // NOTE: deployment over SSH is not built yet; only the management node's own machine can be added.
-          throw new ApiError(
-            "operationFailed",
-            `host ${row.managementIp} is not this management node's machine, and adding remote hosts over SSH is not available yet`,
-            "add the management node's own machine (127.0.0.1 or one of its addresses)",
+        if (data.remote) {
+          progress(data, `logging in to ${row.managementIp} over SSH`);
+          await withHostSession(core, data.hostUuid, (session) =>
+            session.check("a test command", "true"),
           );
         }
       },
@@ -114,6 +121,11 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
       name: "preflight",
       async run(data) {
         progress(data, "running preflight checks");
+
+        if (data.remote) {
+          await withHostSession(core, data.hostUuid, remotePreflight);
+          return;
+        }
 
         if (arch() !== "x64") {
           throw new ApiError(
@@ -134,6 +146,19 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
       name: "install-packages",
       async run(data) {
         progress(data, "checking host packages");
+
+        if (data.remote) {
+          await withHostSession(core, data.hostUuid, async (session) => {
+            const missing = await missingTools(session);
+
+            if (missing.length > 0) {
+              progress(data, `installing packages for ${missing.join(", ")}`);
+              await installRemotePackages(session, missing);
+            }
+          });
+          return;
+        }
+
         const missing: string[] = [];
 
         for (const [tool, pkg] of Object.entries(HOST_PACKAGES)) {
@@ -164,6 +189,21 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
         const row = await host(data);
         const dataDir = core.config.get("host", "agent.dataDir");
 
+        if (data.remote) {
+          progress(data, "copying the agent to the host");
+          const bundle = await agentBundle(core.dataDir);
+          const outcome = await withHostSession(core, data.hostUuid, (session) =>
+            deployRemoteAgent(session, {
+              dataDir,
+              listen: `${row.managementIp}:${row.agentPort}`,
+              secret: core.secrets.open(row.agentSecret),
+              bundle,
+            }),
+          );
+          data.startedRemote = outcome.started;
+          return;
+        }
+
         if (runningAgentPid(dataDir)) {
           stopLocalAgent(dataDir);
           await new Promise((resolve) => setTimeout(resolve, 300));
@@ -177,6 +217,13 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
       },
       async rollback(data) {
         const dataDir = core.config.get("host", "agent.dataDir");
+
+        if (data.startedRemote) {
+          await withHostSession(core, data.hostUuid, (session) =>
+            stopRemoteAgent(session, dataDir),
+          );
+          return;
+        }
 
         if (data.startedPid && runningAgentPid(dataDir) === data.startedPid) {
           stopLocalAgent(dataDir);

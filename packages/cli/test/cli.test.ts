@@ -353,11 +353,11 @@ describe("errors and exit codes", () => {
     expect(result.stdout).toContain("--no-wait");
   });
 
-  it("says the VM console is not available yet", async () => {
+  it("reports an unknown VM for the console", async () => {
     const result = await run("vm", "console", "vm1");
 
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain("the VM console is not available yet");
+    expect(result.stderr).toContain("vm1");
   });
 });
 

@@ -7,19 +7,19 @@ import { buildProgram } from "../src/program.js";
 
 const vmRoutes: ApiRoute[] = [
   {
-    name: "queryVmInstance",
+    name: "queryGadgetInstance",
     method: "GET",
-    path: "/vm-instances",
+    path: "/gadget-instances",
     kind: "query",
-    resource: "VmInstance",
+    resource: "GadgetInstance",
     summary: "Query VM instances",
   },
   {
-    name: "createVmInstance",
+    name: "createGadgetInstance",
     method: "POST",
-    path: "/vm-instances",
+    path: "/gadget-instances",
     kind: "create",
-    resource: "VmInstance",
+    resource: "GadgetInstance",
     params: Type.Object({
       name: Type.String(),
       instanceOfferingUuid: Type.String(),
@@ -34,11 +34,11 @@ const vmRoutes: ApiRoute[] = [
     summary: "Create a VM instance",
   },
   {
-    name: "startVmInstance",
+    name: "startGadgetInstance",
     method: "PUT",
-    path: "/vm-instances/{uuid}/actions",
+    path: "/gadget-instances/{uuid}/actions",
     kind: "action",
-    resource: "VmInstance",
+    resource: "GadgetInstance",
     params: Type.Object({}),
     summary: "Start a VM instance",
   },
@@ -62,19 +62,19 @@ describe("generated commands", () => {
   const program = buildProgram(new CliContext(() => {}, [...apiRoutes, ...vmRoutes]));
 
   it("gives a newly declared resource its verbs and alias", () => {
-    const vm = find(program, "vm-instance");
+    const vm = find(program, "gadget-instance");
 
-    expect(vm?.aliases()).toEqual(["vm"]);
+    expect(vm?.aliases()).toEqual(["gadget"]);
     expect(vm?.commands.map((child) => child.name())).toEqual(
-      expect.arrayContaining(["list", "get", "create", "start", "console"]),
+      expect.arrayContaining(["list", "get", "create", "start"]),
     );
-    expect(find(program, "vm-instance", "start")?.registeredArguments[0]?.name()).toBe(
-      "vm-instance",
+    expect(find(program, "gadget-instance", "start")?.registeredArguments[0]?.name()).toBe(
+      "gadget-instance",
     );
   });
 
   it("maps schema properties to flags", () => {
-    const create = find(program, "vm-instance", "create");
+    const create = find(program, "gadget-instance", "create");
     const options = new Map(create?.options.map((option) => [option.long, option]));
 
     expect(flags(create)).toEqual(
@@ -93,12 +93,13 @@ describe("generated commands", () => {
   });
 
   it("turns uuid references into resolvable resource flags", () => {
-    const create = find(program, "vm-instance", "create");
+    const create = find(program, "gadget-instance", "create");
 
     expect(flags(create)).toContain("--instance-offering");
     expect(flags(create)).not.toContain("--instance-offering-uuid");
-    // L3Network is not declared in this route list, so its uuids stay a plain repeatable flag.
-    expect(flags(create)).toContain("--l3-network-uuids");
+    // L3Network is declared too, so its uuid list becomes a repeatable resolvable flag.
+    expect(flags(create)).not.toContain("--l3-network-uuids");
+    expect(flags(create).some((flag) => flag?.startsWith("--l3-network"))).toBe(true);
   });
 
   it("keeps today's resources", () => {
@@ -108,6 +109,6 @@ describe("generated commands", () => {
     expect(find(today, "cluster", "create")?.options.map((option) => option.long)).toContain(
       "--zone",
     );
-    expect(find(today, "vm", "console")).toBeDefined();
+    expect(find(today, "vm-instance", "console")).toBeDefined();
   });
 });

@@ -43,42 +43,42 @@ describe("resource catalog", () => {
   it("picks up a newly declared resource", () => {
     const vm: ApiRoute[] = [
       {
-        name: "queryVmInstance",
+        name: "queryGadgetInstance",
         method: "GET",
-        path: "/vm-instances",
+        path: "/gadget-instances",
         kind: "query",
-        resource: "VmInstance",
+        resource: "GadgetInstance",
         summary: "Query VMs",
       },
       {
-        name: "createVmInstance",
+        name: "createGadgetInstance",
         method: "POST",
-        path: "/vm-instances",
+        path: "/gadget-instances",
         kind: "create",
-        resource: "VmInstance",
+        resource: "GadgetInstance",
         summary: "Create a VM",
       },
       {
-        name: "startVmInstance",
+        name: "startGadgetInstance",
         method: "PUT",
-        path: "/vm-instances/{uuid}/actions",
+        path: "/gadget-instances/{uuid}/actions",
         kind: "action",
-        resource: "VmInstance",
+        resource: "GadgetInstance",
         summary: "Start a VM",
       },
       {
-        name: "getVmConsoleAddress",
+        name: "getGadgetConsoleAddress",
         method: "GET",
-        path: "/vm-instances/{uuid}/console-addresses",
+        path: "/gadget-instances/{uuid}/console-addresses",
         kind: "sync",
         summary: "Console",
       },
     ];
 
-    expect(verbs("vm", [...apiRoutes, ...vm])).toEqual({
-      create: "createVmInstance",
-      start: "startVmInstance",
-      "get-vm-console-address": "getVmConsoleAddress",
+    expect(verbs("gadget", [...apiRoutes, ...vm])).toEqual({
+      create: "createGadgetInstance",
+      start: "startGadgetInstance",
+      "get-gadget-console-address": "getGadgetConsoleAddress",
     });
   });
 

@@ -5,7 +5,9 @@ import { existsSync, readdirSync } from "node:fs";
 
 const root = new URL("..", import.meta.url).pathname;
 const [name, ...args] = process.argv.slice(2);
-const available = readdirSync(`${root}bench`).filter((file) => file.endsWith(".mjs") && !file.includes("server")).map((file) => file.replace(/\.mjs$/, ""));
+const available = readdirSync(`${root}bench`)
+  .filter((file) => file.endsWith(".mjs") && !file.includes("server"))
+  .map((file) => file.replace(/\.mjs$/, ""));
 
 if (!name || !existsSync(`${root}bench/${name}.mjs`)) {
   console.error(`usage: npm run bench -- <name> [options]; benchmarks: ${available.join(", ")}`);
@@ -18,5 +20,8 @@ if (built.status !== 0) {
   process.exit(built.status ?? 1);
 }
 
-const result = spawnSync(process.execPath, [`bench/${name}.mjs`, ...args], { cwd: root, stdio: "inherit" });
+const result = spawnSync(process.execPath, [`bench/${name}.mjs`, ...args], {
+  cwd: root,
+  stdio: "inherit",
+});
 process.exit(result.status ?? 1);

@@ -229,7 +229,7 @@ modprobe virtio_net 2>/dev/null
 if [ -e /sys/class/net/eth0 ]; then
   ip link set lo up
   ip link set eth0 up
-  if udhcpc -i eth0 -n -t 5 -T 2 -O mtu -s /usr/share/udhcpc/default.script -p /run/udhcpc.pid \
+  if udhcpc -i eth0 -n -t 5 -T 2 -O mtu -O staticroutes -O hostname -s /usr/share/udhcpc/default.script -p /run/udhcpc.pid \
     >/run/udhcpc.log 2>&1; then
     say "ip=$(cat /run/ip)"
     run_user_data
@@ -254,7 +254,9 @@ chmod 755 "$rootfs/etc/acpi/PWRF/00000080"
 
 cat >"$rootfs/usr/share/udhcpc/default.script" <<'EOF'
 #!/bin/sh
-# Called by udhcpc with the lease in the environment (interface, ip, mask, router, dns, mtu).
+# Called by udhcpc with the lease in the environment (interface, ip, mask, router, dns, mtu,
+# staticroutes, hostname). Classless static routes (option 121) replace the router option, as
+# RFC 3442 says; they carry the route to the metadata address 169.254.169.254.
 case "$1" in
   deconfig)
     ip addr flush dev "$interface"
@@ -263,10 +265,23 @@ case "$1" in
     ip addr flush dev "$interface"
     ip addr add "$ip/${mask:-24}" dev "$interface"
     [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-    for gateway in $router; do
-      ip route add default via "$gateway" dev "$interface"
-      break
-    done
+    if [ -n "$staticroutes" ]; then
+      set -- $staticroutes
+      while [ "$#" -ge 2 ]; do
+        if [ "$2" = "0.0.0.0" ]; then
+          ip route add "$1" dev "$interface"
+        else
+          ip route add "$1" via "$2" dev "$interface"
+        fi
+        shift 2
+      done
+    else
+      for gateway in $router; do
+        ip route add default via "$gateway" dev "$interface"
+        break
+      done
+    fi
+    [ -n "$hostname" ] && hostname "$hostname"
     : >/run/resolv.conf
     for server in $dns; do
       echo "nameserver $server" >>/run/resolv.conf

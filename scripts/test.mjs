@@ -21,23 +21,38 @@ if (!existsSync(join(root, "node_modules", ".package-lock.json"))) {
 if (process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
   step("bash", ["scripts/install-host-packages.sh"]);
 } else {
-  console.log("not root: skipping the Debian package check; tests need the packages in scripts/install-host-packages.sh");
+  console.log(
+    "not root: skipping the Debian package check; tests need the packages in scripts/install-host-packages.sh",
+  );
 }
 
 step("npm", ["run", "build"]);
 
 const reportDir = mkdtempSync(join(tmpdir(), "tstack-test-report-"));
 const report = join(reportDir, "report.json");
-const vitest = spawnSync("npx", ["vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)], {
-  cwd: root,
-  stdio: "inherit",
-});
+const vitest = spawnSync(
+  "npx",
+  [
+    "vitest",
+    "run",
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${report}`,
+    ...process.argv.slice(2),
+  ],
+  {
+    cwd: root,
+    stdio: "inherit",
+  },
+);
 
 // The plain closing line, for tools that read a summary rather than Vitest's own format.
 if (existsSync(report)) {
   const result = JSON.parse(readFileSync(report, "utf8"));
   const skipped = result.numPendingTests + result.numTodoTests;
-  console.log(`\n${result.numPassedTests} passed, ${result.numFailedTests} failed, ${skipped} skipped`);
+  console.log(
+    `\n${result.numPassedTests} passed, ${result.numFailedTests} failed, ${skipped} skipped`,
+  );
 }
 
 rmSync(reportDir, { recursive: true, force: true });

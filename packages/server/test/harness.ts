@@ -9,6 +9,14 @@ import { type Server, startServer } from "../src/server.js";
 
 export type Dialect = "sqlite" | "postgres";
 
+/** Silent, unless TSTACK_TEST_LOG names a file to write the server's debug log to. */
+function testLogger() {
+  const file = process.env.TSTACK_TEST_LOG;
+  return file
+    ? pino({ level: "debug" }, pino.destination({ dest: file, sync: true }))
+    : pino({ level: "silent" });
+}
+
 /** Every core test runs once per database dialect. */
 export const dialects: Dialect[] = ["sqlite", "postgres"];
 
@@ -50,7 +58,7 @@ export async function startTestServer(
     database,
     logLevel: "silent",
     adminPassword: ADMIN_PASSWORD,
-    logger: pino({ level: "silent" }),
+    logger: testLogger(),
   });
   const client = () => new TstackClient({ endpoint: server.url, pollIntervalMs: 20 });
   const admin = client();

@@ -72,6 +72,8 @@ export function vmSteps(core: Core) {
     name: "allocate-host",
     async run(data) {
       progress(data, "choosing a host");
+      // Read outside the transaction: on SQLite the transaction holds the only connection.
+      const clusterUuids = await clustersForNetworks(data.l3NetworkUuids ?? []);
       await core.transact(async (tx) => {
         const vm = await loadVm(tx, data.vmUuid);
         data.fromState ??= vm.state as VmState;
@@ -81,7 +83,7 @@ export function vmSteps(core: Core) {
           hypervisorType: vm.hypervisorType,
           hostUuid: data.requestedHostUuid ?? vm.lastHostUuid ?? undefined,
           clusterUuid: data.requestedClusterUuid,
-          clusterUuids: await clustersForNetworks(data.l3NetworkUuids ?? []),
+          clusterUuids,
         });
         data.hostUuid = host.uuid;
         await setVmState(tx, vm, "Starting", {

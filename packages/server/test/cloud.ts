@@ -1,0 +1,127 @@
+import { execFileSync } from "node:child_process";
+import { createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { addLocalHost, type TestServer } from "./harness.js";
+
+type Inventory = { uuid: string } & Record<string, unknown>;
+
+/** The flat network service provider's fixed uuid. */
+export const FLAT_PROVIDER = "f1b7a78b680fb97d45b686eac3a16d98";
+
+const ROOT = resolve(import.meta.dirname, "../../..");
+
+/** Builds (or finds in its cache) the busybox test guest and returns its path. */
+export function guestImage() {
+  return execFileSync("bash", [join(ROOT, "scripts/build-guest-image.sh")], { encoding: "utf8" })
+    .trim()
+    .split("\n")
+    .pop()!;
+}
+
+/** Serves one file over HTTP on 127.0.0.1, the way a user's image server would. */
+export async function serveFile(path: string) {
+  const server: Server = createServer((_request, response) => {
+    response.writeHead(200, { "content-length": statSync(path).size });
+    createReadStream(path).pipe(response);
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/guest.qcow2`,
+    close: () => new Promise((done) => server.close(done)),
+  };
+}
+
+/**
+ * A small cloud on this machine: the local KVM host, an image store and local primary storage
+ * in temp dirs, the guest image, an isolated flat L2 with its own bridge, an L3 with DHCP, DNS
+ * and userdata, and an instance offering.
+ */
+export async function buildCloud(t: TestServer, cidr: string) {
+  const admin = t.admin;
+  const host = await addLocalHost(t);
+  const work = mkdtempSync(join(tmpdir(), "tstack-cloud-"));
+  writeFileSync(
+    join(host.agentDir, "storage-policy.json"),
+    JSON.stringify({ allowLoopback: true }),
+  );
+  await admin.call("updateGlobalConfig", {
+    path: { category: "image", name: "allowLoopbackUrls" },
+    params: { value: "true" },
+  });
+
+  const bs = (
+    await admin.call<{ inventory: Inventory }>("addImageStoreBackupStorage", {
+      params: { name: "store", url: join(work, "store"), hostname: "127.0.0.1" },
+    })
+  ).inventory;
+  await admin.call("attachBackupStorageToZone", {
+    path: { zoneUuid: host.zoneUuid, backupStorageUuid: bs.uuid },
+  });
+  const served = await serveFile(guestImage());
+  const image = (
+    await admin.call<{ inventory: Inventory }>("addImage", {
+      params: {
+        name: "guest",
+        url: served.url,
+        format: "qcow2",
+        mediaType: "RootVolumeTemplate",
+        backupStorageUuids: [bs.uuid],
+      },
+    })
+  ).inventory;
+  await served.close();
+
+  const ps = (
+    await admin.call<{ inventory: Inventory }>("addLocalPrimaryStorage", {
+      params: { name: "local", url: join(work, "primary"), zoneUuid: host.zoneUuid },
+    })
+  ).inventory;
+  await admin.call("attachPrimaryStorageToCluster", {
+    path: { clusterUuid: host.clusterUuid, primaryStorageUuid: ps.uuid },
+  });
+
+  const l2 = (
+    await admin.call<{ inventory: Inventory }>("createL2NoVlanNetwork", {
+      params: { name: "flat", zoneUuid: host.zoneUuid },
+    })
+  ).inventory;
+  await admin.call("attachL2NetworkToCluster", {
+    path: { l2NetworkUuid: l2.uuid, clusterUuid: host.clusterUuid },
+  });
+  const l3 = (
+    await admin.call<{ inventory: Inventory }>("createL3Network", {
+      params: { name: "private", l2NetworkUuid: l2.uuid, category: "Private" },
+    })
+  ).inventory;
+  await admin.call("addIpRangeByNetworkCidr", {
+    path: { l3NetworkUuid: l3.uuid },
+    params: { name: "range", networkCidr: cidr },
+  });
+  await admin.call("attachNetworkServiceToL3Network", {
+    path: { l3NetworkUuid: l3.uuid },
+    params: { networkServices: { [FLAT_PROVIDER]: ["DHCP", "DNS", "Userdata"] } },
+  });
+
+  const offering = (
+    await admin.call<{ inventory: Inventory }>("createInstanceOffering", {
+      params: { name: "small", cpuNum: 1, memorySize: 128 * 1024 * 1024 },
+    })
+  ).inventory;
+
+  return {
+    ...host,
+    imageUuid: image.uuid,
+    l3NetworkUuid: l3.uuid,
+    l2NetworkUuid: l2.uuid,
+    instanceOfferingUuid: offering.uuid,
+    primaryStorageUuid: ps.uuid,
+    async cleanup() {
+      await host.cleanup();
+      rmSync(work, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,270 @@
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import type { TstackClient } from "@tstack/sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runningAgentPid } from "../src/compute/hosts/local.js";
+import { buildCloud } from "./cloud.js";
+import { startTestServer, type TestServer } from "./harness.js";
+
+type Vm = { uuid: string; state: string; hostUuid: string | null } & Record<string, unknown>;
+
+/** Finds the QEMU process of a VM by its uuid on the command line. */
+function qemuPid(vmUuid: string) {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+
+      if (cmdline.startsWith("qemu-system") || cmdline.includes("/qemu-system")) {
+        if (cmdline.includes(vmUuid)) {
+          return Number(entry);
+        }
+      }
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+
+  return undefined;
+}
+
+function tapsOf(nicUuids: string[]) {
+  const links = execFileSync("ip", ["-o", "link", "show"], { encoding: "utf8" });
+  return nicUuids.filter((uuid) => links.includes(`tap${uuid.slice(0, 12)}`));
+}
+
+async function until<T>(
+  read: () => Promise<T>,
+  accept: (value: T) => boolean,
+  what: string,
+  timeoutMs = 90_000,
+) {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+
+  while (!accept(value)) {
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${what} did not happen within ${timeoutMs} ms; last value: ${JSON.stringify(value).slice(0, 2000)}`,
+      );
+    }
+
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    value = await read();
+  }
+
+  return value;
+}
+
+describe("VM on real QEMU through the REST API", () => {
+  let t: TestServer;
+  let admin: TstackClient;
+  let cloud: Awaited<ReturnType<typeof buildCloud>>;
+  let vm: Vm;
+
+  const getVm = async () =>
+    (await admin.query<Vm>("queryVmInstance", [`uuid=${vm.uuid}`])).inventories[0]!;
+  const consoleLog = async () =>
+    (await admin.call<{ console: string }>("getVmConsoleLog", { path: { uuid: vm.uuid } })).console;
+  const memory = async () =>
+    (
+      await admin.call<{ availableMemory: number }>("getCpuMemoryCapacity", {
+        query: { hostUuids: cloud.hostUuid },
+      })
+    ).availableMemory;
+
+  beforeAll(async () => {
+    t = await startTestServer("sqlite");
+    admin = t.admin;
+    cloud = await buildCloud(t, "172.30.77.0/24");
+  }, 300_000);
+
+  afterAll(async () => {
+    const pid = vm ? qemuPid(vm.uuid) : undefined;
+
+    if (pid) {
+      process.kill(pid, "SIGKILL");
+    }
+
+    await cloud?.cleanup();
+    await t?.stop();
+  });
+
+  it("creates a VM that boots, gets its DHCP address and runs its userdata", async () => {
+    const before = await memory();
+    const userdata = "#!/bin/sh\necho tstack-userdata-ran >/dev/console\n";
+    vm = (
+      await admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name: "vm1",
+          imageUuid: cloud.imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+        },
+        systemTags: ["hostname::vm-one", `userdata::${Buffer.from(userdata).toString("base64")}`],
+      })
+    ).inventory;
+    expect(vm.state).toBe("Running");
+    expect(vm.hostUuid).toBe(cloud.hostUuid);
+    expect(await memory()).toBe(before - 128 * 1024 * 1024);
+
+    const nic = (await admin.query<{ ip: string }>("queryVmNic", [`vmInstanceUuid=${vm.uuid}`]))
+      .inventories[0]!;
+    expect(nic.ip).toMatch(/^172\.30\.77\.\d+$/);
+
+    const log = await until(
+      consoleLog,
+      (text) =>
+        text.includes("TSTACK-GUEST: boot-ok") &&
+        /TSTACK-GUEST: (ip=|dhcp-failed)/.test(text) &&
+        /userdata-(ok|none|failed)/.test(text),
+      "guest boot",
+    );
+    expect(log).toContain(`TSTACK-GUEST: ip=${nic.ip}`);
+    expect(log, log).toContain("tstack-userdata-ran");
+    expect(qemuPid(vm.uuid)).toBeGreaterThan(0);
+  });
+
+  it("stops gracefully and returns the capacity, then starts again", async () => {
+    const running = await memory();
+    vm = (
+      await admin.call<{ inventory: Vm }>("stopVmInstance", {
+        path: { uuid: vm.uuid },
+        params: { type: "grace" },
+      })
+    ).inventory;
+    expect(vm.state).toBe("Stopped");
+    expect(vm.hostUuid).toBeNull();
+    expect(qemuPid(vm.uuid)).toBeUndefined();
+    expect(await memory()).toBe(running + 128 * 1024 * 1024);
+
+    vm = (
+      await admin.call<{ inventory: Vm }>("startVmInstance", {
+        path: { uuid: vm.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(vm.state).toBe("Running");
+    await until(consoleLog, (text) => text.includes("TSTACK-GUEST: boot-ok"), "boot after start");
+  });
+
+  it("reboots, pauses and resumes", async () => {
+    vm = (
+      await admin.call<{ inventory: Vm }>("rebootVmInstance", {
+        path: { uuid: vm.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(vm.state).toBe("Running");
+    vm = (
+      await admin.call<{ inventory: Vm }>("pauseVmInstance", {
+        path: { uuid: vm.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(vm.state).toBe("Paused");
+    const error = await admin
+      .call("rebootVmInstance", { path: { uuid: vm.uuid }, params: {} })
+      .catch((failure: Error) => failure);
+    expect(String((error as Error).message)).toMatch(
+      /in state Paused; allowed in this state: .*resumeVmInstance/,
+    );
+    vm = (
+      await admin.call<{ inventory: Vm }>("resumeVmInstance", {
+        path: { uuid: vm.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(vm.state).toBe("Running");
+  });
+
+  it("notices QEMU killed behind the agent's back", async () => {
+    const pid = qemuPid(vm.uuid)!;
+    process.kill(pid, "SIGKILL");
+    const after = await until(
+      getVm,
+      (found) => found.state === "Stopped" || found.state === "Crashed",
+      "the VM leaving Running",
+    );
+    expect(after.hostUuid).toBeNull();
+
+    vm = (
+      await admin.call<{ inventory: Vm }>("startVmInstance", {
+        path: { uuid: vm.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(vm.state).toBe("Running");
+  });
+
+  it("keeps the VM running and tracked across an agent restart", async () => {
+    const qemu = qemuPid(vm.uuid)!;
+    process.kill(runningAgentPid(cloud.agentDir)!, "SIGKILL");
+    await admin.call("reconnectHost", { path: { uuid: cloud.hostUuid }, params: {} });
+    expect(qemuPid(vm.uuid)).toBe(qemu);
+    expect((await getVm()).state).toBe("Running");
+
+    vm = (
+      await admin.call<{ inventory: Vm }>("stopVmInstance", {
+        path: { uuid: vm.uuid },
+        params: { type: "cold" },
+      })
+    ).inventory;
+    expect(vm.state).toBe("Stopped");
+  });
+
+  it("rolls a failed start back completely", async () => {
+    const free = await memory();
+    process.kill(runningAgentPid(cloud.agentDir)!, "SIGKILL");
+    const error = await admin
+      .call("startVmInstance", { path: { uuid: vm.uuid }, params: {} })
+      .catch((failure: Error) => failure);
+    expect(String((error as Error).message)).toMatch(/rolled back|failed to reach the agent/);
+    const after = await getVm();
+    expect(after.state).toBe("Stopped");
+    expect(after.hostUuid).toBeNull();
+    expect(await memory()).toBe(free);
+    await admin.call("reconnectHost", { path: { uuid: cloud.hostUuid }, params: {} });
+  });
+
+  it("destroys, recovers and expunges, leaving nothing behind", async () => {
+    const nics = (
+      await admin.query<{ uuid: string }>("queryVmNic", [`vmInstanceUuid=${vm.uuid}`])
+    ).inventories.map((nic) => nic.uuid);
+    vm = (
+      await admin.call<{ inventory: Vm }>("startVmInstance", {
+        path: { uuid: vm.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(tapsOf(nics)).toHaveLength(1);
+
+    await admin.call("destroyVmInstance", { path: { uuid: vm.uuid } });
+    expect((await getVm()).state).toBe("Destroyed");
+    expect(qemuPid(vm.uuid)).toBeUndefined();
+    expect(tapsOf(nics)).toHaveLength(0);
+
+    vm = (
+      await admin.call<{ inventory: Vm }>("recoverVmInstance", {
+        path: { uuid: vm.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(vm.state).toBe("Stopped");
+    await admin.call("destroyVmInstance", { path: { uuid: vm.uuid } });
+    await admin.call("expungeVmInstance", { path: { uuid: vm.uuid }, params: {} });
+
+    expect((await admin.query("queryVmInstance", [`uuid=${vm.uuid}`])).inventories).toEqual([]);
+    expect((await admin.query("queryVmNic", [`vmInstanceUuid=${vm.uuid}`])).inventories).toEqual(
+      [],
+    );
+    const capacity = await admin.call<{ availableMemory: number; totalMemory: number }>(
+      "getCpuMemoryCapacity",
+      { query: { hostUuids: cloud.hostUuid } },
+    );
+    expect(capacity.availableMemory).toBe(capacity.totalMemory);
+  });
+});

@@ -7,7 +7,7 @@ packages=(
   # Management node databases: PostgreSQL runs in the tests beside the embedded SQLite.
   postgresql
   # Host agent: QEMU, qcow2 tools and Linux networking.
-  qemu-system-x86 qemu-utils dnsmasq-base nftables iproute2 socat
+  qemu-system-x86 qemu-utils dnsmasq-base nftables iproute2 socat iputils-ping
   # Guest image builder: kernel, busybox userland and a bootloader, all without a mount.
   busybox-static syslinux syslinux-common mtools dosfstools e2fsprogs fdisk cpio kmod
   genisoimage

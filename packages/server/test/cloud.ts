@@ -1,5 +1,13 @@
 import { execFileSync } from "node:child_process";
-import { createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  createReadStream,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -7,6 +15,34 @@ import { join, resolve } from "node:path";
 import { addLocalHost, type TestServer } from "./harness.js";
 
 type Inventory = { uuid: string } & Record<string, unknown>;
+
+function quiet(command: string, args: string[]) {
+  try {
+    execFileSync(command, args, { stdio: "ignore" });
+  } catch {
+    // Already gone.
+  }
+}
+
+function removeLink(name: string) {
+  quiet("ip", ["link", "delete", name]);
+}
+
+/** Kills processes the test's agent started (QEMU, dnsmasq, metadata server): they name its directory. */
+function killProcessesUnder(directory: string) {
+  for (const entry of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (
+        Number(entry) !== process.pid &&
+        readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(directory)
+      ) {
+        process.kill(Number(entry), "SIGKILL");
+      }
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+}
 
 /** The flat network service provider's fixed uuid. */
 export const FLAT_PROVIDER = "f1b7a78b680fb97d45b686eac3a16d98";
@@ -119,8 +155,20 @@ export async function buildCloud(t: TestServer, cidr: string) {
     l2NetworkUuid: l2.uuid,
     instanceOfferingUuid: offering.uuid,
     primaryStorageUuid: ps.uuid,
+    /** Expunges the VMs, stops the agent and removes what a failed test may have left. */
     async cleanup() {
+      for (const vm of (await admin.query<Inventory>("queryVmInstance")).inventories) {
+        await admin.call("destroyVmInstance", { path: { uuid: vm.uuid } }).catch(() => undefined);
+        await admin
+          .call("expungeVmInstance", { path: { uuid: vm.uuid }, params: {} })
+          .catch(() => undefined);
+      }
+
       await host.cleanup();
+      killProcessesUnder(host.agentDir);
+      removeLink(`br_${l2.uuid.slice(0, 12)}`);
+      removeLink(`dh_${l3.uuid.slice(0, 12)}`);
+      quiet("ip", ["netns", "delete", `tstack-dhcp-${l3.uuid.slice(0, 12)}`]);
       rmSync(work, { recursive: true, force: true });
     },
   };

@@ -36,7 +36,7 @@ export interface RecoveredWorkflow {
   error?: string;
 }
 
-/** Raised by a workflow whose steps failed; `rolledBack` tells whether every rollback worked. */
+/** Raised by a workflow whose steps failed; `rolledBack` is true when every rollback worked. */
 export class WorkflowError extends Error {
   constructor(
     message: string,

@@ -86,7 +86,7 @@ export async function setHostStatus(
   });
 }
 
-/** The connect workflow's steps: checks, packages, agent deployment, then the agent handshake. */
+/** Builds the connect workflow's steps: checks, packages, agent deployment, then the agent handshake. */
 export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>[] {
   const progress = (data: ConnectData, text: string) => {
     if (data.jobUuid) {

@@ -26,7 +26,7 @@ export const INTERMEDIATE_STATES: VmState[] = [
   "Expunging",
 ];
 
-/** Which API may run in which state. A state not listed for an API rejects it. */
+/** States in which each API may run. A state not listed for an API rejects it. */
 export const ALLOWED_ACTIONS: Record<string, VmState[]> = {
   startVmInstance: ["Created", "Stopped", "Crashed"],
   stopVmInstance: ["Running", "Paused", "Unknown", "Crashed"],

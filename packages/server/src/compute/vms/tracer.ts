@@ -7,7 +7,7 @@ import { agentTarget } from "../hosts/connect.js";
 import { INTERMEDIATE_STATES, type VmState } from "./states.js";
 import { releaseFromHost } from "./workflows.js";
 
-/** What the agent may report about a VM, mapped to the VM state tstack records. */
+/** VM states an agent may report, mapped to the VM states tstack records. */
 const REPORTED: Record<string, VmState> = {
   Running: "Running",
   Paused: "Paused",
@@ -142,7 +142,7 @@ export class VmTracer {
     }
   }
 
-  /** The route agents post their reports to; the URL names the host whose secret signs it. */
+  /** Registers the route agents post their reports to. The URL names the host whose secret signs the report. */
   routes(app: FastifyInstance) {
     app.register(async (scope) => {
       scope.removeAllContentTypeParsers();

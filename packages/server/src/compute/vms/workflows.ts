@@ -24,7 +24,7 @@ export interface VmData {
   l3NetworkUuids?: string[];
   staticIps?: Record<string, string>;
   rootDiskSize?: number;
-  /** What to end in: Running, or Stopped / Created for the create strategies. */
+  /** End state: Running, or Stopped or Created for the create strategies. */
   endState?: "Running" | "Stopped" | "Created";
   force?: boolean;
 }
@@ -72,7 +72,7 @@ export function vmSteps(core: Core) {
     name: "allocate-host",
     async run(data) {
       progress(data, "choosing a host");
-      // Read outside the transaction: on SQLite the transaction holds the only connection.
+      // Read outside the transaction, because on SQLite the transaction has the only connection.
       const clusterUuids = await clustersForNetworks(data.l3NetworkUuids ?? []);
       await core.transact(async (tx) => {
         const vm = await loadVm(tx, data.vmUuid);

@@ -652,6 +652,25 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       );
       expect((await tenant.query("queryWebHook")).inventories).toHaveLength(1);
     });
+
+    it("answers ID.1003 for VMs over the vm.num quota", async () => {
+      const account = (await tenant.query<Inventory>("queryAccount")).inventories[0]!;
+      await admin.call("updateQuota", {
+        params: { identityUuid: account.uuid, name: "vm.num", value: 0 },
+      });
+      const params = {
+        name: "over",
+        imageUuid: "a".repeat(32),
+        cpuNum: 1,
+        memorySize: 128 * 1024 * 1024,
+      };
+      await expectApiError(
+        tenant.call("createVmInstance", { params }),
+        "ID.1003",
+        /quota vm.num .* 0 used \+ 1 requested > 0 allowed/,
+      );
+      expect((await tenant.query("queryVmInstance")).inventories).toEqual([]);
+    });
   });
 
   describe("webhooks, events and audit", () => {

@@ -26,7 +26,15 @@ export async function deleteTap(tapName: string) {
   }
 
   await run("ip", ["tuntap", "del", "dev", tapName, "mode", "tap"]);
+
+  // The device only goes away once every process holding it open has closed it, and a QEMU that
+  // was just killed may still be exiting. Wait, so a new VM can reuse the name at once.
+  for (let attempt = 0; attempt < TAP_GONE_ATTEMPTS && (await tapExists(tapName)); attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
+
+const TAP_GONE_ATTEMPTS = 100;
 
 /** Checks whether a network interface of that name exists. */
 export async function tapExists(tapName: string) {

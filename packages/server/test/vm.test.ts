@@ -230,6 +230,57 @@ describe("VM on real QEMU through the REST API", () => {
     await admin.call("reconnectHost", { path: { uuid: cloud.hostUuid }, params: {} });
   });
 
+  it("stops VMs for host maintenance or rejects it", async () => {
+    vm = (
+      await admin.call<{ inventory: Vm }>("startVmInstance", {
+        path: { uuid: vm.uuid },
+        params: {},
+      })
+    ).inventory;
+    // The guest must have booted to act on the ACPI power button of a graceful stop.
+    await until(
+      consoleLog,
+      (text) =>
+        (text.match(/TSTACK-GUEST: boot-ok/g) ?? []).length > 0 &&
+        text.trimEnd().endsWith("userdata-ok"),
+      "boot before maintenance",
+    );
+    await admin.call("updateGlobalConfig", {
+      path: { category: "host", name: "maintenance.policy" },
+      params: { value: "RejectWithRunningVm" },
+    });
+    const error = await admin
+      .call("changeHostState", {
+        path: { uuid: cloud.hostUuid },
+        params: { stateEvent: "maintain" },
+      })
+      .catch((failure: Error) => failure);
+    expect(String((error as Error).message)).toContain(`still runs 1 VM(s): vm1 (${vm.uuid})`);
+    expect((await getVm()).state).toBe("Running");
+
+    await admin.call("updateGlobalConfig", {
+      path: { category: "host", name: "maintenance.policy" },
+      params: { value: "StopVm" },
+    });
+    const host = (
+      await admin.call<{ inventory: { state: string } }>("changeHostState", {
+        path: { uuid: cloud.hostUuid },
+        params: { stateEvent: "maintain" },
+      })
+    ).inventory;
+    expect(host.state).toBe("Maintenance");
+    expect((await getVm()).state).toBe("Stopped");
+
+    const refused = await admin
+      .call("startVmInstance", { path: { uuid: vm.uuid }, params: {} })
+      .catch((failure: Error) => failure);
+    expect(String((refused as Error).message)).toMatch(/state Maintenance/);
+    await admin.call("changeHostState", {
+      path: { uuid: cloud.hostUuid },
+      params: { stateEvent: "enable" },
+    });
+  });
+
   it("destroys, recovers and expunges, leaving nothing behind", async () => {
     const nics = (
       await admin.query<{ uuid: string }>("queryVmNic", [`vmInstanceUuid=${vm.uuid}`])

@@ -126,7 +126,26 @@ async function ensureVeth(
   bridgeEnd: string,
   reverter: Reverter,
 ) {
-  if (!(await linkExists(host, bridgeEnd))) {
+  const bridgeEndExists = await linkExists(host, bridgeEnd);
+  const peerPresent =
+    bridgeEndExists &&
+    (
+      await namespaceRun(server.namespace, "ip", ["link", "show", "dev", server.interfaceName], {
+        okExitCodes: [1],
+      })
+    ).exitCode === 0;
+
+  // A namespace deleted while a process still ran in it lives on with the old peer, and a new
+  // namespace of the same name lacks it; the orphaned bridge end must go before a new pair.
+  if (bridgeEndExists && !peerPresent) {
+    host.logger.warn(
+      { bridgeEnd, namespace: server.namespace },
+      "replacing a DHCP veth whose peer is missing",
+    );
+    await hostRun(host, "ip", ["link", "delete", "dev", bridgeEnd]);
+  }
+
+  if (!peerPresent) {
     await hostRun(host, "ip", [
       ...["link", "add", bridgeEnd, "type", "veth"],
       ...["peer", "name", server.interfaceName, "netns", server.namespace],

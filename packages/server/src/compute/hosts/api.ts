@@ -171,12 +171,55 @@ async function stopAgentOverSsh(core: Core, hostUuid: string, dataDir: string) {
   }
 }
 
+/**
+ * Enables, disables or puts a host into maintenance. Until live migration exists, maintenance
+ * stops the host's VMs (host.maintenance.policy StopVm) or is rejected while VMs run
+ * (RejectWithRunningVm).
+ */
+function changeHostState(): ApiHandler {
+  const generic = changeStateHandler("Host", HOST_STATES);
+
+  return {
+    check: generic.check,
+    async run(core, call) {
+      if (call.params.stateEvent !== "maintain") {
+        return generic.run(core, call);
+      }
+
+      const hostUuid = call.path.uuid!;
+      const vms = await core.kysely
+        .selectFrom("vmInstances")
+        .select(["uuid", "name"])
+        .where("hostUuid", "=", hostUuid)
+        .execute();
+      const policy = core.config.get("host", "maintenance.policy");
+
+      if (vms.length > 0 && policy === "RejectWithRunningVm") {
+        const list = vms.map((vm) => `${vm.name} (${vm.uuid})`).join(", ");
+        throw new ApiError(
+          "invalidState",
+          `host ${hostUuid} still runs ${vms.length} VM(s): ${list}; stop them first, or set host.maintenance.policy to StopVm`,
+        );
+      }
+
+      for (const vm of vms) {
+        await call.progress(0, `stopping VM ${vm.name} for maintenance`);
+        await core.queues.run(`resource:${vm.uuid}`, () =>
+          core.workflows.run("stop-vm", { vmUuid: vm.uuid, force: false }),
+        );
+      }
+
+      return generic.run(core, call);
+    },
+  };
+}
+
 export function hostHandlers(_agents: AgentClient): ApiHandlers {
   return {
     addKVMHost: addKvmHost(),
     queryHost: queryHandler("Host"),
     updateHost: updateHandler("Host"),
-    changeHostState: changeStateHandler("Host", HOST_STATES),
+    changeHostState: changeHostState(),
     reconnectHost: {
       check: async (core, call) =>
         void (await loadResource(core.kysely, "Host", call.path.uuid!, call.caller)),

@@ -74,9 +74,6 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   await core.config.load();
 
   await bootstrapAdmin(core, options);
-  await recover(core);
-  await core.relay.start();
-  const sweepers = startSweepers(core, sessions);
 
   let ready = false;
   const metrics = createMetrics({
@@ -95,9 +92,14 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     isReady: () => ready,
     extraRoutes: loaded.flatMap((module) => (module.routes ? [module.routes.bind(module)] : [])),
   });
+  // Listen before recovery, because rolling back a VM start talks to agents that call back to
+  // this port. Until recovery ends, the gateway answers API requests with SYS.1010 (not ready).
   const address = await app.listen({ host: options.host, port: options.port });
   const port = Number(new URL(address).port);
   core.port = port;
+  await recover(core);
+  await core.relay.start();
+  const sweepers = startSweepers(core, sessions);
   const leave = await joinManagementNodes(core, port, VERSION);
   const url = `http://${options.host === "0.0.0.0" ? "127.0.0.1" : options.host}:${port}`;
 

@@ -281,6 +281,20 @@ describe("VM on real QEMU through the REST API", () => {
     });
   });
 
+  it("refuses to delete a host or zone in use", async () => {
+    const host = await admin
+      .call("deleteHost", { path: { uuid: cloud.hostUuid } })
+      .catch((failure: Error) => failure);
+    expect(String((host as Error).message)).toMatch(/holds backup storage/);
+    const zone = await admin
+      .call("deleteZone", { path: { uuid: cloud.zoneUuid }, query: { deleteMode: "Enforcing" } })
+      .catch((failure: Error) => failure);
+    expect(String((zone as Error).message)).toMatch(/still has host .*delete them first/);
+    expect((await admin.query("queryHost", [`uuid=${cloud.hostUuid}`])).inventories).toHaveLength(
+      1,
+    );
+  });
+
   it("destroys, recovers and expunges, leaving nothing behind", async () => {
     const nics = (
       await admin.query<{ uuid: string }>("queryVmNic", [`vmInstanceUuid=${vm.uuid}`])

@@ -41,7 +41,21 @@ export const clusterHandlers: ApiHandlers = {
   queryCluster: queryHandler("Cluster"),
   updateCluster: updateHandler("Cluster"),
   changeClusterState: changeStateHandler("Cluster"),
-  deleteCluster: simpleDeleteHandler("Cluster"),
+  deleteCluster: simpleDeleteHandler("Cluster", async (tx, row) => {
+    const hosts = await tx
+      .selectFrom("hosts")
+      .select("uuid")
+      .where("clusterUuid", "=", String(row.uuid))
+      .limit(5)
+      .execute();
+
+    if (hosts.length > 0) {
+      throw new ApiError(
+        "operationFailed",
+        `cluster ${String(row.uuid)} still has host(s) ${hosts.map((host) => host.uuid).join(", ")}; delete them first`,
+      );
+    }
+  }),
   createCluster: {
     async check(core, call) {
       const zone = await core.kysely

@@ -80,6 +80,35 @@ export function registerZoneWorkflows(core: Core) {
   });
 }
 
+/**
+ * Rejects deleting a zone that still has hosts, L2 networks or primary storage: the Enforcing
+ * mode cascades to empty clusters only, and those resources need their own deletion first.
+ */
+async function rejectZoneDependents(core: Core, zoneUuid: string) {
+  const found: string[] = [];
+
+  for (const [table, label] of [
+    ["hosts", "host"],
+    ["l2Networks", "L2 network"],
+    ["primaryStorages", "primary storage"],
+  ] as const) {
+    const rows = await core.kysely
+      .selectFrom(table)
+      .select("uuid")
+      .where("zoneUuid", "=", zoneUuid)
+      .limit(5)
+      .execute();
+    found.push(...rows.map((row) => `${label} ${row.uuid}`));
+  }
+
+  if (found.length > 0) {
+    throw new ApiError(
+      "operationFailed",
+      `zone ${zoneUuid} still has ${found.join(", ")}; delete them first, then the zone`,
+    );
+  }
+}
+
 export const zoneHandlers: ApiHandlers = {
   queryZone: queryHandler("Zone"),
   updateZone: updateHandler("Zone"),
@@ -127,6 +156,7 @@ export const zoneHandlers: ApiHandlers = {
         );
       }
 
+      await rejectZoneDependents(core, call.path.uuid!);
       const data = {
         zoneUuid: call.path.uuid!,
         accountUuid: String(zone.accountUuid),

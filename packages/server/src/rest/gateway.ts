@@ -50,6 +50,25 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
     done();
   });
 
+  // Until start-up recovery has finished, only readiness, metrics and agent callbacks are served.
+  app.addHook("onRequest", async (request, reply) => {
+    const path = request.url;
+
+    if (
+      !options.isReady() &&
+      path.startsWith(BASE_PATH) &&
+      !path.startsWith(`${BASE_PATH}/management-nodes/ready`)
+    ) {
+      return sendApiError(
+        reply,
+        new ApiError(
+          "notReady",
+          "the management node is still starting and recovering unfinished work; retry in a moment",
+        ),
+      );
+    }
+  });
+
   app.setErrorHandler((error, request, reply) => sendError(error, request, reply));
   app.setNotFoundHandler((request, reply) => notFound(request, reply));
 

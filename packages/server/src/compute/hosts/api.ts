@@ -214,6 +214,46 @@ function changeHostState(): ApiHandler {
   };
 }
 
+/**
+ * Rejects deleting a host that an image store lives on (both modes), or that runs VMs
+ * (Permissive mode; Enforcing stops them first).
+ */
+async function rejectHostDependents(
+  core: Core,
+  hostUuid: string,
+  mode: "Permissive" | "Enforcing",
+) {
+  const stores = await core.kysely
+    .selectFrom("backupStorages")
+    .select("uuid")
+    .where("hostUuid", "=", hostUuid)
+    .execute();
+
+  if (stores.length > 0) {
+    throw new ApiError(
+      "operationFailed",
+      `host ${hostUuid} holds backup storage ${stores.map((store) => store.uuid).join(", ")}; delete the backup storage first`,
+    );
+  }
+
+  const vms = await core.kysely
+    .selectFrom("vmInstances")
+    .select(["uuid", "name"])
+    .where("hostUuid", "=", hostUuid)
+    .execute();
+
+  if (vms.length > 0 && mode === "Permissive") {
+    const list = vms
+      .slice(0, 10)
+      .map((vm) => `${vm.name} (${vm.uuid})`)
+      .join(", ");
+    throw new ApiError(
+      "operationFailed",
+      `host ${hostUuid} runs ${vms.length} VM(s): ${list}; stop them first, or delete with deleteMode=Enforcing to stop them`,
+    );
+  }
+}
+
 export function hostHandlers(_agents: AgentClient): ApiHandlers {
   return {
     addKVMHost: addKvmHost(),
@@ -230,10 +270,25 @@ export function hostHandlers(_agents: AgentClient): ApiHandlers {
     },
     deleteHost: {
       async check(core, call) {
-        deleteMode(call);
+        const mode = deleteMode(call);
         await loadResource(core.kysely, "Host", call.path.uuid!, call.caller);
+        await rejectHostDependents(core, call.path.uuid!, mode);
       },
       async run(core, call) {
+        await rejectHostDependents(core, call.path.uuid!, deleteMode(call));
+        const running = await core.kysely
+          .selectFrom("vmInstances")
+          .select(["uuid", "name"])
+          .where("hostUuid", "=", call.path.uuid!)
+          .execute();
+
+        for (const vm of running) {
+          await call.progress(0, `stopping VM ${vm.name} before deleting its host`);
+          await core.queues.run(`resource:${vm.uuid}`, () =>
+            core.workflows.run("stop-vm", { vmUuid: vm.uuid, force: true }),
+          );
+        }
+
         const dataDir = core.config.get("host", "agent.dataDir");
         const target = await loadResource(core.kysely, "Host", call.path.uuid!, call.caller);
         const remote = !isLocalAddress(String(target.managementIp));

@@ -67,37 +67,42 @@ function quiet(command, args) {
   }
 }
 
-/** Removes the namespaces, links and nftables tables tstack names with its own prefixes. */
-function removeNetworking() {
-  for (const line of quiet("ip", ["netns", "list"]).split("\n")) {
-    const name = line.split(" ")[0];
+/**
+ * Removes the namespaces, links and nftables tables of this cloud only: their names derive from
+ * the uuids of its L2 networks, L3 networks and VM NICs, so other tstack instances on the same
+ * machine (test runs, say) keep theirs.
+ */
+function removeNetworking(owned) {
+  const short = (uuid) => uuid.slice(0, 12);
+  const l3Dir = join(agentDir, "network", "l3");
+  const l3s = new Set([...owned.l3s, ...(existsSync(l3Dir) ? readdirSync(l3Dir) : [])]);
 
-    if (name?.startsWith("tstack-")) {
-      quiet("ip", ["netns", "delete", name]);
-      console.log(`removed namespace ${name}`);
-    }
+  for (const l3 of l3s) {
+    quiet("ip", ["netns", "delete", `tstack-dhcp-${short(l3)}`]);
+    quiet("ip", ["link", "delete", `dh_${short(l3)}`]);
+    quiet("nft", ["delete", "table", "bridge", `tstack_dhcp_${short(l3)}`]);
   }
 
-  for (const line of quiet("ip", ["-o", "link", "show"]).split("\n")) {
-    const name = /^\d+: ([^:@]+)/.exec(line)?.[1];
-
-    if (name && /^(br_[0-9a-f]{12}|tap[0-9a-f]{12}|dh_[0-9a-f]{12}|vx\d+)$/.test(name)) {
-      quiet("ip", ["link", "delete", name]);
-      console.log(`removed link ${name}`);
-    }
+  for (const l2 of owned.l2s) {
+    quiet("ip", ["link", "delete", `br_${short(l2)}`]);
   }
 
-  for (const line of quiet("nft", ["list", "tables"]).split("\n")) {
-    const [, family, name] = line.trim().split(/\s+/);
-
-    if (name?.startsWith("tstack_")) {
-      quiet("nft", ["delete", "table", family, name]);
-      console.log(`removed nftables table ${family} ${name}`);
-    }
+  for (const nic of owned.nics) {
+    quiet("ip", ["link", "delete", `tap${short(nic)}`]);
   }
+
+  // The NAT table is shared by every L3 with outbound NAT on this machine; drop it only when no
+  // other tstack DHCP namespace remains.
+  if (!quiet("ip", ["netns", "list"]).includes("tstack-dhcp-")) {
+    quiet("nft", ["delete", "table", "inet", "tstack_nat"]);
+  }
+
+  console.log(`removed the networking of ${l3s.size} L3 and ${owned.l2s.length} L2 network(s)`);
 }
 
 /** Stops running VMs through the API, so the next `up` starts them cleanly; expunges them with --purge. */
+const owned = { l2s: [], l3s: [], nics: [] };
+
 async function stopVms() {
   const root = new URL("..", import.meta.url).pathname;
   const passwordFile = join(dataDir, "admin-password");
@@ -115,14 +120,21 @@ async function stopVms() {
     const client = new TstackClient({ endpoint: `http://127.0.0.1:${port}`, retries: 0 });
     await client.logInByAccount("admin", password);
 
-    for (const vm of (await client.query("queryVmInstance", ["state?=Running,Paused"]))
-      .inventories) {
-      console.log(`stopping VM ${vm.name} (${vm.uuid})`);
-      await client.call("stopVmInstance", {
-        path: { uuid: vm.uuid },
-        params: { type: purge ? "cold" : "grace" },
-      });
-    }
+    owned.l2s = (await client.query("queryL2Network")).inventories.map((l2) => l2.uuid);
+    owned.l3s = (await client.query("queryL3Network")).inventories.map((l3) => l3.uuid);
+    owned.nics = (await client.query("queryVmNic")).inventories.map((nic) => nic.uuid);
+
+    // In parallel: a graceful stop waits up to vm.stop.gracefulTimeout for each guest.
+    const vms = (await client.query("queryVmInstance", ["state?=Running,Paused"])).inventories;
+    await Promise.all(
+      vms.map(async (vm) => {
+        console.log(`stopping VM ${vm.name} (${vm.uuid})`);
+        await client.call("stopVmInstance", {
+          path: { uuid: vm.uuid },
+          params: { type: purge ? "cold" : "grace" },
+        });
+      }),
+    );
   } catch (error) {
     console.log(
       `could not stop VMs through the API (${error.message}); ${purge ? "purging anyway" : "they keep running"}`,
@@ -136,7 +148,7 @@ await stop(join(agentDir, "agent.pid"), "tstack-agent");
 
 if (purge) {
   killVms();
-  removeNetworking();
+  removeNetworking(owned);
   rmSync(dataDir, { recursive: true, force: true });
   rmSync(agentDir, { recursive: true, force: true });
   console.log(`removed ${dataDir} and ${agentDir}`);

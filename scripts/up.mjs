@@ -323,6 +323,22 @@ async function bootVm(client, cloud) {
   );
 }
 
+process.on("uncaughtException", (error) => {
+  const body = error.body ?? {};
+  console.error(
+    `\nnpm run up failed: ${body.code ? `${body.code}: ${body.details}` : error.message}`,
+  );
+
+  if (body.elaboration) {
+    console.error(`what to do: ${body.elaboration}`);
+  }
+
+  console.error(
+    `server log: ${join(dataDir, "server.log")}; agent log: ${join(agentDir, "agent.log")}`,
+  );
+  process.exit(1);
+});
+
 const imagePath = install();
 await startServer();
 const { TstackClient } = await import(join(root, "packages/sdk/dist/index.js"));

@@ -44,10 +44,21 @@ export function compileNat(entries: readonly NatEntry[]): string {
   const rules = entries.map(
     (e) => `    ip saddr ${e.cidr} oifname != ${JSON.stringify(e.bridge)} masquerade`,
   );
+  // Guests use the host as their gateway only: they may ping it and get replies to connections
+  // the host opened, but cannot open connections to the host's own services, the management
+  // API among them.
+  const guards = entries.map(
+    (e) =>
+      `    iifname ${JSON.stringify(e.bridge)} ip saddr ${e.cidr} ct state new meta l4proto != icmp drop`,
+  );
   const body = [
     "  chain postrouting {",
     "    type nat hook postrouting priority srcnat; policy accept;",
     ...rules,
+    "  }",
+    "  chain input {",
+    "    type filter hook input priority filter; policy accept;",
+    ...guards,
     "  }",
     "",
   ].join("\n");

@@ -438,6 +438,11 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         /expected a number/,
       );
       await expectApiError(
+        admin.query("queryInstanceOffering", ["createDate>notadate"]),
+        "SYS.1007",
+        /ISO 8601 date/,
+      );
+      await expectApiError(
         admin.query("queryInstanceOffering", [], { sort: "-nothing" }),
         "SYS.1007",
         /sort field/,

@@ -128,6 +128,31 @@ describe("VM on real QEMU through the REST API", () => {
     expect(qemuPid(vm.uuid)).toBeGreaterThan(0);
   });
 
+  it("rejects bad references before the job starts", async () => {
+    const base = {
+      name: "bad",
+      imageUuid: cloud.imageUuid,
+      instanceOfferingUuid: cloud.instanceOfferingUuid,
+    };
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ ...base, imageUuid: "b".repeat(32) }, /params.imageUuid: image b{32} was not found/],
+      [
+        { ...base, l3NetworkUuids: ["c".repeat(32)] },
+        /params.l3NetworkUuids: L3 network c{32} was not found/,
+      ],
+      [{ ...base, cpuNum: 2 }, /not both/],
+    ];
+
+    for (const [params, message] of cases) {
+      const error = await admin
+        .call("createVmInstance", { params, noWait: true })
+        .catch((failure: Error) => failure);
+      expect(String((error as Error).message)).toMatch(message);
+    }
+
+    expect((await admin.query("queryVmInstance", ["name=bad"])).inventories).toEqual([]);
+  });
+
   it("stops gracefully and returns the capacity, then starts again", async () => {
     const running = await memory();
     vm = (

@@ -213,13 +213,15 @@ function validateTags(value: unknown, label: string) {
     return;
   }
 
-  if (
-    !Array.isArray(value) ||
-    value.some((tag) => typeof tag !== "string" || tag.length === 0 || tag.length > 4096)
-  ) {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is rejected.
+  const control = /[\x00-\x08\x0b-\x1f\x7f]/;
+  const bad = (tag: unknown) =>
+    typeof tag !== "string" || tag.length === 0 || tag.length > 4096 || control.test(tag);
+
+  if (!Array.isArray(value) || value.some(bad)) {
     throw new ApiError(
       "invalidArgument",
-      `invalid ${label}: expected an array of non-empty strings of at most 4096 characters`,
+      `invalid ${label}: expected an array of non-empty strings of at most 4096 characters without control characters`,
     );
   }
 }

@@ -235,6 +235,13 @@ function coerce(type: FieldType, value: string, condition: QueryCondition): stri
     return number;
   }
 
+  if (type === "date" && !/^\d{4}-\d{2}-\d{2}(T[\d:.]+Z?)?$/.test(value)) {
+    throw new ApiError(
+      "invalidArgument",
+      `invalid value '${value}' for date field ${condition.field}: expected an ISO 8601 date such as 2026-12-04T16:32:06.000Z`,
+    );
+  }
+
   if (type === "boolean") {
     if (value !== "true" && value !== "false") {
       throw new ApiError(

@@ -89,6 +89,47 @@ async function offeringSize(core: Core, params: Record<string, unknown>) {
   return { cpuNum: Number(params.cpuNum), memorySize: Number(params.memorySize) };
 }
 
+/** Rejects an unknown image or L3 network before the job starts, naming the field. */
+async function checkReferences(core: Core, params: Record<string, unknown>) {
+  const image = await core.kysely
+    .selectFrom("images")
+    .select(["status", "state"])
+    .where("uuid", "=", String(params.imageUuid))
+    .executeTakeFirst();
+
+  if (!image || image.status === "Deleted") {
+    throw new ApiError(
+      "invalidArgument",
+      `params.imageUuid: image ${String(params.imageUuid)} was not found; query /zstack/v1/images for usable images`,
+    );
+  }
+
+  if (image.status !== "Ready" || image.state !== "Enabled") {
+    throw new ApiError(
+      "invalidArgument",
+      `params.imageUuid: image ${String(params.imageUuid)} is ${image.status} and ${image.state}; use a Ready, Enabled image`,
+    );
+  }
+
+  const l3s = (params.l3NetworkUuids as string[] | undefined) ?? [];
+
+  if (l3s.length > 0) {
+    const found = await core.kysely
+      .selectFrom("l3Networks")
+      .select("uuid")
+      .where("uuid", "in", l3s)
+      .execute();
+    const missing = l3s.filter((uuid) => !found.some((row) => row.uuid === uuid));
+
+    if (missing.length > 0) {
+      throw new ApiError(
+        "invalidArgument",
+        `params.l3NetworkUuids: L3 network ${missing.join(", ")} was not found`,
+      );
+    }
+  }
+}
+
 function workflowFailure(error: unknown) {
   if (error instanceof WorkflowError && error.cause instanceof ApiError) {
     return new ApiError(
@@ -103,7 +144,22 @@ function workflowFailure(error: unknown) {
 
 const createVm: ApiHandler = {
   async check(core, call) {
-    await offeringSize(core, call.params);
+    if (
+      call.params.instanceOfferingUuid &&
+      (call.params.cpuNum !== undefined || call.params.memorySize !== undefined)
+    ) {
+      throw new ApiError(
+        "invalidArgument",
+        "params: give instanceOfferingUuid, or cpuNum and memorySize, not both",
+      );
+    }
+
+    const size = await offeringSize(core, call.params);
+    const account = { uuid: call.caller.accountUuid, isAdmin: call.caller.isAdmin };
+    await checkQuota(core.kysely, account, "vm.num", 1);
+    await checkQuota(core.kysely, account, "vm.cpuNum", size.cpuNum);
+    await checkQuota(core.kysely, account, "vm.memorySize", size.memorySize);
+    await checkReferences(core, call.params);
     checkVmTags(call.systemTags, (call.params.l3NetworkUuids as string[] | undefined) ?? []);
     const l3s = (call.params.l3NetworkUuids as string[] | undefined) ?? [];
 

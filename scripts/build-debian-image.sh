@@ -136,8 +136,8 @@ debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror"
   fail "debootstrap $suite from $mirror failed (log above)"
 }
 
-# 2. cloud-init, installed by apt inside the tree: debootstrap cannot resolve the virtual
-# packages python3-cryptography depends on. /proc is mounted only for this step; the policy file
+# 2. cloud-init, installed by apt inside the tree, because debootstrap cannot resolve the virtual
+# packages python3-cryptography depends on. /proc is mounted only for this step. The policy file
 # keeps package scripts from starting services on the build host.
 printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
 chmod 755 "$rootfs/usr/sbin/policy-rc.d"
@@ -164,7 +164,7 @@ echo debian >"$rootfs/etc/hostname"
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
 echo "/dev/vda2 / ext4 rw,errors=remount-ro 0 1" >"$rootfs/etc/fstab"
 cat >"$rootfs/etc/cloud/cloud.cfg.d/90-tstack.cfg" <<'EOF'
-# tstack serves the NoCloud seed on the metadata address; probing other clouds only costs time.
+# tstack serves the NoCloud seed on the metadata address, so probing other clouds only costs time.
 datasource_list: [ NoCloud, None ]
 EOF
 
@@ -231,8 +231,8 @@ EOF
 chmod 755 "$initramfs/init"
 (cd "$initramfs" && find . | cpio -o -H newc --quiet | gzip -9) >"$work/initrd.gz"
 
-# 6. Disk: SYSLINUX passes APPEND to the kernel verbatim, so the ';' of the NoCloud seed
-# argument survives; cloud-init reads it back from /proc/cmdline.
+# 6. Disk. SYSLINUX passes APPEND to the kernel verbatim, so the ';' of the NoCloud seed
+# argument survives, and cloud-init reads it back from /proc/cmdline.
 cat >"$work/syslinux.cfg" <<EOF
 DEFAULT linux
 PROMPT 0
@@ -244,8 +244,8 @@ LABEL linux
   APPEND console=ttyS0 no_timer_check root=/dev/vda2 ro ds=nocloud-net;s=$seed_url
 EOF
 
-# The root partition is the tree plus half again and 256 MiB for logs and packages; qcow2
-# stores only what is written, so the spare space costs nothing until used.
+# The root partition is the tree plus half again and 256 MiB for logs and packages. qcow2
+# stores only what is written, so the spare space costs nothing until the guest uses it.
 tree_mib=$(du -sm "$rootfs" | cut -f1)
 root_mib=$(((tree_mib * 3 / 2 + 256 + 63) / 64 * 64))
 boot_mib=40

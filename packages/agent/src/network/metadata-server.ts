@@ -27,7 +27,7 @@ function guestAddress(request: IncomingMessage): string | undefined {
   return IPV4_PATTERN.test(remote) ? remote : undefined;
 }
 
-/** What the guest at `address` receives for `path`; undefined is a 404. */
+/** Reads the body the guest at `address` receives for `path`, or undefined for a 404. */
 async function document(dir: string, address: string, path: string) {
   const read = (file: string) => readFile(join(dir, address, file)).catch(() => undefined);
   const file = ROUTES[path];
@@ -40,7 +40,8 @@ async function document(dir: string, address: string, path: string) {
     return undefined;
   }
 
-  // The instance id exists for every guest the agent knows, so it decides whether the seed does.
+  // The agent writes an instance id for every guest it has metadata for, so a guest without one
+  // has no seed either.
   const instanceId = await read("instance-id");
 
   if (instanceId === undefined) {
@@ -98,7 +99,7 @@ async function answer(dir: string, request: IncomingMessage, response: ServerRes
   response.writeHead(200, { "content-type": "text/plain" }).end(body);
 }
 
-/** An HTTP server answering every guest from its directory under `dir`; not yet listening. */
+/** Creates the HTTP server that serves every guest from its directory under `dir`, unbound. */
 export function createMetadataServer(dir: string): Server {
   return createServer((request, response) => {
     answer(dir, request, response).catch((error: unknown) => {
@@ -139,13 +140,13 @@ async function main() {
   });
 }
 
-/** Whether Node runs this file as its main script; node resolves symlinks for the module's URL. */
+/** Tells whether Node runs this file as its main script. The module URL has symlinks resolved. */
 function isMain() {
   const script = process.argv[1];
   return script !== undefined && import.meta.url === pathToFileURL(realpathSync(script)).href;
 }
 
-// Imported by tests, the module only defines the server; run as a script, it serves.
+// Imported by tests, the module only defines the server. Run as a script, it serves.
 if (isMain()) {
   main().catch((error: unknown) => {
     console.error(String(error));

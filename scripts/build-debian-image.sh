@@ -166,6 +166,8 @@ echo "/dev/vda2 / ext4 rw,errors=remount-ro 0 1" >"$rootfs/etc/fstab"
 cat >"$rootfs/etc/cloud/cloud.cfg.d/90-tstack.cfg" <<'EOF'
 # tstack serves the NoCloud seed on the metadata address, so probing other clouds only costs time.
 datasource_list: [ NoCloud, None ]
+# The image has no locales package, so only the C, C.UTF-8 and POSIX locales of glibc exist.
+locale: C.UTF-8
 EOF
 
 # 4. Kernel: fetched and unpacked, never installed on the host. The whole module tree goes into

@@ -11,6 +11,8 @@ packages=(
   # Guest image builder: kernel, busybox userland and a bootloader, all without a mount.
   busybox-static syslinux syslinux-common mtools dosfstools e2fsprogs fdisk cpio kmod
   genisoimage
+  # Debian cloud image builder: a bookworm root tree from the apt mirror.
+  debootstrap
   # SSH path of adding hosts, tested against an sshd in a network namespace.
   openssh-server openssh-client
   # Benchmarks: a load generator that is not the bottleneck on two cores.

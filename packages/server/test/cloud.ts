@@ -73,10 +73,11 @@ export async function serveFile(path: string) {
 
 /**
  * A small cloud on this machine: the local KVM host, an image store and local primary storage
- * in temp dirs, the guest image, an isolated flat L2 with its own bridge, an L3 with DHCP, DNS
- * and userdata, and an instance offering.
+ * in temp dirs, a guest image (the busybox one unless `imagePath` names another qcow2), an
+ * isolated flat L2 with its own bridge, an L3 with DHCP, DNS and userdata, and an instance
+ * offering.
  */
-export async function buildCloud(t: TestServer, cidr: string) {
+export async function buildCloud(t: TestServer, cidr: string, imagePath?: string) {
   const admin = t.admin;
   const host = await addLocalHost(t);
   const work = mkdtempSync(join(tmpdir(), "tstack-cloud-"));
@@ -97,7 +98,7 @@ export async function buildCloud(t: TestServer, cidr: string) {
   await admin.call("attachBackupStorageToZone", {
     path: { zoneUuid: host.zoneUuid, backupStorageUuid: bs.uuid },
   });
-  const served = await serveFile(guestImage());
+  const served = await serveFile(imagePath ?? guestImage());
   const image = (
     await admin.call<{ inventory: Inventory }>("addImage", {
       params: {

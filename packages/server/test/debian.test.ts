@@ -85,57 +85,55 @@ describe("Debian 12 cloud image with cloud-init", () => {
 
   // NOTE: one run in nine on a shared machine saw the guest's dhclient get no lease in 60 s,
   // cause unknown; the failure message carries the console and dnsmasq logs. One retry.
-  it(
-    "boots, takes its hostname and runs its user data",
-    { retry: 1 },
-    async () => {
-      const note = `note-${randomBytes(4).toString("hex")}`;
-      const offering = (
-        await admin.call<{ inventory: { uuid: string } }>("createInstanceOffering", {
-          params: { name: "tsd-debian", cpuNum: 1, memorySize: 512 * 1024 * 1024 },
-        })
-      ).inventory;
+  it("boots, takes its hostname and runs its user data", {
+    retry: 1,
+    timeout: 420_000,
+  }, async () => {
+    const note = `note-${randomBytes(4).toString("hex")}`;
+    const offering = (
+      await admin.call<{ inventory: { uuid: string } }>("createInstanceOffering", {
+        params: { name: "tsd-debian", cpuNum: 1, memorySize: 512 * 1024 * 1024 },
+      })
+    ).inventory;
 
-      const started = performance.now();
-      vm = (
-        await admin.call<{ inventory: Vm }>("createVmInstance", {
-          params: {
-            name: "tsd-debian",
-            imageUuid: cloud!.imageUuid,
-            instanceOfferingUuid: offering.uuid,
-            l3NetworkUuids: [cloud!.l3NetworkUuid],
-          },
-          systemTags: [
-            "hostname::tsd-debian",
-            `userdata::${Buffer.from(userdata(note)).toString("base64")}`,
-          ],
-        })
-      ).inventory;
-      expect(vm.state).toBe("Running");
-      const created = performance.now();
+    const started = performance.now();
+    vm = (
+      await admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name: "tsd-debian",
+          imageUuid: cloud!.imageUuid,
+          instanceOfferingUuid: offering.uuid,
+          l3NetworkUuids: [cloud!.l3NetworkUuid],
+        },
+        systemTags: [
+          "hostname::tsd-debian",
+          `userdata::${Buffer.from(userdata(note)).toString("base64")}`,
+        ],
+      })
+    ).inventory;
+    expect(vm.state).toBe("Running");
+    const created = performance.now();
 
-      let log = "";
-      const deadline = Date.now() + BOOT_TIMEOUT_MS;
+    let log = "";
+    const deadline = Date.now() + BOOT_TIMEOUT_MS;
 
-      while (!MARKER.test(log) && Date.now() < deadline) {
-        await new Promise((done) => setTimeout(done, 2000));
-        log = await consoleLog(vm.uuid);
-      }
+    while (!MARKER.test(log) && Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, 2000));
+      log = await consoleLog(vm.uuid);
+    }
 
-      const finished = performance.now();
-      console.log(
-        `createVmInstance took ${Math.round(created - started)} ms; ` +
-          `marker ${Math.round(finished - created)} ms after it returned`,
-      );
+    const finished = performance.now();
+    console.log(
+      `createVmInstance took ${Math.round(created - started)} ms; ` +
+        `marker ${Math.round(finished - created)} ms after it returned`,
+    );
 
-      const marker = MARKER.exec(log);
-      const context = `console:\n${log.slice(-6000)}\n${dnsmasqLogs(cloud!.agentDir)}`;
-      expect(marker, `no marker within ${BOOT_TIMEOUT_MS} ms; ${context}`).not.toBeNull();
-      expect(marker![1]).toBe("tsd-debian");
-      expect(marker![2]).toBe(note);
-    },
-    420_000,
-  );
+    const marker = MARKER.exec(log);
+    const context = `console:\n${log.slice(-6000)}\n${dnsmasqLogs(cloud!.agentDir)}`;
+    expect(marker, `no marker within ${BOOT_TIMEOUT_MS} ms; ${context}`).not.toBeNull();
+    expect(marker![1]).toBe("tsd-debian");
+    expect(marker![2]).toBe(note);
+  });
 
   it("destroys and expunges the VM", async () => {
     expect(vm).toBeDefined();

@@ -25,7 +25,7 @@ async function failure(promise: Promise<unknown>) {
   throw new Error("expected the call to fail");
 }
 
-/** The files of a qcow2 chain, top first, as qemu-img reads them from disk. */
+/** Lists the files of a qcow2 chain, top first, as qemu-img reads them from disk. */
 function backingChain(path: string) {
   const output = execFileSync(
     "qemu-img",
@@ -51,7 +51,7 @@ describe.each(dialects)("data volume contract on %s", (dialect) => {
   const volume = async (uuid: string) =>
     (await admin.query<Volume>("queryVolume", [`uuid=${uuid}`])).inventories[0];
 
-  it("rejects a size of 0, an unknown offering, and both or neither size source", async () => {
+  it("rejects invalid sizes and offerings", async () => {
     const zero = await failure(
       admin.call("createDataVolume", { params: { name: "d", diskSize: 0 } }),
     );
@@ -81,7 +81,7 @@ describe.each(dialects)("data volume contract on %s", (dialect) => {
     expect(noStorage.message).toMatch(/params.primaryStorageUuid/);
   });
 
-  it("creates a NotInstantiated volume from an offering, updates, disables and deletes it", async () => {
+  it("manages a NotInstantiated data volume", async () => {
     const offering = (
       await admin.call<{ inventory: Inventory }>("createDiskOffering", {
         params: { name: "d64", diskSize: 64 * MiB },
@@ -171,7 +171,7 @@ describe("data volumes and snapshots on the local host", () => {
     await t?.stop();
   });
 
-  it("creates, deletes, recovers and expunges a data volume, with its capacity", async () => {
+  it("data volume lifecycle and capacity", async () => {
     const before = (await storage()).availableCapacity;
     const created = (
       await admin.call<{ inventory: Volume }>("createDataVolume", {
@@ -202,7 +202,7 @@ describe("data volumes and snapshots on the local host", () => {
     expect((await storage()).availableCapacity).toBe(before);
   });
 
-  it("refuses a volume larger than the storage's free capacity", async () => {
+  it("rejects a volume beyond free capacity", async () => {
     const error = await failure(
       admin.call("createDataVolume", {
         params: { name: "huge", diskSize: 1024 ** 5, primaryStorageUuid: cloud.primaryStorageUuid },
@@ -212,7 +212,7 @@ describe("data volumes and snapshots on the local host", () => {
     expect((await admin.query("queryVolume", ["name=huge"])).inventories).toEqual([]);
   });
 
-  it("snapshots, reverts and deletes snapshots of a stopped VM's root volume", async () => {
+  it("root volume snapshots of a stopped VM", async () => {
     const vm = (
       await admin.call<{ inventory: Inventory & { rootVolumeUuid: string } }>("createVmInstance", {
         params: {

@@ -24,7 +24,7 @@ interface VolumeFileInfo {
 
 type Row = Record<string, unknown>;
 
-/** What a snapshot command needs to reach one volume's files. */
+/** Location of one volume's files: storage root, host and agent volume reference. */
 interface VolumeTarget {
   volume: Row;
   root: string;
@@ -67,7 +67,7 @@ async function checkOffline(core: Core, volume: Row, action: string) {
   if (vm && vm.state !== "Stopped") {
     throw new ApiError(
       "invalidState",
-      `cannot ${action} volume ${String(volume.uuid)}: its VM ${vm.uuid} is ${vm.state}, and snapshots are taken offline only; stop the VM with stopVmInstance, then retry`,
+      `cannot ${action} volume ${String(volume.uuid)}: its VM ${vm.uuid} is ${vm.state}, and offline snapshots need it Stopped; stop it with stopVmInstance, then retry`,
     );
   }
 }
@@ -103,7 +103,7 @@ async function volumeTarget(core: Core, volume: Row): Promise<VolumeTarget> {
   };
 }
 
-/** The qcow2 file a snapshot froze, named by its install path. */
+/** Returns the uuid of the qcow2 file a snapshot froze, from its install path. */
 function snapshotFileUuid(snapshot: Row) {
   return basename(String(snapshot.primaryStorageInstallPath), ".qcow2");
 }
@@ -130,7 +130,7 @@ async function topFileSize(core: Core, target: VolumeTarget) {
 }
 
 /**
- * Records the snapshot row (Creating) and reserves its size. A snapshot holds bytes already
+ * Records the snapshot row (Creating) and reserves its size. A snapshot contains bytes already
  * written, so its reservation is its actual size, without the over-provisioning ratio; it is
  * added to the volume's reservation so that expunging the volume returns it too.
  */
@@ -220,6 +220,8 @@ async function takeSnapshot(core: Core, call: ApiCall) {
     const size = await topFileSize(core, target);
     const snapshotUuid = await reserveSnapshot(core, call, target, size);
     const newTopFileUuid = newUuid();
+    // NOTE: a node that stops between the agent's reply and the commit below leaves the new
+    // overlay file unused and the snapshot row in Creating, with its capacity still reserved.
     let taken: { snapshot: VolumeFileInfo; newTop: VolumeFileInfo };
 
     try {

@@ -66,7 +66,7 @@ export function nextDataVolumeStatus(volume: Row, event: string) {
   return next;
 }
 
-/** The size of a new data volume, from its disk offering or its `diskSize`. */
+/** Reads the size of a new data volume from its disk offering or its `diskSize`. */
 async function requestedSize(core: Core, call: ApiCall) {
   const { diskOfferingUuid, diskSize } = call.params;
 
@@ -140,7 +140,7 @@ async function storageHosts(tx: Transaction<Database>, primaryStorageUuid: strin
 
 /**
  * Reserves a new volume's capacity on the primary storage: on local storage on the first
- * connected host with room, whose share then holds the file. Returns the host, null on shared
+ * connected host with room, whose share then stores the file. Returns the host, null on shared
  * storage, or throws when no host or no room is left.
  */
 async function reserveForVolume(
@@ -303,7 +303,7 @@ async function createFile(
   }
 }
 
-/** A status change of a data volume that needs only its row. */
+/** Builds the handler of a data volume status change that needs only the row. */
 function statusHandler(event: "delete" | "recover"): ApiHandler {
   return {
     async check(core, call) {

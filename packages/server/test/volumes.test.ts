@@ -202,6 +202,46 @@ describe("data volumes and snapshots on the local host", () => {
     expect((await storage()).availableCapacity).toBe(before);
   });
 
+  it("data volume snapshot and expunge", async () => {
+    const before = (await storage()).availableCapacity;
+    const data = (
+      await admin.call<{ inventory: Volume }>("createDataVolume", {
+        params: {
+          name: "snap-data",
+          diskSize: 64 * MiB,
+          primaryStorageUuid: cloud.primaryStorageUuid,
+        },
+      })
+    ).inventory;
+    const taken = (
+      await admin.call<{ inventory: Snapshot }>("createVolumeSnapshot", {
+        path: { volumeUuid: data.uuid },
+        params: { name: "d1" },
+      })
+    ).inventory;
+    expect(taken.primaryStorageInstallPath).toBe(data.installPath);
+    const top = (await volume(data.uuid)).installPath!;
+    expect(backingChain(top)).toEqual([top, data.installPath]);
+
+    const reverted = await admin.call<{ inventory: Volume }>("revertVolumeFromSnapshot", {
+      path: { uuid: taken.uuid },
+      params: {},
+    });
+    expect(existsSync(top)).toBe(false);
+    expect(backingChain(reverted.inventory.installPath!)).toEqual([
+      reverted.inventory.installPath,
+      data.installPath,
+    ]);
+
+    await admin.call("deleteDataVolume", { path: { uuid: data.uuid } });
+    await admin.call("expungeDataVolume", { path: { uuid: data.uuid }, params: {} });
+    expect(existsSync(data.installPath!)).toBe(false);
+    expect((await admin.query("queryVolumeSnapshot", [`uuid=${taken.uuid}`])).inventories).toEqual(
+      [],
+    );
+    expect((await storage()).availableCapacity).toBe(before);
+  });
+
   it("rejects a volume beyond free capacity", async () => {
     const error = await failure(
       admin.call("createDataVolume", {

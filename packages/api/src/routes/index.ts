@@ -6,6 +6,7 @@ import { networkRoutes } from "./network.js";
 import { platformRoutes } from "./platform.js";
 import { storageRoutes } from "./storage.js";
 import { vmRoutes } from "./vm.js";
+import { volumeRoutes } from "./volumes.js";
 
 export { type ApiKind, type ApiRoute, crud, stateEventEnableDisable, update } from "./declare.js";
 export {
@@ -16,6 +17,7 @@ export {
   platformRoutes,
   storageRoutes,
   vmRoutes,
+  volumeRoutes,
 };
 
 /** Every API of the contract. */
@@ -27,4 +29,5 @@ export const apiRoutes: ApiRoute[] = [
   ...vmRoutes,
   ...networkRoutes,
   ...storageRoutes,
+  ...volumeRoutes,
 ];

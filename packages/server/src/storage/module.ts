@@ -6,7 +6,9 @@ import { defineStorageConfig } from "./config.js";
 import { imageHandlers } from "./images.js";
 import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
+import { snapshotHandlers } from "./snapshots-api.js";
 import { StorageVolumeService } from "./volume-service.js";
+import { volumeHandlers } from "./volumes-api.js";
 
 /** Storage: image stores, images, primary storage, image caches and root volumes. */
 export function storageModule(): Module {
@@ -20,6 +22,8 @@ export function storageModule(): Module {
         backupStorageHandlers(),
         imageHandlers(),
         primaryStorageHandlers(),
+        volumeHandlers(),
+        snapshotHandlers(),
         { queryVolume: queryHandler("Volume") },
       );
     },

@@ -1,0 +1,128 @@
+import { Type } from "@sinclair/typebox";
+import { CreateCommon, Description, Name, Strict, Uuid } from "../common.js";
+import * as Inventory from "../inventories.js";
+import { type ApiRoute, stateEventEnableDisable, update } from "./declare.js";
+
+/** ZStack's timeout of snapshot APIs: a delete merges the snapshot into its children. */
+const SNAPSHOT_MS = 3 * 60 * 60 * 1000;
+
+const volumeAction = (name: string, params: ApiRoute["params"], summary: string): ApiRoute => ({
+  name,
+  method: "PUT",
+  path: "/volumes/{uuid}/actions",
+  kind: "action",
+  params,
+  inventory: Inventory.VolumeInventory,
+  resource: "Volume",
+  summary,
+});
+
+const dataVolumeRoutes: ApiRoute[] = [
+  {
+    name: "createDataVolume",
+    method: "POST",
+    path: "/volumes/data",
+    kind: "create",
+    params: Strict({
+      name: Name,
+      description: Type.Optional(Description),
+      diskOfferingUuid: Type.Optional(Uuid),
+      diskSize: Type.Optional(
+        Type.Integer({
+          minimum: 1024 * 1024,
+          maximum: 1024 ** 5,
+          description: "virtual size in bytes, when no disk offering is given",
+        }),
+      ),
+      // With a primary storage the file is made at once; without, the volume is NotInstantiated.
+      primaryStorageUuid: Type.Optional(Uuid),
+      ...CreateCommon,
+    }),
+    inventory: Inventory.VolumeInventory,
+    resource: "Volume",
+    summary: "Create a data volume from a disk offering or a size",
+  },
+  volumeAction("updateVolume", update, "Rename a volume or change its description"),
+  volumeAction("changeVolumeState", stateEventEnableDisable, "Enable or disable a volume"),
+  volumeAction(
+    "recoverDataVolume",
+    Strict({}),
+    "Bring back a deleted data volume; its file was kept until expunge",
+  ),
+  {
+    name: "expungeDataVolume",
+    method: "PUT",
+    path: "/volumes/{uuid}/actions",
+    kind: "action",
+    params: Strict({}),
+    resource: "Volume",
+    summary: "Remove a deleted data volume's file and snapshots for good and return its capacity",
+  },
+  {
+    name: "deleteDataVolume",
+    method: "DELETE",
+    path: "/volumes/{uuid}",
+    kind: "delete",
+    resource: "Volume",
+    summary: "Delete a data volume; recoverDataVolume brings it back until it is expunged",
+  },
+];
+
+const snapshotRoutes: ApiRoute[] = [
+  {
+    name: "createVolumeSnapshot",
+    method: "POST",
+    path: "/volumes/{volumeUuid}/volume-snapshots",
+    kind: "create",
+    timeoutMs: SNAPSHOT_MS,
+    params: Strict({
+      name: Name,
+      description: Type.Optional(Description),
+      ...CreateCommon,
+    }),
+    inventory: Inventory.VolumeSnapshotInventory,
+    resource: "VolumeSnapshot",
+    summary: "Take an offline snapshot of a volume whose VM is Stopped",
+  },
+  {
+    name: "queryVolumeSnapshot",
+    method: "GET",
+    path: "/volume-snapshots",
+    kind: "query",
+    resource: "VolumeSnapshot",
+    inventory: Inventory.VolumeSnapshotInventory,
+    summary: "Query volume snapshots",
+  },
+  {
+    name: "updateVolumeSnapshot",
+    method: "PUT",
+    path: "/volume-snapshots/{uuid}/actions",
+    kind: "action",
+    params: update,
+    inventory: Inventory.VolumeSnapshotInventory,
+    resource: "VolumeSnapshot",
+    summary: "Rename a volume snapshot or change its description",
+  },
+  {
+    name: "revertVolumeFromSnapshot",
+    method: "PUT",
+    path: "/volume-snapshots/{uuid}/actions",
+    kind: "action",
+    timeoutMs: SNAPSHOT_MS,
+    params: Strict({}),
+    inventory: Inventory.VolumeInventory,
+    resource: "VolumeSnapshot",
+    summary: "Discard a volume's writes since a snapshot; its VM must be Stopped",
+  },
+  {
+    name: "deleteVolumeSnapshot",
+    method: "DELETE",
+    path: "/volume-snapshots/{uuid}",
+    kind: "delete",
+    timeoutMs: SNAPSHOT_MS,
+    resource: "VolumeSnapshot",
+    summary: "Delete a snapshot by merging it into the files based on it; its VM must be Stopped",
+  },
+];
+
+export const volumeRoutes: ApiRoute[] = [...dataVolumeRoutes, ...snapshotRoutes];

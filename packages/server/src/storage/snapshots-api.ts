@@ -1,0 +1,425 @@
+import { basename } from "node:path";
+import { ApiError } from "@tstack/api";
+import type { Core } from "../core/core.js";
+import { newUuid } from "../core/ids.js";
+import type { Caller } from "../identity/sessions.js";
+import {
+  deleteMode,
+  deleteResourceRow,
+  insertResource,
+  loadResource,
+  updateResource,
+} from "../resources/crud.js";
+import type { ApiCall, ApiHandler, ApiHandlers } from "../rest/api.js";
+import { storageCall, storageCallAsync, storageFailure } from "./agent.js";
+import { reserveCapacity, returnCapacity } from "./capacity.js";
+import { volumeHost } from "./volume-service.js";
+
+interface VolumeFileInfo {
+  fileUuid: string;
+  path: string;
+  virtualSize: number;
+  actualSize: number;
+}
+
+type Row = Record<string, unknown>;
+
+/** Location of one volume's files: storage root, host and agent volume reference. */
+interface VolumeTarget {
+  volume: Row;
+  root: string;
+  hostUuid: string;
+  ref: { type: string; accountUuid: string; volumeUuid: string };
+}
+
+/**
+ * Runs `work` in the queue of the volume's VM, or of the volume itself when it has none, so a
+ * snapshot never interleaves with the VM's start or with another snapshot of the volume. The
+ * job's own queue is `outerKey`; entering it again would wait on itself.
+ */
+async function inVolumeQueue<T>(core: Core, volume: Row, outerKey: string, work: () => Promise<T>) {
+  const key = String(volume.vmInstanceUuid ?? volume.uuid);
+  return key === outerKey ? work() : core.queues.run(`resource:${key}`, work);
+}
+
+/**
+ * Checks that a volume can be snapshotted or reverted offline: it has a file and no running VM
+ * has it open. Snapshots here are offline only (qemu-img on the files).
+ */
+async function checkOffline(core: Core, volume: Row, action: string) {
+  if (volume.status !== "Ready" || !volume.topFileUuid) {
+    throw new ApiError(
+      "invalidState",
+      `cannot ${action} volume ${String(volume.uuid)}: its status is ${String(volume.status)}; only a Ready volume with a file has snapshots`,
+    );
+  }
+
+  if (!volume.vmInstanceUuid) {
+    return;
+  }
+
+  const vm = await core.kysely
+    .selectFrom("vmInstances")
+    .select(["uuid", "state"])
+    .where("uuid", "=", String(volume.vmInstanceUuid))
+    .executeTakeFirst();
+
+  if (vm && vm.state !== "Stopped") {
+    throw new ApiError(
+      "invalidState",
+      `cannot ${action} volume ${String(volume.uuid)}: its VM ${vm.uuid} is ${vm.state}, and offline snapshots need it Stopped; stop it with stopVmInstance, then retry`,
+    );
+  }
+}
+
+async function volumeTarget(core: Core, volume: Row): Promise<VolumeTarget> {
+  const ps = await core.kysely
+    .selectFrom("primaryStorages")
+    .select("url")
+    .where("uuid", "=", String(volume.primaryStorageUuid))
+    .executeTakeFirstOrThrow();
+  const hostUuid = await volumeHost(core, {
+    primaryStorageUuid: String(volume.primaryStorageUuid),
+    hostUuid: (volume.hostUuid as string | null) ?? null,
+  });
+
+  if (!hostUuid) {
+    throw new ApiError(
+      "operationFailed",
+      `no connected host reaches primary storage ${String(volume.primaryStorageUuid)} of volume ${String(volume.uuid)}`,
+      "reconnect the volume's host, then retry",
+    );
+  }
+
+  return {
+    volume,
+    root: ps.url,
+    hostUuid,
+    ref: {
+      type: String(volume.type),
+      accountUuid: String(volume.accountUuid),
+      volumeUuid: String(volume.uuid),
+    },
+  };
+}
+
+/** Returns the uuid of the qcow2 file a snapshot froze, from its install path. */
+function snapshotFileUuid(snapshot: Row) {
+  return basename(String(snapshot.primaryStorageInstallPath), ".qcow2");
+}
+
+/** Size of the volume's current top file, which the snapshot will freeze. */
+async function topFileSize(core: Core, target: VolumeTarget) {
+  const { files } = await storageCall<{ files: VolumeFileInfo[] }>(
+    core,
+    target.hostUuid,
+    "/storage/volume/files",
+    { root: target.root, volume: target.ref },
+  );
+  const top = files.find((file) => file.fileUuid === target.volume.topFileUuid);
+
+  if (!top) {
+    throw new ApiError(
+      "operationFailed",
+      `volume ${String(target.volume.uuid)} has no file ${String(target.volume.topFileUuid)} on host ${target.hostUuid}`,
+      "check the primary storage directory on that host; the volume's file is missing",
+    );
+  }
+
+  return top.actualSize;
+}
+
+/**
+ * Records the snapshot row (Creating) and reserves its size. A snapshot contains bytes already
+ * written, so its reservation is its actual size, without the over-provisioning ratio; it is
+ * added to the volume's reservation so that expunging the volume returns it too.
+ */
+async function reserveSnapshot(core: Core, call: ApiCall, target: VolumeTarget, size: number) {
+  const { volume } = target;
+  const snapshotUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
+
+  await core.transact(async (tx) => {
+    const psUuid = String(volume.primaryStorageUuid);
+    const hostUuid = (volume.hostUuid as string | null) ?? null;
+
+    if (!(await reserveCapacity(core, tx, psUuid, hostUuid, size))) {
+      throw new ApiError(
+        "operationFailed",
+        `primary storage ${psUuid} has not ${size} bytes free above primaryStorage.reservedCapacity for a snapshot of volume ${String(volume.uuid)}`,
+        "free capacity on the primary storage, for example by deleting old snapshots",
+      );
+    }
+
+    const latest = await tx
+      .selectFrom("volumeSnapshots")
+      .select("uuid")
+      .where("volumeUuid", "=", String(volume.uuid))
+      .where("latest", "=", 1)
+      .executeTakeFirst();
+    await insertResource(
+      tx,
+      core,
+      "VolumeSnapshot",
+      {
+        name: call.params.name,
+        description: call.params.description ?? null,
+        accountUuid: volume.accountUuid,
+        volumeUuid: volume.uuid,
+        primaryStorageUuid: psUuid,
+        parentUuid: latest?.uuid ?? null,
+        volumeType: volume.type,
+        primaryStorageInstallPath: String(volume.installPath),
+        size,
+        state: "Enabled",
+        status: "Creating",
+        latest: 0,
+      },
+      { ...call, params: { ...call.params, resourceUuid: snapshotUuid } },
+    );
+    await tx
+      .updateTable("volumes")
+      .set({ reservedCapacity: Number(volume.reservedCapacity) + size })
+      .where("uuid", "=", String(volume.uuid))
+      .execute();
+  });
+
+  return snapshotUuid;
+}
+
+/** Undoes `reserveSnapshot` after the agent failed. */
+async function dropSnapshot(core: Core, volume: Row, snapshotUuid: string, size: number) {
+  await core.transact(async (tx) => {
+    const psUuid = String(volume.primaryStorageUuid);
+    await returnCapacity(tx, psUuid, (volume.hostUuid as string | null) ?? null, size);
+    await tx
+      .updateTable("volumes")
+      .set({ reservedCapacity: Number(volume.reservedCapacity) })
+      .where("uuid", "=", String(volume.uuid))
+      .execute();
+    const row = await tx
+      .selectFrom("volumeSnapshots")
+      .selectAll()
+      .where("uuid", "=", snapshotUuid)
+      .executeTakeFirst();
+
+    if (row) {
+      await deleteResourceRow(tx, "VolumeSnapshot", row);
+    }
+  });
+}
+
+async function takeSnapshot(core: Core, call: ApiCall) {
+  const volumeUuid = call.path.volumeUuid!;
+  const found = await loadResource(core.kysely, "Volume", volumeUuid, call.caller);
+
+  return inVolumeQueue(core, found, volumeUuid, async () => {
+    const volume = await loadResource(core.kysely, "Volume", volumeUuid, call.caller);
+    await checkOffline(core, volume, "snapshot");
+
+    const target = await volumeTarget(core, volume);
+    const size = await topFileSize(core, target);
+    const snapshotUuid = await reserveSnapshot(core, call, target, size);
+    const newTopFileUuid = newUuid();
+    // NOTE: a node that stops between the agent's reply and the commit below leaves the new
+    // overlay file unused and the snapshot row in Creating, with its capacity still reserved.
+    let taken: { snapshot: VolumeFileInfo; newTop: VolumeFileInfo };
+
+    try {
+      taken = await storageCall(core, target.hostUuid, "/storage/snapshot/take", {
+        root: target.root,
+        volume: target.ref,
+        topFileUuid: String(volume.topFileUuid),
+        newTopFileUuid,
+      });
+    } catch (error) {
+      await dropSnapshot(core, volume, snapshotUuid, size);
+      throw storageFailure(
+        `failed to snapshot volume ${volumeUuid} on host ${target.hostUuid}`,
+        error,
+        "check the primary storage directory on that host, then retry",
+      );
+    }
+
+    return call.commit(async (tx) => {
+      await tx
+        .updateTable("volumeSnapshots")
+        .set({ latest: 0 })
+        .where("volumeUuid", "=", volumeUuid)
+        .execute();
+      const snapshot = await loadResource(tx, "VolumeSnapshot", snapshotUuid, call.caller);
+      const inventory = await updateResource(tx, "VolumeSnapshot", snapshot, {
+        status: "Ready",
+        latest: 1,
+        primaryStorageInstallPath: taken.snapshot.path,
+      });
+      const current = await loadResource(tx, "Volume", volumeUuid, call.caller);
+      await updateResource(tx, "Volume", current, {
+        installPath: taken.newTop.path,
+        topFileUuid: taken.newTop.fileUuid,
+      });
+      return { inventory };
+    });
+  });
+}
+
+/** Loads a snapshot, its volume and where its files are, ready for an offline operation. */
+async function snapshotContext(core: Core, uuid: string, caller: Caller, action: string) {
+  const snapshot = await loadResource(core.kysely, "VolumeSnapshot", uuid, caller);
+
+  if (snapshot.status !== "Ready") {
+    throw new ApiError(
+      "invalidState",
+      `cannot ${action} snapshot ${uuid}: its status is ${String(snapshot.status)}, expected Ready; wait for the operation on it to end`,
+    );
+  }
+
+  const volume = await loadResource(core.kysely, "Volume", String(snapshot.volumeUuid), caller);
+  await checkOffline(core, volume, `${action} a snapshot of`);
+  return { snapshot, volume };
+}
+
+async function revertSnapshot(core: Core, call: ApiCall) {
+  const uuid = call.path.uuid!;
+  const first = await snapshotContext(core, uuid, call.caller, "revert to");
+
+  return inVolumeQueue(core, first.volume, uuid, async () => {
+    const { snapshot, volume } = await snapshotContext(core, uuid, call.caller, "revert to");
+    const target = await volumeTarget(core, volume);
+    let top: VolumeFileInfo;
+
+    try {
+      top = await storageCall(core, target.hostUuid, "/storage/snapshot/revert", {
+        root: target.root,
+        volume: target.ref,
+        snapshotFileUuid: snapshotFileUuid(snapshot),
+        currentTopFileUuid: String(volume.topFileUuid),
+        newTopFileUuid: newUuid(),
+      });
+    } catch (error) {
+      throw storageFailure(
+        `failed to revert volume ${String(volume.uuid)} to snapshot ${uuid}`,
+        error,
+        "check the primary storage directory on the volume's host, then retry",
+      );
+    }
+
+    return call.commit(async (tx) => {
+      await tx
+        .updateTable("volumeSnapshots")
+        .set({ latest: 0 })
+        .where("volumeUuid", "=", String(volume.uuid))
+        .execute();
+      await tx.updateTable("volumeSnapshots").set({ latest: 1 }).where("uuid", "=", uuid).execute();
+      const current = await loadResource(tx, "Volume", String(volume.uuid), call.caller);
+      const inventory = await updateResource(tx, "Volume", current, {
+        installPath: top.path,
+        topFileUuid: top.fileUuid,
+        actualSize: top.actualSize,
+      });
+      return { inventory };
+    });
+  });
+}
+
+async function setSnapshotStatus(core: Core, snapshot: Row, status: string) {
+  await core.transact(async (tx) => {
+    const row = await loadResource(tx, "VolumeSnapshot", String(snapshot.uuid), {
+      accountUuid: String(snapshot.accountUuid),
+      isAdmin: true,
+    } as Caller);
+    await updateResource(tx, "VolumeSnapshot", row, { status });
+  });
+}
+
+async function deleteSnapshot(core: Core, call: ApiCall) {
+  const uuid = call.path.uuid!;
+  const first = await snapshotContext(core, uuid, call.caller, "delete");
+
+  return inVolumeQueue(core, first.volume, uuid, async () => {
+    const { snapshot, volume } = await snapshotContext(core, uuid, call.caller, "delete");
+    const target = await volumeTarget(core, volume);
+    await setSnapshotStatus(core, snapshot, "Deleting");
+
+    try {
+      await storageCallAsync(
+        core,
+        target.hostUuid,
+        "/storage/snapshot/delete",
+        {
+          root: target.root,
+          volume: target.ref,
+          snapshotFileUuid: snapshotFileUuid(snapshot),
+          currentTopFileUuid: String(volume.topFileUuid),
+        },
+        { timeoutMs: 3 * 60 * 60 * 1000, signal: call.signal },
+      );
+    } catch (error) {
+      await setSnapshotStatus(core, snapshot, "Ready");
+      throw storageFailure(
+        `failed to delete snapshot ${uuid} of volume ${String(volume.uuid)}`,
+        error,
+        "check the primary storage directory on the volume's host, then retry",
+      );
+    }
+
+    return call.commit(async (tx) => {
+      const row = await loadResource(tx, "VolumeSnapshot", uuid, call.caller);
+      const size = Number(row.size);
+
+      // The files based on the deleted one now rest on its parent, and so do their snapshots.
+      await tx
+        .updateTable("volumeSnapshots")
+        .set({ parentUuid: (row.parentUuid as string | null) ?? null })
+        .where("parentUuid", "=", uuid)
+        .execute();
+
+      if (Number(row.latest) === 1 && row.parentUuid) {
+        await tx
+          .updateTable("volumeSnapshots")
+          .set({ latest: 1 })
+          .where("uuid", "=", String(row.parentUuid))
+          .execute();
+      }
+
+      await deleteResourceRow(tx, "VolumeSnapshot", row);
+      const current = await loadResource(tx, "Volume", String(volume.uuid), call.caller);
+      await returnCapacity(
+        tx,
+        String(current.primaryStorageUuid),
+        (current.hostUuid as string | null) ?? null,
+        size,
+      );
+      await updateResource(tx, "Volume", current, {
+        reservedCapacity: Math.max(0, Number(current.reservedCapacity) - size),
+      });
+      return {};
+    });
+  });
+}
+
+export function snapshotHandlers(): ApiHandlers {
+  const createVolumeSnapshot: ApiHandler = {
+    async check(core, call) {
+      const volume = await loadResource(core.kysely, "Volume", call.path.volumeUuid!, call.caller);
+      await checkOffline(core, volume, "snapshot");
+    },
+    queueKey: (call) => call.path.volumeUuid,
+    run: takeSnapshot,
+  };
+
+  return {
+    createVolumeSnapshot,
+    revertVolumeFromSnapshot: {
+      check: async (core, call) =>
+        void (await snapshotContext(core, call.path.uuid!, call.caller, "revert to")),
+      run: revertSnapshot,
+    },
+    deleteVolumeSnapshot: {
+      async check(core, call) {
+        deleteMode(call);
+        await snapshotContext(core, call.path.uuid!, call.caller, "delete");
+      },
+      run: deleteSnapshot,
+    },
+  };
+}

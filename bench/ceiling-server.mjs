@@ -3,7 +3,9 @@
 import Fastify from "fastify";
 
 const app = Fastify({ logger: false });
-const inventory = { inventories: [{ uuid: "0".repeat(32), name: "zone", state: "Enabled", type: "zstack" }] };
+const inventory = {
+  inventories: [{ uuid: "0".repeat(32), name: "zone", state: "Enabled", type: "zstack" }],
+};
 app.get("/zstack/v1/zones/:uuid", async () => inventory);
 const address = await app.listen({ host: "127.0.0.1", port: Number(process.argv[2] ?? 0) });
 console.log(`listening ${address}`);

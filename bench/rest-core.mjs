@@ -10,7 +10,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "10" }, clients: { type: "string", default: "50" }, database: { type: "string" } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "10" },
+    clients: { type: "string", default: "50" },
+    database: { type: "string" },
+  },
+});
 const seconds = Number(values.seconds);
 const clients = Number(values.clients);
 const root = new URL("..", import.meta.url).pathname;
@@ -25,7 +31,11 @@ async function freePort() {
 
 async function start(args, env = {}) {
   const port = await freePort();
-  const child = spawn(process.execPath, [...args(port)], { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [...args(port)], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const url = `http://127.0.0.1:${port}`;
 
   for (let attempt = 0; attempt < 200; attempt++) {
@@ -46,7 +56,17 @@ async function start(args, env = {}) {
 
 /** Runs wrk against one GET URL; wrk is C, so the load generator is not what is measured. */
 function wrk(url, headers = {}) {
-  const args = ["-t", "2", "-c", String(clients), "-d", `${seconds}s`, "--latency", ...Object.entries(headers).flatMap(([name, value]) => ["-H", `${name}: ${value}`]), url];
+  const args = [
+    "-t",
+    "2",
+    "-c",
+    String(clients),
+    "-d",
+    `${seconds}s`,
+    "--latency",
+    ...Object.entries(headers).flatMap(([name, value]) => ["-H", `${name}: ${value}`]),
+    url,
+  ];
   const result = spawnSync("wrk", args, { encoding: "utf8" });
 
   if (result.status !== 0) {
@@ -61,7 +81,13 @@ function wrk(url, headers = {}) {
   };
   const requests = number(/(\d+) requests in/);
   const errors = number(/Non-2xx or 3xx responses: (\d+)/) || 0;
-  return { requests, errors, perSecond: number(/Requests\/sec:\s+([\d.]+)/), p50: millis("50%"), p99: millis("99%") };
+  return {
+    requests,
+    errors,
+    perSecond: number(/Requests\/sec:\s+([\d.]+)/),
+    p50: millis("50%"),
+    p99: millis("99%"),
+  };
 }
 
 /** Runs `clients` loops of `request` for `seconds`; returns req/s and latency percentiles in ms. */
@@ -88,8 +114,15 @@ async function load(request) {
 
   const elapsed = (performance.now() - began) / 1000;
   latencies.sort((a, b) => a - b);
-  const pick = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
-  return { requests: latencies.length, errors, perSecond: latencies.length / elapsed, p50: pick(0.5), p99: pick(0.99) };
+  const pick = (q) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
+  return {
+    requests: latencies.length,
+    errors,
+    perSecond: latencies.length / elapsed,
+    p50: pick(0.5),
+    p99: pick(0.99),
+  };
 }
 
 async function expectOk(response, status = 200) {
@@ -103,18 +136,35 @@ async function expectOk(response, status = 200) {
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), "tstack-bench-"));
-const serverArgs = (port) => ["packages/server/dist/main.js", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--log-level", "warn", ...(values.database ? ["--database", values.database] : [])];
+const serverArgs = (port) => [
+  "packages/server/dist/main.js",
+  "--listen",
+  `127.0.0.1:${port}`,
+  "--data-dir",
+  dataDir,
+  "--log-level",
+  "warn",
+  ...(values.database ? ["--database", values.database] : []),
+];
 const ceiling = await start((port) => ["bench/ceiling-server.mjs", String(port)]);
 const tstack = await start(serverArgs, { TSTACK_ADMIN_PASSWORD: "password" });
 
 try {
   const password = createHash("sha512").update("password").digest("hex");
-  const login = await fetch(`${tstack.url}/zstack/v1/accounts/login`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ logInByAccount: { accountName: "admin", password } }) });
+  const login = await fetch(`${tstack.url}/zstack/v1/accounts/login`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ logInByAccount: { accountName: "admin", password } }),
+  });
   const session = JSON.parse(await expectOk(login)).inventory.uuid;
   const headers = { authorization: `OAuth ${session}`, "content-type": "application/json" };
 
   const createAndPoll = async () => {
-    const accepted = await fetch(`${tstack.url}/zstack/v1/zones`, { method: "POST", headers, body: JSON.stringify({ params: { name: "bench" } }) });
+    const accepted = await fetch(`${tstack.url}/zstack/v1/zones`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ params: { name: "bench" } }),
+    });
     const { location } = JSON.parse(await expectOk(accepted, 202));
 
     for (;;) {
@@ -143,13 +193,20 @@ try {
     createThenPoll: await load(createAndPoll),
   };
 
-  const line = (name, r) => `| ${name} | ${r.requests} | ${r.errors} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`;
-  console.log(`\nREST core, ${clients} clients, ${seconds} s each, database ${values.database ? "PostgreSQL" : "SQLite"}\n`);
-  console.log("| workload | requests | errors | req/s | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- | --- |");
+  const line = (name, r) =>
+    `| ${name} | ${r.requests} | ${r.errors} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`;
+  console.log(
+    `\nREST core, ${clients} clients, ${seconds} s each, database ${values.database ? "PostgreSQL" : "SQLite"}\n`,
+  );
+  console.log(
+    "| workload | requests | errors | req/s | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- | --- |",
+  );
   console.log(line("plain Fastify constant (ceiling)", results.ceiling));
   console.log(line("GET /zones/{uuid}", results.getByUuid));
   console.log(line("POST /zones then poll to 200", results.createThenPoll));
-  console.log(`\nGET by uuid reaches ${((results.getByUuid.perSecond / results.ceiling.perSecond) * 100).toFixed(0)}% of the ceiling.`);
+  console.log(
+    `\nGET by uuid reaches ${((results.getByUuid.perSecond / results.ceiling.perSecond) * 100).toFixed(0)}% of the ceiling.`,
+  );
 } finally {
   ceiling.child.kill("SIGTERM");
   tstack.child.kill("SIGTERM");

@@ -4,6 +4,7 @@ import { identityRoutes } from "./identity.js";
 import { infrastructureRoutes } from "./infrastructure.js";
 import { networkRoutes } from "./network.js";
 import { platformRoutes } from "./platform.js";
+import { securityGroupRoutes } from "./security-groups.js";
 import { storageRoutes } from "./storage.js";
 import { vmRoutes } from "./vm.js";
 
@@ -14,6 +15,7 @@ export {
   infrastructureRoutes,
   networkRoutes,
   platformRoutes,
+  securityGroupRoutes,
   storageRoutes,
   vmRoutes,
 };
@@ -26,5 +28,6 @@ export const apiRoutes: ApiRoute[] = [
   ...computeRoutes,
   ...vmRoutes,
   ...networkRoutes,
+  ...securityGroupRoutes,
   ...storageRoutes,
 ];

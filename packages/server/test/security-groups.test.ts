@@ -289,7 +289,10 @@ describe.each(dialects)("security group API on %s", (dialect) => {
 /** The rules of the host's security-group table, or "" when it does not exist. */
 function sgTable() {
   try {
-    return execFileSync("nft", ["list", "table", "bridge", "tstack_sg"], { encoding: "utf8" });
+    return execFileSync("nft", ["list", "table", "bridge", "tstack_sg"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
   } catch {
     return "";
   }
@@ -336,24 +339,62 @@ describe("security groups on the local host", () => {
     await t?.stop();
   });
 
-  it("loads the group's rules for both VMs' taps and reloads them on a new rule", async () => {
-    for (const name of ["tsg-vm1", "tsg-vm2"]) {
-      vms.push(
-        await create(admin, "createVmInstance", {
-          name,
+  const consoleLog = async (vmUuid: string) =>
+    (await admin.call<{ console: string }>("getVmConsoleLog", { path: { uuid: vmUuid } })).console;
+
+  /** Waits until the pinging VM's console shows `result` after `offset`; returns the log length. */
+  async function pingResult(vmUuid: string, result: "ok" | "fail", offset: number) {
+    const deadline = Date.now() + 240_000;
+
+    while (Date.now() < deadline) {
+      const log = await consoleLog(vmUuid);
+
+      if (log.slice(offset).includes(`TSG-PING ${result}`)) {
+        return log.length;
+      }
+
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+
+    throw new Error(`no 'TSG-PING ${result}' after offset ${offset} of ${vmUuid}'s console`);
+  }
+
+  it("filters traffic between two VMs and loads each change into the host's table", async () => {
+    const ips = ["172.30.86.50", "172.30.86.51"];
+    // The guest runs user data as a script: the first VM pings the second once a second.
+    const pinger = [
+      "#!/bin/sh",
+      "(while true; do",
+      `  if ping -c 1 -W 1 ${ips[1]} >/dev/null 2>&1; then r=ok; else r=fail; fi`,
+      '  echo "TSG-PING $r" >/dev/console',
+      "  sleep 1",
+      "done) </dev/null >/dev/null 2>&1 &",
+      "",
+    ].join("\n");
+
+    for (const [index, ip] of ips.entries()) {
+      const userdata = index === 0 ? [`userdata::${Buffer.from(pinger).toString("base64")}`] : [];
+      const reply = await admin.call<{ inventory: Inventory }>("createVmInstance", {
+        params: {
+          name: `tsg-vm${index + 1}`,
           imageUuid: cloud.imageUuid,
           instanceOfferingUuid: cloud.instanceOfferingUuid,
           l3NetworkUuids: [cloud.l3NetworkUuid],
-        }),
-      );
+        },
+        systemTags: [`staticIp::${cloud.l3NetworkUuid}::${ip}`, ...userdata],
+      });
+      vms.push(reply.inventory);
     }
+
+    const pingerUuid = vms[0]!.uuid;
+    let seen = await pingResult(pingerUuid, "ok", 0);
 
     const nics = (
       await admin.query<Inventory>("queryVmNic", [
         `vmInstanceUuid?=${vms.map((vm) => vm.uuid).join(",")}`,
       ])
     ).inventories;
-    expect(nics).toHaveLength(2);
+    expect(nics.map((nic) => nic.ip).sort()).toEqual(ips);
     const taps = nics.map((nic) => `tap${nic.uuid.slice(0, 12)}`);
 
     const group = await create(admin, "createSecurityGroup", { name: "tsg-peers" });
@@ -383,6 +424,8 @@ describe("security groups on the local host", () => {
     }
 
     expect(before).not.toContain("icmp");
+    // Ingress is dropped by default, so the echo requests no longer reach the second VM.
+    seen = await pingResult(pingerUuid, "fail", seen);
 
     await addRules(admin, group.uuid, [
       { type: "Ingress", protocol: "ICMP", remoteSecurityGroupUuid: group.uuid },
@@ -391,11 +434,21 @@ describe("security groups on the local host", () => {
     expect(after).not.toEqual(before);
     expect(after).toContain("icmp");
 
-    for (const nic of nics) {
-      expect(after).toContain(String(nic.ip));
+    for (const ip of ips) {
+      expect(after).toContain(ip);
     }
+
+    seen = await pingResult(pingerUuid, "ok", seen);
+
+    // The NIC hooks: stopping a VM takes its chains off the host, starting it loads them again.
+    const target = vms[1]!.uuid;
+    await admin.call("stopVmInstance", { path: { uuid: target }, params: { type: "cold" } });
+    expect(sgTable()).toContain(`chain in_${taps[0]}`);
+    expect(sgTable()).not.toContain(`chain in_${taps[1]}`);
+    await admin.call("startVmInstance", { path: { uuid: target }, params: {} });
+    expect(sgTable()).toContain(`chain in_${taps[1]}`);
 
     await admin.call("deleteSecurityGroup", { path: { uuid: group.uuid } });
     expect(sgTable()).toBe("");
-  }, 600_000);
+  }, 900_000);
 });

@@ -196,7 +196,7 @@ describe.each(dialects)("security group API on %s", (dialect) => {
     expect((await tenant.query("querySecurityGroupRule")).inventories).toHaveLength(0);
   });
 
-  it("takes NICs only from L3 networks with the service that the group is attached to", async () => {
+  it("takes NICs only from attached L3 networks", async () => {
     const group = await create(tenant, "createSecurityGroup", { name: "nics" });
     await expectApiError(
       create(
@@ -286,7 +286,7 @@ describe.each(dialects)("security group API on %s", (dialect) => {
   });
 });
 
-/** The rules of the host's security-group table, or "" when it does not exist. */
+/** Lists the host's security-group table, or returns "" when it does not exist. */
 function sgTable() {
   try {
     return execFileSync("nft", ["list", "table", "bridge", "tstack_sg"], {
@@ -342,7 +342,7 @@ describe("security groups on the local host", () => {
   const consoleLog = async (vmUuid: string) =>
     (await admin.call<{ console: string }>("getVmConsoleLog", { path: { uuid: vmUuid } })).console;
 
-  /** Waits until the pinging VM's console shows `result` after `offset`; returns the log length. */
+  /** Waits for `result` on the pinging VM's console after `offset`; returns the log length. */
   async function pingResult(vmUuid: string, result: "ok" | "fail", offset: number) {
     const deadline = Date.now() + 240_000;
 

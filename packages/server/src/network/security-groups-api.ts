@@ -31,7 +31,10 @@ interface RuleParam {
 
 const groupUuidOf = (call: ApiCall) => call.path.securityGroupUuid ?? call.path.uuid!;
 
-/** Runs the database change, then pushes the NICs' new rule sets; a failed push fails the job. */
+/**
+ * Commits the database change, then pushes the new rule sets of the NICs it returns. A failed
+ * push fails the job.
+ */
 async function changeAndPush(
   core: Core,
   call: ApiCall,
@@ -45,7 +48,7 @@ async function changeAndPush(
   } catch (error) {
     throw new ApiError(
       "operationFailed",
-      `the change to security group ${groupUuidOf(call)} is saved, but a host did not take the new rules: ${(error as Error).message}; fix the host and repeat any security group change, or restart the VM, to push them again`,
+      `the change to security group ${groupUuidOf(call)} is saved, but pushing the new rules to a host failed: ${(error as Error).message}. Fix the host, then repeat a change to the group or restart its VMs to push the rules again`,
     );
   }
 
@@ -63,9 +66,8 @@ async function membersOf(core: Core, groupUuid: string) {
 
 function listParam(call: ApiCall, name: string) {
   const raw = call.query[name];
-  const values = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw])
-    .flatMap((value) => value.split(","))
-    .filter((value) => value !== "");
+  const given = raw === undefined ? [] : [raw].flat();
+  const values = given.flatMap((value) => value.split(",")).filter((value) => value !== "");
 
   if (values.length === 0) {
     invalid(name, `pass one or more uuids in the query string, such as ?${name}=<uuid>,<uuid>`);
@@ -80,7 +82,7 @@ function listParam(call: ApiCall, name: string) {
   return [...new Set(values)];
 }
 
-/** Checks one rule of `addSecurityGroupRule`; what the schema cannot see needs the group's owner. */
+/** Checks what the schema cannot see in one rule of `addSecurityGroupRule`. */
 async function checkRule(core: Core, rule: RuleParam, field: string, owner: string) {
   const ported = rule.protocol === "TCP" || rule.protocol === "UDP";
 
@@ -330,7 +332,7 @@ const detachSecurityGroupFromL3Network: ApiHandler = {
       async () => {
         const uuid = groupUuidOf(call);
         const l3NetworkUuid = call.path.l3NetworkUuid!;
-        // Its NICs on that network leave the group: a NIC is only in groups of its own network.
+        // A NIC may only be in groups attached to its own network, so the group's NICs there leave.
         const nics = await core.kysely
           .selectFrom("vmNicSecurityGroupRefs")
           .innerJoin("vmNics", "vmNics.uuid", "vmNicSecurityGroupRefs.vmNicUuid")

@@ -27,7 +27,7 @@ type RuleRow = {
   remoteSecurityGroupUuid: string | null;
 };
 
-/** Every push runs in this queue and reads the database inside it, so the last push wins with the newest state. */
+/** Pushes run one at a time here and read the database inside, so the last one is the newest. */
 const PUSH_QUEUE = "security-group-push";
 
 function toAgentRule(rule: RuleRow): AgentRule {
@@ -43,7 +43,7 @@ function toAgentRule(rule: RuleRow): AgentRule {
   };
 }
 
-/** Hosts where each NIC is: where it was prepared, and where its VM runs. */
+/** Finds the hosts of each NIC: where it was prepared and where its VM runs. */
 async function hostsOf(core: Core, nicUuids: string[]) {
   const prepared = await core.kysely
     .selectFrom("vmNicHostRefs")
@@ -66,7 +66,7 @@ async function hostsOf(core: Core, nicUuids: string[]) {
   return hosts;
 }
 
-/** The full rule set of each NIC: the rules of every group it is in. */
+/** Collects the full rule set of each NIC, which is the rules of every group it is in. */
 async function rulesOf(core: Core, nicUuids: string[]) {
   const nics = await core.kysely
     .selectFrom("vmNics")
@@ -103,7 +103,7 @@ async function rulesOf(core: Core, nicUuids: string[]) {
   });
 }
 
-/** Member addresses of each named group. */
+/** Reads the member addresses of each named group. */
 async function membersOf(core: Core, groupUuids: string[]) {
   const members: Record<string, string[]> = Object.fromEntries(groupUuids.map((g) => [g, []]));
 
@@ -141,7 +141,7 @@ async function pushToHost(core: Core, hostUuid: string, apply: NicRules[], remov
 }
 
 /**
- * Recomputes the full rule set of each NIC and sends it to every host where the NIC is; a NIC in
+ * Recomputes the full rule set of each NIC and sends it to every host where the NIC is. A NIC in
  * no group has its rules removed there. `onlyHost` limits the push to one host, for a VM start.
  */
 export function pushSecurityGroups(core: Core, nicUuids: string[], onlyHost?: string) {
@@ -179,7 +179,7 @@ export function pushSecurityGroups(core: Core, nicUuids: string[], onlyHost?: st
   });
 }
 
-/** Removes the rules of NICs leaving a host, for a VM stop; NICs in no group are skipped. */
+/** Removes the rules of NICs leaving a host, for a VM stop. NICs in no group are skipped. */
 export async function removeSecurityGroupsOnHost(core: Core, nicUuids: string[], hostUuid: string) {
   if (nicUuids.length === 0) {
     return;
@@ -204,7 +204,7 @@ export async function removeSecurityGroupsOnHost(core: Core, nicUuids: string[],
   });
 }
 
-/** NICs whose rules name one of these groups as remote group: their peer sets change with them. */
+/** Finds NICs whose rules name one of these groups as remote group: their peer sets change. */
 export async function nicsNamingGroups(core: Core, groupUuids: string[]) {
   if (groupUuids.length === 0) {
     return [];

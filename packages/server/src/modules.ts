@@ -8,6 +8,7 @@ import type { Core } from "./core/core.js";
 import { identityHandlers } from "./identity/api.js";
 import type { SessionService } from "./identity/sessions.js";
 import { networkModule } from "./network/module.js";
+import { securityGroupModule } from "./network/security-groups-module.js";
 import { configHandlers } from "./platform/config-api.js";
 import { jobHandlers } from "./platform/jobs-api.js";
 import { nodeHandlers } from "./platform/nodes.js";
@@ -44,6 +45,7 @@ export function modules(sessions: SessionService, version: string): Module[] {
     hostModule(),
     vmModule(),
     networkModule(),
+    securityGroupModule(),
     storageModule(),
   ];
 }

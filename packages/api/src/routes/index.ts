@@ -4,6 +4,7 @@ import { identityRoutes } from "./identity.js";
 import { infrastructureRoutes } from "./infrastructure.js";
 import { networkRoutes } from "./network.js";
 import { platformRoutes } from "./platform.js";
+import { securityGroupRoutes } from "./security-groups.js";
 import { storageRoutes } from "./storage.js";
 import { vmRoutes } from "./vm.js";
 import { volumeRoutes } from "./volumes.js";
@@ -15,6 +16,7 @@ export {
   infrastructureRoutes,
   networkRoutes,
   platformRoutes,
+  securityGroupRoutes,
   storageRoutes,
   vmRoutes,
   volumeRoutes,
@@ -28,6 +30,7 @@ export const apiRoutes: ApiRoute[] = [
   ...computeRoutes,
   ...vmRoutes,
   ...networkRoutes,
+  ...securityGroupRoutes,
   ...storageRoutes,
   ...volumeRoutes,
 ];

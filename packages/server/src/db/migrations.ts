@@ -1,5 +1,6 @@
 import { type CreateTableBuilder, type Kysely, type Migration, sql } from "kysely";
 import { createNetworkTables } from "../network/migration.js";
+import { createSecurityGroupTables } from "../network/security-groups-migration.js";
 import type { DialectName } from "./connect.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists.
@@ -552,6 +553,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0005_vms": { up: (db) => createVms(db) },
     "0004_network": { up: (db) => createNetworkTables(db) },
     "0003_storage": { up: (db) => createStorage(db) },
+    "0006_security_groups": { up: (db) => createSecurityGroupTables(db) },
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Generated } from "kysely";
 import type { NetworkTables } from "../network/schema.js";
+import type { SecurityGroupTables } from "../network/security-groups-schema.js";
 
 /** Columns every resource table has; dates are ISO 8601 strings in UTC. */
 interface ResourceColumns {
@@ -378,7 +379,7 @@ export interface VolumeSnapshotTable extends ResourceColumns {
 }
 
 /** The whole schema, as Kysely sees it. */
-export interface Database extends NetworkTables {
+export interface Database extends NetworkTables, SecurityGroupTables {
   resources: ResourceIndexTable;
   zones: ZoneTable;
   clusters: ClusterTable;

@@ -8,6 +8,7 @@ import type { Database } from "../db/schema.js";
 import type { AgentTarget } from "../drivers/agent-client.js";
 import { type L2Spec, l2SpecFor, l3SpecFor } from "./host-specs.js";
 import { allocateIp, randomMac } from "./ip-allocation.js";
+import { pushSecurityGroups, removeSecurityGroupsOnHost } from "./security-groups-push.js";
 
 type Row = Record<string, unknown>;
 
@@ -119,6 +120,11 @@ export class FlatNicService implements NicService {
       attachments.push(await this.prepareNic(nic, hostUuid, target));
     }
 
+    await pushSecurityGroups(
+      this.core,
+      nics.map((nic) => String(nic.uuid)),
+      hostUuid,
+    );
     return attachments;
   }
 
@@ -208,6 +214,11 @@ export class FlatNicService implements NicService {
     }
 
     const target = await agentTarget(this.core, hostUuid);
+    await removeSecurityGroupsOnHost(
+      this.core,
+      refs.map((ref) => ref.nicUuid),
+      hostUuid,
+    );
 
     for (const ref of refs) {
       await this.core.agents.call(target, "/network/userdata/release", {

@@ -1,0 +1,225 @@
+import { agentTarget } from "../compute/hosts/connect.js";
+import type { Core } from "../core/core.js";
+
+/** A rule as the agent takes it; see `SecurityGroupRule` in packages/agent/src/network/types.ts. */
+interface AgentRule {
+  direction: "ingress" | "egress";
+  protocol: string;
+  startPort?: number;
+  endPort?: number;
+  cidr?: string;
+  remoteGroupUuid?: string;
+}
+
+interface NicRules {
+  nicUuid: string;
+  ips: string[];
+  rules: AgentRule[];
+}
+
+type RuleRow = {
+  securityGroupUuid: string;
+  type: string;
+  protocol: string;
+  startPort: number | null;
+  endPort: number | null;
+  allowedCidr: string | null;
+  remoteSecurityGroupUuid: string | null;
+};
+
+/** Pushes run one at a time here and read the database inside, so the last one is the newest. */
+const PUSH_QUEUE = "security-group-push";
+
+function toAgentRule(rule: RuleRow): AgentRule {
+  return {
+    direction: rule.type === "Ingress" ? "ingress" : "egress",
+    protocol: rule.protocol.toLowerCase(),
+    ...(rule.startPort === null ? {} : { startPort: Number(rule.startPort) }),
+    ...(rule.endPort === null ? {} : { endPort: Number(rule.endPort) }),
+    ...(rule.allowedCidr === null ? {} : { cidr: rule.allowedCidr }),
+    ...(rule.remoteSecurityGroupUuid === null
+      ? {}
+      : { remoteGroupUuid: rule.remoteSecurityGroupUuid }),
+  };
+}
+
+/** Finds the hosts of each NIC: where it was prepared and where its VM runs. */
+async function hostsOf(core: Core, nicUuids: string[]) {
+  const prepared = await core.kysely
+    .selectFrom("vmNicHostRefs")
+    .select(["nicUuid", "hostUuid"])
+    .where("nicUuid", "in", nicUuids)
+    .execute();
+  const running = await core.kysely
+    .selectFrom("vmNics")
+    .innerJoin("vmInstances", "vmInstances.uuid", "vmNics.vmInstanceUuid")
+    .select(["vmNics.uuid as nicUuid", "vmInstances.hostUuid as hostUuid"])
+    .where("vmNics.uuid", "in", nicUuids)
+    .where("vmInstances.hostUuid", "is not", null)
+    .execute();
+  const hosts = new Map<string, Set<string>>();
+
+  for (const { nicUuid, hostUuid } of [...prepared, ...running]) {
+    hosts.set(nicUuid, (hosts.get(nicUuid) ?? new Set()).add(String(hostUuid)));
+  }
+
+  return hosts;
+}
+
+/** Collects the full rule set of each NIC, which is the rules of every group it is in. */
+async function rulesOf(core: Core, nicUuids: string[]) {
+  const nics = await core.kysely
+    .selectFrom("vmNics")
+    .select(["uuid", "ip"])
+    .where("uuid", "in", nicUuids)
+    .execute();
+  const refs = await core.kysely
+    .selectFrom("vmNicSecurityGroupRefs")
+    .select(["vmNicUuid", "securityGroupUuid"])
+    .where("vmNicUuid", "in", nicUuids)
+    .execute();
+  const groups = [...new Set(refs.map((ref) => ref.securityGroupUuid))];
+  const rules: RuleRow[] =
+    groups.length === 0
+      ? []
+      : await core.kysely
+          .selectFrom("securityGroupRules")
+          .selectAll()
+          .where("securityGroupUuid", "in", groups)
+          .orderBy("securityGroupUuid")
+          .orderBy("priority")
+          .execute();
+
+  return nics.map((nic) => {
+    const mine = new Set(
+      refs.filter((ref) => ref.vmNicUuid === nic.uuid).map((ref) => ref.securityGroupUuid),
+    );
+    return {
+      nicUuid: nic.uuid,
+      ips: [nic.ip],
+      inGroup: mine.size > 0,
+      rules: rules.filter((rule) => mine.has(rule.securityGroupUuid)).map(toAgentRule),
+    };
+  });
+}
+
+/** Reads the member addresses of each named group. */
+async function membersOf(core: Core, groupUuids: string[]) {
+  const members: Record<string, string[]> = Object.fromEntries(groupUuids.map((g) => [g, []]));
+
+  if (groupUuids.length === 0) {
+    return members;
+  }
+
+  const rows = await core.kysely
+    .selectFrom("vmNicSecurityGroupRefs")
+    .innerJoin("vmNics", "vmNics.uuid", "vmNicSecurityGroupRefs.vmNicUuid")
+    .select(["vmNicSecurityGroupRefs.securityGroupUuid as group", "vmNics.ip as ip"])
+    .where("vmNicSecurityGroupRefs.securityGroupUuid", "in", groupUuids)
+    .orderBy("vmNics.ip")
+    .execute();
+
+  for (const row of rows) {
+    members[row.group]!.push(row.ip);
+  }
+
+  return members;
+}
+
+async function pushToHost(core: Core, hostUuid: string, apply: NicRules[], remove: string[]) {
+  const target = await agentTarget(core, hostUuid);
+
+  if (apply.length > 0) {
+    const named = apply.flatMap((nic) => nic.rules.flatMap((rule) => rule.remoteGroupUuid ?? []));
+    const remoteGroups = await membersOf(core, [...new Set(named)]);
+    await core.agents.call(target, "/network/securitygroup/apply", { nics: apply, remoteGroups });
+  }
+
+  if (remove.length > 0) {
+    await core.agents.call(target, "/network/securitygroup/remove", { nicUuids: remove });
+  }
+}
+
+/**
+ * Recomputes the full rule set of each NIC and sends it to every host where the NIC is. A NIC in
+ * no group has its rules removed there. `onlyHost` limits the push to one host, for a VM start.
+ */
+export function pushSecurityGroups(core: Core, nicUuids: string[], onlyHost?: string) {
+  const unique = [...new Set(nicUuids)];
+
+  if (unique.length === 0) {
+    return Promise.resolve();
+  }
+
+  return core.queues.run(PUSH_QUEUE, async () => {
+    const hosts = await hostsOf(core, unique);
+    const nics = await rulesOf(core, unique);
+    const perHost = new Map<string, { apply: NicRules[]; remove: string[] }>();
+
+    for (const nic of nics) {
+      for (const host of hosts.get(nic.nicUuid) ?? []) {
+        if (onlyHost !== undefined && host !== onlyHost) {
+          continue;
+        }
+
+        const entry = perHost.get(host) ?? { apply: [], remove: [] };
+        perHost.set(host, entry);
+
+        if (nic.inGroup) {
+          entry.apply.push({ nicUuid: nic.nicUuid, ips: nic.ips, rules: nic.rules });
+        } else {
+          entry.remove.push(nic.nicUuid);
+        }
+      }
+    }
+
+    for (const [host, { apply, remove }] of perHost) {
+      await pushToHost(core, host, apply, remove);
+    }
+  });
+}
+
+/** Removes the rules of NICs leaving a host, for a VM stop. NICs in no group are skipped. */
+export async function removeSecurityGroupsOnHost(core: Core, nicUuids: string[], hostUuid: string) {
+  if (nicUuids.length === 0) {
+    return;
+  }
+
+  const grouped = await core.kysely
+    .selectFrom("vmNicSecurityGroupRefs")
+    .select("vmNicUuid")
+    .distinct()
+    .where("vmNicUuid", "in", nicUuids)
+    .execute();
+
+  if (grouped.length === 0) {
+    return;
+  }
+
+  await core.queues.run(PUSH_QUEUE, async () => {
+    const target = await agentTarget(core, hostUuid);
+    await core.agents.call(target, "/network/securitygroup/remove", {
+      nicUuids: grouped.map((row) => row.vmNicUuid),
+    });
+  });
+}
+
+/** Finds NICs whose rules name one of these groups as remote group: their peer sets change. */
+export async function nicsNamingGroups(core: Core, groupUuids: string[]) {
+  if (groupUuids.length === 0) {
+    return [];
+  }
+
+  const rows = await core.kysely
+    .selectFrom("securityGroupRules")
+    .innerJoin(
+      "vmNicSecurityGroupRefs",
+      "vmNicSecurityGroupRefs.securityGroupUuid",
+      "securityGroupRules.securityGroupUuid",
+    )
+    .select("vmNicSecurityGroupRefs.vmNicUuid as nicUuid")
+    .distinct()
+    .where("securityGroupRules.remoteSecurityGroupUuid", "in", groupUuids)
+    .execute();
+  return rows.map((row) => row.nicUuid);
+}

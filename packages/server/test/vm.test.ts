@@ -150,6 +150,14 @@ describe("VM on real QEMU through the REST API", () => {
       expect(String((error as Error).message)).toMatch(message);
     }
 
+    const userdata = await admin
+      .call("createVmInstance", {
+        params: base,
+        systemTags: ["userdata::!!!not base64"],
+        noWait: true,
+      })
+      .catch((failure: Error) => failure);
+    expect(String((userdata as Error).message)).toMatch(/userdata must be base64-encoded/);
     expect((await admin.query("queryVmInstance", ["name=bad"])).inventories).toEqual([]);
   });
 

@@ -36,7 +36,7 @@ export async function loadResource(
   if (!row) {
     throw new ApiError(
       "notFound",
-      `${type} ${uuid} was not found; query /zstack/v1 for existing ones`,
+      `${type} ${uuid} was not found; check the uuid, or query the collection for existing ones`,
     );
   }
 

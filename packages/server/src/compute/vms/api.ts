@@ -46,8 +46,20 @@ function checkVmTags(tags: string[], l3NetworkUuids: string[]) {
       staticIps[l3Uuid] = ip;
     }
 
-    if (key === "userdata" && rest.join("::").length > 65536) {
-      throw new ApiError("invalidArgument", "systemTags: userdata is longer than 64 KiB");
+    if (key === "userdata") {
+      const value = rest.join("::");
+
+      if (value.length > 65536) {
+        throw new ApiError("invalidArgument", "systemTags: userdata is longer than 64 KiB");
+      }
+
+      // ZStack passes userdata base64-encoded; a value that is not base64 would reach guests garbled.
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0) {
+        throw new ApiError(
+          "invalidArgument",
+          "systemTags: userdata must be base64-encoded, as ZStack sends it",
+        );
+      }
     }
   }
 

@@ -4,11 +4,14 @@ import { QmpClient } from "../qmp/index.js";
 import type { QemuDriver, VmEntry } from "./driver.js";
 import { readSpec, stateOfStatus } from "./lifecycle.js";
 import { vmPaths, vmsDir } from "./paths.js";
-import { isAlive, isQemuOf, readPidFile } from "./process.js";
+import { isAlive, isQemuOf, readPidFile, waitForExit } from "./process.js";
 import { deleteTap } from "./tap.js";
 import type { VmReport, VmState } from "./types.js";
 
 const UUID = /^[0-9a-f]{32}$/;
+
+/** How long a QEMU whose QMP no longer answers may take to finish exiting. */
+const EXIT_GRACE_MS = 10_000;
 
 /**
  * Re-adopts the VMs of an earlier agent run: scans `<data-dir>/vms/`, reconnects QMP to every
@@ -60,15 +63,23 @@ async function adoptOne(
   const pid = await readPidFile(paths.pidFile);
 
   if (pid !== undefined && isAlive(pid) && (await isQemuOf(pid, vmUuid))) {
-    const qmp = await QmpClient.connect(paths.qmpSocket);
-    const status = await qmp.execute<{ status: string }>("query-status");
-    const vnc = await qmp.execute<{ service?: string }>("query-vnc");
+    try {
+      const qmp = await QmpClient.connect(paths.qmpSocket);
+      const status = await qmp.execute<{ status: string }>("query-status");
+      const vnc = await qmp.execute<{ service?: string }>("query-vnc");
 
-    entry.pid = pid;
-    entry.qmp = qmp;
-    entry.state = stateOfStatus(status.status);
-    entry.vncPort = Number(vnc.service) || undefined;
-    return entry;
+      entry.pid = pid;
+      entry.qmp = qmp;
+      entry.state = stateOfStatus(status.status);
+      entry.vncPort = Number(vnc.service) || undefined;
+      return entry;
+    } catch (error) {
+      // A QEMU that is still exiting has a process but no QMP any more. Once it is gone it is
+      // handled as crashed below; a live QEMU whose QMP fails is an error for the caller.
+      if (!(await waitForExit(pid, EXIT_GRACE_MS))) {
+        throw error;
+      }
+    }
   }
 
   const recorded = await readRecordedState(paths.stateFile);

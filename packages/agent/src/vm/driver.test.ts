@@ -1,6 +1,6 @@
 import { stat, writeFile } from "node:fs/promises";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   countMarker,
   createBridge,
@@ -17,6 +17,7 @@ import { QmpClient } from "../qmp/index.js";
 import { adoptVms } from "./adopt.js";
 import { QemuDriver } from "./driver.js";
 import { isAlive, waitForExit } from "./process.js";
+import { deleteTap } from "./tap.js";
 import type { VmReport, VmSpec } from "./types.js";
 
 const BOOT_OK = "TSTACK-GUEST: boot-ok";
@@ -76,6 +77,20 @@ afterAll(async () => {
 describe("QemuDriver with real QEMU", { timeout: 120_000 }, () => {
   let driver: QemuDriver;
   let disk: string;
+
+  // Every test uses the same VM uuid and tap, and some build on the VM the one before left
+  // running. A failed test cleans up instead, so its failure does not cascade to the others.
+  afterEach(async ({ task }) => {
+    if (task.result?.state !== "fail") {
+      return;
+    }
+
+    for (const candidate of drivers) {
+      await candidate.destroy(vmUuid).catch(() => undefined);
+    }
+
+    await deleteTap(tap).catch(() => undefined);
+  });
 
   beforeAll(async () => {
     driver = newDriver();

@@ -61,7 +61,7 @@ export function verifyRequest(
   }
 
   if (Math.abs(now - Number(timestamp)) > MAX_SKEW_MS) {
-    return { ok: false, reason: "X-Tstack-Timestamp is more than 300 s from the agent's clock" };
+    return { ok: false, reason: "X-Tstack-Timestamp is more than 300 s from the receiver's clock" };
   }
 
   const expected = Buffer.from(computeSignature(secret, method, path, timestamp, body), "hex");

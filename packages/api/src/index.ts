@@ -1,4 +1,3 @@
-export * from "./agent-auth.js";
 export * from "./common.js";
 export * from "./errors.js";
 export * as Inventory from "./inventories.js";

@@ -1,5 +1,5 @@
 import { request as httpRequest } from "node:http";
-import { signRequest, verifyRequest } from "@tstack/api";
+import { signRequest, verifyRequest } from "@tstack/agent/auth";
 import type { Core } from "../core/core.js";
 import { newUuid } from "../core/ids.js";
 import { run } from "./host-tools.js";

@@ -1,4 +1,4 @@
-import { verifyRequest } from "@tstack/api";
+import { verifyRequest } from "@tstack/agent/auth";
 import type { FastifyInstance } from "fastify";
 import type { Core } from "../../core/core.js";
 import { emitEvent } from "../../core/events.js";

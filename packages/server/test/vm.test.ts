@@ -328,6 +328,50 @@ describe("VM on real QEMU through the REST API", () => {
     );
   });
 
+  it("creates a stopped VM and changes its offering", async () => {
+    const free = await memory();
+    const stopped = (
+      await admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name: "vm2",
+          imageUuid: cloud.imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          strategy: "CreateStopped",
+        },
+      })
+    ).inventory;
+    expect(stopped.state).toBe("Stopped");
+    expect(stopped.hostUuid).toBeNull();
+    expect(qemuPid(stopped.uuid)).toBeUndefined();
+    expect(await memory()).toBe(free);
+
+    const bigger = (
+      await admin.call<{ inventory: { uuid: string } }>("createInstanceOffering", {
+        params: { name: "bigger", cpuNum: 1, memorySize: 192 * 1024 * 1024 },
+      })
+    ).inventory;
+    const changed = (
+      await admin.call<{ inventory: Vm }>("changeInstanceOffering", {
+        path: { uuid: stopped.uuid },
+        params: { instanceOfferingUuid: bigger.uuid },
+      })
+    ).inventory;
+    expect(changed.memorySize).toBe(192 * 1024 * 1024);
+
+    const started = (
+      await admin.call<{ inventory: Vm }>("startVmInstance", {
+        path: { uuid: stopped.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(started.state).toBe("Running");
+    expect(await memory()).toBe(free - 192 * 1024 * 1024);
+
+    await admin.call("destroyVmInstance", { path: { uuid: stopped.uuid } });
+    await admin.call("expungeVmInstance", { path: { uuid: stopped.uuid }, params: {} });
+    expect(await memory()).toBe(free);
+  });
+
   it("destroys, recovers and expunges, leaving nothing behind", async () => {
     const nics = (
       await admin.query<{ uuid: string }>("queryVmNic", [`vmInstanceUuid=${vm.uuid}`])

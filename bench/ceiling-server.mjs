@@ -1,4 +1,4 @@
-// The ceiling of the REST benchmark: a plain Fastify route that answers a constant, started the
+// The ceiling of the REST benchmark: a plain Fastify route that returns a constant, started the
 // same way as tstack-server so both pay the same process and loopback costs.
 import Fastify from "fastify";
 

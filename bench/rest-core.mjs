@@ -1,6 +1,6 @@
 // REST core benchmark: 50 concurrent clients on loopback against tstack-server (SQLite) doing
 // GET by uuid (driven by wrk) and create-then-poll of zones (a Node client, since each create
-// needs its own poll loop), and a plain Fastify route answering a constant as the ceiling.
+// needs its own poll loop), and a plain Fastify route returning a constant as the ceiling.
 // Usage: npm run bench -- rest-core [--seconds 10] [--clients 50] [--database postgres://...]
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -176,7 +176,7 @@ try {
       }
 
       if (poll.status !== 202) {
-        throw new Error(`poll answered ${poll.status}: ${body}`);
+        throw new Error(`poll returned ${poll.status}: ${body}`);
       }
 
       await new Promise((done) => setTimeout(done, 5));

@@ -1,5 +1,5 @@
 /**
- * ZStack's error body and the generic error codes tstack answers with. Codes keep ZStack's
+ * ZStack's error body and the generic error codes tstack returns. Codes keep ZStack's
  * numbering so that ZStack's SDKs and scripts that match on them keep working.
  */
 export interface ErrorBody {
@@ -12,7 +12,7 @@ export interface ErrorBody {
   opaque?: Record<string, unknown>;
 }
 
-/** Error codes with ZStack's meaning, description and the HTTP status used when answered at once. */
+/** Error codes with ZStack's meaning, description and the HTTP status used when rejected at once. */
 export const ErrorCodes = {
   internal: { code: "SYS.1000", description: "An internal error happened", status: 500 },
   timeout: { code: "SYS.1001", description: "An operation timed out", status: 503 },

@@ -17,7 +17,7 @@ import { webHookHandlers } from "./platform/webhooks.js";
 import type { ApiHandlers } from "./rest/api.js";
 import { storageModule } from "./storage/module.js";
 
-/** What one domain module adds to the management node. */
+/** Handlers, routes and background tasks one domain module adds to the management node. */
 export interface Module {
   handlers: ApiHandlers;
   /** Registers workflows, background tasks and bus services; runs before recovery. */
@@ -30,7 +30,7 @@ export interface Module {
   stop?(): void | Promise<void>;
 }
 
-/** Every domain module, in start-up order. Add a module here and its routes in packages/api. */
+/** Returns every domain module, in start-up order. Add a module here and its routes in packages/api. */
 export function modules(sessions: SessionService, version: string): Module[] {
   return [
     { handlers: identityHandlers(sessions) },

@@ -93,7 +93,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     extraRoutes: loaded.flatMap((module) => (module.routes ? [module.routes.bind(module)] : [])),
   });
   // Listen before recovery, because rolling back a VM start talks to agents that call back to
-  // this port. Until recovery ends, the gateway answers API requests with SYS.1010 (not ready).
+  // this port. Until recovery ends, the gateway responds to API requests with SYS.1010 (not ready).
   const address = await app.listen({ host: options.host, port: options.port });
   const port = Number(new URL(address).port);
   core.port = port;
@@ -163,7 +163,7 @@ function buildCore(db: Db, dataDir: string, log: Logger): Core {
   return core;
 }
 
-/** The node keeps its uuid across restarts, so it can recognise the jobs it owned before a crash. */
+/** Reads or creates the node uuid, kept across restarts so the node can recognise the jobs it owned before a crash. */
 function readNodeUuid(dataDir: string) {
   const path = join(dataDir, "node-uuid");
 
@@ -234,8 +234,8 @@ async function bootstrapAdmin(core: Core, options: ServerOptions) {
 }
 
 /**
- * Ends what a crash left behind before new work is accepted: unfinished workflows are resumed
- * or rolled back and their jobs ended; jobs with no workflow behind them fail.
+ * Ends what a crash left behind before new work is accepted. Unfinished workflows are resumed or
+ * rolled back and their jobs ended. Jobs with no workflow behind them fail.
  */
 async function recover(core: Core) {
   for (const outcome of await core.workflows.recover()) {

@@ -22,7 +22,7 @@ async function expectApiError(promise: Promise<unknown>, code: string, detailsPa
   return error as ApiRequestError;
 }
 
-/** A local HTTP receiver for webhook POSTs. */
+/** Starts a local HTTP receiver for webhook POSTs. */
 async function startReceiver() {
   const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
   const waiters: Array<() => void> = [];

@@ -10,7 +10,7 @@ import type { VmReport, VmState } from "./types.js";
 
 const UUID = /^[0-9a-f]{32}$/;
 
-/** How long a QEMU whose QMP no longer answers may take to finish exiting. */
+/** How long a QEMU whose QMP no longer responds may take to finish exiting. */
 const EXIT_GRACE_MS = 10_000;
 
 /**

@@ -31,7 +31,7 @@ export function failure(error: ErrorBody): JobOutcome {
 
 /**
  * Async API jobs: each write API is a row with an owner node, a state and a deadline. The row
- * answers polling; ending it queues the `X-Web-Hook` callback in the same transaction.
+ * is what polling reads, and ending it queues the `X-Web-Hook` callback in the same transaction.
  */
 export class JobService {
   private readonly controllers = new Map<string, AbortController>();
@@ -181,7 +181,7 @@ export class JobService {
     return rows.filter((row) => !this.controllers.has(row.uuid));
   }
 
-  /** Deletes finished jobs older than `maxAgeMs`; polling them then answers 404. */
+  /** Deletes finished jobs older than `maxAgeMs`; polling them then returns 404. */
   async expire(maxAgeMs: number) {
     const cutoff = new Date(Date.now() - maxAgeMs).toISOString();
     const deleted = await this.db

@@ -1,31 +1,8 @@
-import { type CreateTableBuilder, type Kysely, type Migration, sql } from "kysely";
+import { type Migration, sql } from "kysely";
 import { createNetworkTables } from "../network/migration.js";
 import { createSecurityGroupTables } from "../network/security-groups-migration.js";
 import type { DialectName } from "./connect.js";
-
-// biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists.
-type Db = Kysely<any>;
-// biome-ignore lint/suspicious/noExplicitAny: same reason.
-type Table = CreateTableBuilder<string, any>;
-
-/** Adds the columns every resource table has. */
-function resourceColumns(table: Table): Table {
-  return table
-    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
-    .addColumn("name", "varchar(255)", (column) => column.notNull())
-    .addColumn("description", "text")
-    .addColumn("accountUuid", "varchar(32)", (column) => column.notNull())
-    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
-    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
-    .addColumn("version", "integer", (column) => column.notNull().defaultTo(0));
-}
-
-/** Indexes that every resource table gets, for owner filtering and the default sort. */
-async function resourceIndexes(db: Db, table: string) {
-  await db.schema.createIndex(`${table}_account`).on(table).column("accountUuid").execute();
-  await db.schema.createIndex(`${table}_create_date`).on(table).column("createDate").execute();
-  await db.schema.createIndex(`${table}_name`).on(table).column("name").execute();
-}
+import { type Db, resourceColumns, resourceIndexes, type Table } from "./migration-helpers.js";
 
 function serialId(dialect: DialectName) {
   return (table: Table): Table =>
@@ -545,7 +522,7 @@ async function createVolumes(db: Db) {
     .execute();
 }
 
-/** The forward-only migration set, in order. Never edit a migration that has shipped. */
+/** Returns the forward-only migration set, in order. Never edit a migration that has shipped. */
 export function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     "0001_core": { up: (db) => createCore(db, dialect) },
@@ -557,7 +534,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
   };
 }
 
-/** Checks that the database answers; used by the readiness route. */
+/** Checks that the database responds; used by the readiness route. */
 export async function ping(db: Db) {
   await sql`select 1`.execute(db);
 }

@@ -348,7 +348,7 @@ export interface VolumeTable extends ResourceColumns {
   type: string;
   vmInstanceUuid: string | null;
   primaryStorageUuid: string | null;
-  /** The host whose local storage holds the volume; null on shared storage. */
+  /** The host whose local storage contains the volume; null on shared storage. */
   hostUuid: string | null;
   rootImageUuid: string | null;
   diskOfferingUuid: string | null;
@@ -378,7 +378,7 @@ export interface VolumeSnapshotTable extends ResourceColumns {
   latest: number;
 }
 
-/** The whole schema, as Kysely sees it. */
+/** The whole schema, as Kysely types it. */
 export interface Database extends NetworkTables, SecurityGroupTables {
   resources: ResourceIndexTable;
   zones: ZoneTable;

@@ -4,7 +4,7 @@ import type { Core } from "../core/core.js";
 import { newUuid } from "../core/ids.js";
 import { run } from "./host-tools.js";
 
-/** Where and how to reach one host's agent. */
+/** Address, port and secret of one host's agent. */
 export interface AgentTarget {
   hostUuid: string;
   managementIp: string;
@@ -40,7 +40,7 @@ const HOST_CONCURRENCY = 10;
 
 /**
  * Sends commands to host agents over HTTP, signed with each host's secret. Long commands carry
- * `taskuuid` and `callbackurl`; the agent answers at once and posts the result to the callback
+ * `taskuuid` and `callbackurl`; the agent replies at once and posts the result to the callback
  * route, where `complete` matches it to the waiting call.
  */
 export class AgentClient {
@@ -49,7 +49,7 @@ export class AgentClient {
 
   constructor(private readonly core: Core) {}
 
-  /** Sends a command that the agent answers inline. */
+  /** Sends a command that the agent replies to inline. */
   async call<T>(target: AgentTarget, path: string, body: unknown, timeoutMs = 30_000): Promise<T> {
     const reply = await this.post(target, path, body, {}, timeoutMs);
     return checkReply(reply, target, path) as T;
@@ -145,7 +145,7 @@ export class AgentClient {
     return { status: 200, reason: "" };
   }
 
-  /** The management node's base URL as the host sees it: our address on the route to the host. */
+  /** Returns the management node's base URL as the host reaches it: our address on the route to the host. */
   async managementUrl(target: Pick<AgentTarget, "managementIp">) {
     let address = this.sourceAddresses.get(target.managementIp);
 
@@ -204,7 +204,7 @@ export class AgentClient {
             if ((response.statusCode ?? 500) >= 300) {
               reject(
                 new AgentError(
-                  `agent on ${target.managementIp}:${target.agentPort} answered ${path} with HTTP ${response.statusCode}: ${data.slice(0, 500)}`,
+                  `agent on ${target.managementIp}:${target.agentPort} responded to ${path} with HTTP ${response.statusCode}: ${data.slice(0, 500)}`,
                   path,
                   target.hostUuid,
                 ),
@@ -216,13 +216,17 @@ export class AgentClient {
               resolve(data ? JSON.parse(data) : {});
             } catch {
               reject(
-                new AgentError(`agent answered ${path} with invalid JSON`, path, target.hostUuid),
+                new AgentError(
+                  `agent responded to ${path} with invalid JSON`,
+                  path,
+                  target.hostUuid,
+                ),
               );
             }
           });
         },
       );
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on("timeout", () => req.destroy(new Error(`no response within ${timeoutMs} ms`)));
       req.on("error", (error) =>
         reject(
           new AgentError(

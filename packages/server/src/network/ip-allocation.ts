@@ -62,7 +62,7 @@ async function strategyOf(core: Core, tx: Tx, l3NetworkUuid: string) {
   return core.config.get("l3Network", "ipAllocationStrategy");
 }
 
-/** Inserts the used-address row; false when another allocation holds that address. */
+/** Inserts the used-address row, and returns false when another allocation already has that address. */
 async function claim(
   tx: Tx,
   l3NetworkUuid: string,

@@ -1,27 +1,5 @@
-import type { CreateTableBuilder, Kysely } from "kysely";
+import { type Db, resourceColumns, resourceIndexes } from "../db/migration-helpers.js";
 import { FLAT_PROVIDER, SECURITY_GROUP_PROVIDER } from "./providers.js";
-
-// biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists.
-type Db = Kysely<any>;
-// biome-ignore lint/suspicious/noExplicitAny: same reason.
-type Table = CreateTableBuilder<string, any>;
-
-function resourceColumns(table: Table): Table {
-  return table
-    .addColumn("uuid", "varchar(32)", (column) => column.primaryKey())
-    .addColumn("name", "varchar(255)", (column) => column.notNull())
-    .addColumn("description", "text")
-    .addColumn("accountUuid", "varchar(32)", (column) => column.notNull())
-    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
-    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
-    .addColumn("version", "integer", (column) => column.notNull().defaultTo(0));
-}
-
-async function resourceIndexes(db: Db, table: string) {
-  await db.schema.createIndex(`${table}_account`).on(table).column("accountUuid").execute();
-  await db.schema.createIndex(`${table}_create_date`).on(table).column("createDate").execute();
-  await db.schema.createIndex(`${table}_name`).on(table).column("name").execute();
-}
 
 async function createL2(db: Db) {
   await resourceColumns(db.schema.createTable("l2Networks"))

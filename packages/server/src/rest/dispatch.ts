@@ -11,7 +11,7 @@ import { validate } from "./validation.js";
 
 type Body = Record<string, unknown> | undefined;
 
-/** The signal of requests answered at once; only jobs can be cancelled. */
+/** Signal of requests handled at once, because only jobs can be cancelled. */
 const NEVER_ABORTED = new AbortController().signal;
 
 /** Registers every declared API, grouping the APIs that share one method and path. */

@@ -21,7 +21,7 @@ export interface QueryRequest {
   fields?: string;
 }
 
-/** Who is asking: admins see everything, others only their own and public resources. */
+/** The caller of a query: admins see everything, others only their own and public resources. */
 export interface Viewer {
   accountUuid: string;
   isAdmin: boolean;

@@ -25,7 +25,7 @@ export async function storageCall<T>(
 
 /**
  * Sends a long storage command and polls its progress every second until the callback arrives.
- * Aborting `signal` asks the agent to cancel the task, so it removes its partial file.
+ * Aborting `signal` tells the agent to cancel the task, so it removes its partial file.
  */
 export async function storageCallAsync<T>(
   core: Core,
@@ -84,7 +84,7 @@ export function agentReason(error: unknown) {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Wraps an agent failure into an API error that says what failed and what to do. */
+/** Wraps an agent failure into an API error that states what failed and what to do. */
 export function storageFailure(what: string, error: unknown, todo: string) {
   if (error instanceof ApiError) {
     return error;

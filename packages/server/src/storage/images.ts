@@ -17,7 +17,7 @@ import { agentReason, storageCall, storageCallAsync, type TransferProgress } fro
 import { refreshBackupStorageCapacity } from "./backup-storage.js";
 import { checkImageUrl, redactUrl } from "./image-url.js";
 
-/** What the agent records for an image it downloaded, from qemu-img and the hashes it took. */
+/** Facts the agent records for an image it downloaded, from qemu-img and the hashes it took. */
 interface StoredImage {
   imageUuid: string;
   format: "qcow2" | "raw";
@@ -231,7 +231,7 @@ async function markImage(core: Core, imageUuid: string, changes: Record<string, 
   });
 }
 
-/** Removes the image's files from every image store that holds them, then its rows. */
+/** Removes the image's files from every image store that contains them, then its rows. */
 async function expungeImage(core: Core, call: ApiCall) {
   const imageUuid = call.path.uuid!;
   const refs = await core.kysely

@@ -154,6 +154,13 @@ function workflowFailure(error: unknown) {
   return error;
 }
 
+/** The state each create strategy ends in. */
+const END_STATES: Record<string, VmData["endState"]> = {
+  InstantStart: "Running",
+  JustCreate: "Created",
+  CreateStopped: "Stopped",
+};
+
 const createVm: ApiHandler = {
   async check(core, call) {
     if (
@@ -234,8 +241,7 @@ const createVm: ApiHandler = {
       rootDiskSize: call.params.rootDiskSize as number | undefined,
       requestedHostUuid: call.params.hostUuid as string | undefined,
       requestedClusterUuid: call.params.clusterUuid as string | undefined,
-      endState:
-        strategy === "InstantStart" ? "Running" : strategy === "JustCreate" ? "Created" : "Stopped",
+      endState: END_STATES[strategy] ?? "Running",
     };
 
     try {

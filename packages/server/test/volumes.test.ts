@@ -152,7 +152,7 @@ describe("data volumes and snapshots on the local host", () => {
     (await admin.query<Volume>("queryVolume", [`uuid=${uuid}`])).inventories[0]!;
   const snapshot = async (uuid: string) =>
     (await admin.query<Snapshot>("queryVolumeSnapshot", [`uuid=${uuid}`])).inventories[0]!;
-  const vmAction = async (api: string, vmUuid: string, params: object = {}) =>
+  const vmAction = async (api: string, vmUuid: string, params: Record<string, unknown> = {}) =>
     (
       await admin.call<{ inventory: Inventory & { state: string } }>(api, {
         path: { uuid: vmUuid },

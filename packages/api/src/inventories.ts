@@ -170,25 +170,6 @@ export const HostInventory = Type.Object({
 });
 export type HostInventory = Static<typeof HostInventory>;
 
-export const VmInstanceInventory = Type.Object({
-  ...InventoryCommon,
-  zoneUuid: Type.Union([Uuid, Type.Null()]),
-  clusterUuid: Type.Union([Uuid, Type.Null()]),
-  hostUuid: Type.Union([Uuid, Type.Null()]),
-  lastHostUuid: Type.Union([Uuid, Type.Null()]),
-  imageUuid: Type.Union([Uuid, Type.Null()]),
-  instanceOfferingUuid: Type.Union([Uuid, Type.Null()]),
-  rootVolumeUuid: Type.Union([Uuid, Type.Null()]),
-  defaultL3NetworkUuid: Type.Union([Uuid, Type.Null()]),
-  type: Type.String(),
-  hypervisorType: Type.String(),
-  state: Type.String(),
-  cpuNum: Type.Integer(),
-  memorySize: Type.Integer(),
-  platform: Type.String(),
-  allocatorStrategy: Type.Union([Type.String(), Type.Null()]),
-});
-export type VmInstanceInventory = Static<typeof VmInstanceInventory>;
 export const L2NetworkTypes = [
   "L2NoVlanNetwork",
   "L2VlanNetwork",
@@ -383,6 +364,30 @@ export const VolumeInventory = Type.Object({
   lastError: NullableString,
 });
 export type VolumeInventory = Static<typeof VolumeInventory>;
+
+export const VmInstanceInventory = Type.Object({
+  ...InventoryCommon,
+  zoneUuid: Type.Union([Uuid, Type.Null()]),
+  clusterUuid: Type.Union([Uuid, Type.Null()]),
+  hostUuid: Type.Union([Uuid, Type.Null()]),
+  lastHostUuid: Type.Union([Uuid, Type.Null()]),
+  imageUuid: Type.Union([Uuid, Type.Null()]),
+  instanceOfferingUuid: Type.Union([Uuid, Type.Null()]),
+  rootVolumeUuid: Type.Union([Uuid, Type.Null()]),
+  defaultL3NetworkUuid: Type.Union([Uuid, Type.Null()]),
+  type: Type.String(),
+  hypervisorType: Type.String(),
+  state: Type.String(),
+  cpuNum: Type.Integer(),
+  memorySize: Type.Integer(),
+  platform: Type.String(),
+  allocatorStrategy: Type.Union([Type.String(), Type.Null()]),
+  vmNics: Type.Array(VmNicInventory, { description: "the VM's NICs in device order" }),
+  allVolumes: Type.Array(VolumeInventory, {
+    description: "the root volume and the attached data volumes in device order",
+  }),
+});
+export type VmInstanceInventory = Static<typeof VmInstanceInventory>;
 
 export const VolumeSnapshotInventory = Type.Object({
   ...InventoryCommon,

@@ -6,7 +6,11 @@ import { runningAgentPid } from "../src/compute/hosts/local.js";
 import { buildCloud } from "./cloud.js";
 import { startTestServer, type TestServer } from "./harness.js";
 
-type Vm = { uuid: string; state: string; hostUuid: string | null } & Record<string, unknown>;
+type Vm = { uuid: string; state: string; hostUuid: string | null } & Record<string, unknown> & {
+    rootVolumeUuid: string;
+    vmNics: { ip: string }[];
+    allVolumes: { uuid: string }[];
+  };
 
 /** Finds the QEMU process of a VM by its uuid on the command line. */
 function qemuPid(vmUuid: string) {
@@ -114,6 +118,11 @@ describe("VM on real QEMU through the REST API", () => {
     const nic = (await admin.query<{ ip: string }>("queryVmNic", [`vmInstanceUuid=${vm.uuid}`]))
       .inventories[0]!;
     expect(nic.ip).toMatch(/^172\.30\.77\.\d+$/);
+    expect(vm.vmNics.map((vmNic) => vmNic.ip)).toEqual([nic.ip]);
+    expect(vm.allVolumes.map((volume) => volume.uuid)).toEqual([vm.rootVolumeUuid]);
+
+    const found = await admin.query<Vm>("queryVmInstance", [`vmNics.ip=${nic.ip}`]);
+    expect(found.inventories.map((inventory) => inventory.uuid)).toEqual([vm.uuid]);
 
     const log = await until(
       consoleLog,

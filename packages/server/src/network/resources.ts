@@ -1,6 +1,11 @@
 import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.js";
-import { commonFields, commonInventory, defineResource } from "../resources/registry.js";
+import {
+  commonFields,
+  commonInventory,
+  defineResource,
+  extendWithChildren,
+} from "../resources/registry.js";
 
 type Row = Record<string, unknown>;
 
@@ -291,4 +296,10 @@ defineResource({
     createDate: row.createDate,
     lastOpDate: row.lastOpDate,
   }),
+});
+
+extendWithChildren("VmInstance", "vmNics", {
+  type: "VmNic",
+  foreignKey: "vmInstanceUuid",
+  orderBy: "deviceId",
 });

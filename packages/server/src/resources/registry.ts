@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import type { Database } from "../db/schema.js";
 
 export type FieldType = "string" | "number" | "boolean" | "date";
@@ -37,14 +37,34 @@ export interface ResourceDefinition {
   toInventory(row: Record<string, unknown>): Record<string, unknown>;
 }
 
+/**
+ * Relations and inventory fields that a module adds to a resource type another module owns,
+ * such as the network module adding a VM's NICs to the VM inventory.
+ */
+export interface ResourceExtension {
+  relations?: Record<string, Relation>;
+  enrich?: ResourceDefinition["enrich"];
+  /** Inventory fields read from the enriched row, merged into the owner's inventory. */
+  inventory?(row: Record<string, unknown>): Record<string, unknown>;
+}
+
 const definitions = new Map<string, ResourceDefinition>();
+const extensions = new Map<string, ResourceExtension[]>();
+const merged = new Map<string, ResourceDefinition>();
 
 export function defineResource(definition: ResourceDefinition) {
   definitions.set(definition.type, definition);
+  merged.clear();
+}
+
+/** Adds relations and inventory fields to a type, whether or not it is defined yet. */
+export function extendResource(type: string, extension: ResourceExtension) {
+  extensions.set(type, [...(extensions.get(type) ?? []), extension]);
+  merged.clear();
 }
 
 export function resourceDefinition(type: string): ResourceDefinition {
-  const definition = definitions.get(type);
+  const definition = findResourceDefinition(type);
 
   if (!definition) {
     throw new Error(`resource type ${type} is not registered`);
@@ -54,7 +74,53 @@ export function resourceDefinition(type: string): ResourceDefinition {
 }
 
 export function findResourceDefinition(type: string) {
-  return definitions.get(type);
+  const cached = merged.get(type);
+
+  if (cached) {
+    return cached;
+  }
+
+  const definition = definitions.get(type);
+
+  if (!definition) {
+    return undefined;
+  }
+
+  const result = withExtensions(definition, extensions.get(type) ?? []);
+  merged.set(type, result);
+  return result;
+}
+
+function withExtensions(
+  definition: ResourceDefinition,
+  added: ResourceExtension[],
+): ResourceDefinition {
+  if (added.length === 0) {
+    return definition;
+  }
+
+  const enrichers = [definition.enrich, ...added.map((extension) => extension.enrich)].filter(
+    (enrich) => enrich !== undefined,
+  );
+
+  return {
+    ...definition,
+    relations: Object.assign({}, definition.relations, ...added.map((e) => e.relations)),
+    async enrich(db, rows) {
+      let result = rows;
+
+      for (const enrich of enrichers) {
+        result = await enrich(db, result);
+      }
+
+      return result;
+    },
+    toInventory: (row) =>
+      Object.assign(
+        definition.toInventory(row),
+        ...added.map((extension) => extension.inventory?.(row) ?? {}),
+      ),
+  };
 }
 
 /** Fields of the common resource columns. */
@@ -75,4 +141,44 @@ export function commonInventory(row: Record<string, unknown>) {
     createDate: row.createDate,
     lastOpDate: row.lastOpDate,
   };
+}
+
+/**
+ * Lists each row's children under `field`, such as a VM's NICs, as the child type's inventories,
+ * and lets queries cross them (`vmNics.ip=10.0.0.5`).
+ */
+export function extendWithChildren(
+  type: string,
+  field: string,
+  child: { type: string; foreignKey: string; orderBy: string },
+) {
+  extendResource(type, {
+    relations: { [field]: { resource: child.type, local: "uuid", foreign: child.foreignKey } },
+    async enrich(db, rows) {
+      if (rows.length === 0) {
+        return rows;
+      }
+
+      const definition = resourceDefinition(child.type);
+      const uuids = rows.map((row) => String(row.uuid));
+      const result = await sql<Record<string, unknown>>`select * from ${sql.table(
+        definition.table,
+      )} where ${sql.ref(child.foreignKey)} in (${sql.join(uuids)}) order by ${sql.ref(
+        child.orderBy,
+      )}`.execute(db);
+      const children = definition.enrich ? await definition.enrich(db, result.rows) : result.rows;
+      const byParent = new Map<string, Record<string, unknown>[]>();
+
+      for (const row of children) {
+        const parent = String(row[child.foreignKey]);
+        byParent.set(parent, [...(byParent.get(parent) ?? []), row]);
+      }
+
+      return rows.map((row) => ({
+        ...row,
+        [field]: (byParent.get(String(row.uuid)) ?? []).map(definition.toInventory),
+      }));
+    },
+    inventory: (row) => ({ [field]: row[field] ?? [] }),
+  });
 }

@@ -1,4 +1,9 @@
-import { commonFields, commonInventory, defineResource } from "../resources/registry.js";
+import {
+  commonFields,
+  commonInventory,
+  defineResource,
+  extendWithChildren,
+} from "../resources/registry.js";
 
 /** Reads a bigint column, which PostgreSQL returns as a string. */
 const num = (value: unknown) => Number(value ?? 0);
@@ -286,4 +291,10 @@ defineResource({
     format: "qcow2",
     type: "Hypervisor",
   }),
+});
+
+extendWithChildren("VmInstance", "allVolumes", {
+  type: "Volume",
+  foreignKey: "vmInstanceUuid",
+  orderBy: "deviceId",
 });

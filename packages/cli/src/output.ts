@@ -1,3 +1,4 @@
+import type { Column } from "./columns.js";
 import { UsageError } from "./errors.js";
 import { toYaml } from "./yaml.js";
 
@@ -25,7 +26,7 @@ export function outputFormat(value: string | undefined): OutputFormat {
  * Formats an API result. Results with `inventories` print the list and results with `inventory`
  * print that object, in every format, so scripts get the resource itself.
  */
-export function formatResult(result: unknown, format: OutputFormat): string {
+export function formatResult(result: unknown, format: OutputFormat, columns?: Column[]): string {
   const data = unwrap(result);
 
   if (format === "json") {
@@ -36,7 +37,7 @@ export function formatResult(result: unknown, format: OutputFormat): string {
     return toYaml(data);
   }
 
-  return Array.isArray(data) ? listTable(data) : objectTable(data);
+  return Array.isArray(data) ? listTable(data, columns) : objectTable(data);
 }
 
 function unwrap(result: unknown) {
@@ -49,18 +50,23 @@ function unwrap(result: unknown) {
   return body?.inventory !== undefined ? body.inventory : result;
 }
 
-/** Formats a table with one row per item and the scalar fields as columns. */
-export function listTable(items: unknown[]): string {
+/** Formats a table with one row per item: the given columns, else the first scalar fields. */
+export function listTable(items: unknown[], columns?: Column[]): string {
   if (items.length === 0) {
     return "";
   }
 
   const rows = items as Array<Record<string, unknown>>;
-  const columns = Object.keys(rows[0] ?? {})
+  const shown = columns ?? scalarColumns(rows);
+  const cells = rows.map((row) => shown.map((column) => cell(column.value(row))));
+  return alignRows([shown.map((column) => column.header.toUpperCase()), ...cells]);
+}
+
+function scalarColumns(rows: Array<Record<string, unknown>>): Column[] {
+  return Object.keys(rows[0] ?? {})
     .filter((key) => !HIDDEN_COLUMNS.has(key) && rows.every((row) => isScalar(row[key])))
-    .slice(0, MAX_COLUMNS);
-  const cells = rows.map((row) => columns.map((column) => cell(row[column])));
-  return alignRows([columns.map((column) => column.toUpperCase()), ...cells]);
+    .slice(0, MAX_COLUMNS)
+    .map((key) => ({ header: key, value: (row) => row[key] }));
 }
 
 function objectTable(data: unknown): string {

@@ -3,6 +3,7 @@ import { isJobRoute, type ResourceEntry, resolveUuid, type TstackClient } from "
 import { type Command, Option } from "commander";
 import type { CliContext } from "./context.js";
 import { CliError } from "./errors.js";
+import { LIST_COLUMNS } from "./columns.js";
 import { formatResult } from "./output.js";
 import {
   nonNegativeInteger,
@@ -57,7 +58,7 @@ function addList(parent: Command, context: CliContext, entry: ResourceEntry) {
         start: options.start as number | undefined,
         sort: options.sort as string | undefined,
       });
-      context.write(formatResult(result, context.format(options)));
+      context.write(formatResult(result, context.format(options), LIST_COLUMNS[entry.name]));
     });
 }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { LIST_COLUMNS } from "../src/columns.js";
 import { formatResult } from "../src/output.js";
 import { ProgressBar } from "../src/progress.js";
 import { toYaml } from "../src/yaml.js";
@@ -31,6 +32,25 @@ describe("table output", () => {
     );
 
     expect(table).toBe("UUID  NAME\nu1    a\n");
+  });
+
+  it("shows a VM's state and addresses in VM lists", () => {
+    const vm = {
+      uuid: "u1",
+      name: "web",
+      state: "Running",
+      vmNics: [{ ip: "10.0.0.5" }, { ip: "10.1.0.5" }],
+      hypervisorType: "KVM",
+      cpuNum: 1,
+      memorySize: 128,
+      hostUuid: null,
+    };
+    const table = formatResult({ inventories: [vm] }, "table", LIST_COLUMNS.VmInstance);
+
+    expect(table.split("\n")[0]).toMatch(/^UUID +NAME +STATE +IP +TYPE +CPU +MEMORY +HOSTUUID$/);
+    expect(table.split("\n")[1]).toMatch(
+      /^u1 +web +Running +10\.0\.0\.5,10\.1\.0\.5 +KVM +1 +128 *$/,
+    );
   });
 
   it("prints an empty list as nothing", () => {

@@ -159,14 +159,24 @@ describe("VM on real QEMU through the REST API", () => {
       expect(String((error as Error).message)).toMatch(message);
     }
 
-    const userdata = await admin
-      .call("createVmInstance", {
-        params: base,
-        systemTags: ["userdata::!!!not base64"],
-        noWait: true,
-      })
-      .catch((failure: Error) => failure);
-    expect(String((userdata as Error).message)).toMatch(/userdata must be base64-encoded/);
+    const withNic = { ...base, l3NetworkUuids: [cloud.l3NetworkUuid] };
+    const tagCases: Array<[string[], RegExp]> = [
+      [["userdata::!!!not base64"], /userdata must be base64-encoded/],
+      [
+        ["bootMode::UEFI"],
+        /'bootMode::UEFI' is not a VM system tag tstack supports; use hostname::/,
+      ],
+      [["hostname::a", "hostname::b"], /'hostname' is given more than once/],
+      [["hostname::VM-ONE"], /hostname 'VM-ONE' is already used by VM [0-9a-f]{32} on L3 network/],
+    ];
+
+    for (const [systemTags, message] of tagCases) {
+      const error = await admin
+        .call("createVmInstance", { params: withNic, systemTags, noWait: true })
+        .catch((failure: Error) => failure);
+      expect(String((error as Error).message)).toMatch(message);
+    }
+
     expect((await admin.query("queryVmInstance", ["name=bad"])).inventories).toEqual([]);
   });
 

@@ -14,57 +14,8 @@ import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
 import { agentTarget } from "../hosts/connect.js";
 import { checkAction, loadVm } from "./state.js";
 import { ALLOWED_ACTIONS } from "./states.js";
+import { checkHostnameFree, checkVmTags } from "./tags.js";
 import type { VmData } from "./workflows.js";
-
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
-/** Checks the VM system tags tstack reads: hostname, static IPs and userdata. */
-function checkVmTags(tags: string[], l3NetworkUuids: string[]) {
-  const staticIps: Record<string, string> = {};
-
-  for (const tag of tags) {
-    const [key, ...rest] = tag.split("::");
-
-    if (key === "hostname" && !DNS_LABEL.test(rest.join("::"))) {
-      throw new ApiError(
-        "invalidArgument",
-        `systemTags: hostname '${rest.join("::")}' is not a DNS label (letters, digits and '-', at most 63, not starting or ending with '-')`,
-      );
-    }
-
-    if (key === "staticIp") {
-      const [l3Uuid, ip] = rest;
-
-      if (!l3Uuid || !ip || !IPV4.test(ip) || !l3NetworkUuids.includes(l3Uuid)) {
-        throw new ApiError(
-          "invalidArgument",
-          `systemTags: invalid '${tag}'; expected staticIp::<uuid of one of the VM's L3 networks>::<IPv4 address>`,
-        );
-      }
-
-      staticIps[l3Uuid] = ip;
-    }
-
-    if (key === "userdata") {
-      const value = rest.join("::");
-
-      if (value.length > 65536) {
-        throw new ApiError("invalidArgument", "systemTags: userdata is longer than 64 KiB");
-      }
-
-      // ZStack passes userdata base64-encoded; a value that is not base64 would reach guests garbled.
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0) {
-        throw new ApiError(
-          "invalidArgument",
-          "systemTags: userdata must be base64-encoded, as ZStack sends it",
-        );
-      }
-    }
-  }
-
-  return staticIps;
-}
 
 async function offeringSize(core: Core, params: Record<string, unknown>) {
   if (params.instanceOfferingUuid) {
@@ -179,8 +130,12 @@ const createVm: ApiHandler = {
     await checkQuota(core.kysely, account, "vm.cpuNum", size.cpuNum);
     await checkQuota(core.kysely, account, "vm.memorySize", size.memorySize);
     await checkReferences(core, call.params);
-    checkVmTags(call.systemTags, (call.params.l3NetworkUuids as string[] | undefined) ?? []);
     const l3s = (call.params.l3NetworkUuids as string[] | undefined) ?? [];
+    const tags = checkVmTags(call.systemTags, l3s);
+
+    if (tags.hostname) {
+      await checkHostnameFree(core, tags.hostname, l3s);
+    }
 
     if (
       call.params.defaultL3NetworkUuid &&
@@ -195,7 +150,7 @@ const createVm: ApiHandler = {
   async run(core, call) {
     const size = await offeringSize(core, call.params);
     const l3NetworkUuids = (call.params.l3NetworkUuids as string[] | undefined) ?? [];
-    const staticIps = checkVmTags(call.systemTags, l3NetworkUuids);
+    const { staticIps } = checkVmTags(call.systemTags, l3NetworkUuids);
     const vmUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
     const account = { uuid: call.caller.accountUuid, isAdmin: call.caller.isAdmin };
 

@@ -233,6 +233,22 @@ export interface HostCapacityTable {
   availablePhysicalMemory: number;
 }
 
+/** An agent command kept until its unreachable host connects again. */
+export interface HostCleanupTable {
+  uuid: string;
+  hostUuid: string;
+  path: string;
+  /** JSON body of the command. */
+  body: string;
+  /** 1 when the command is sent with a task uuid and callback. */
+  async: number;
+  reason: string;
+  attempts: number;
+  lastError: string | null;
+  createDate: string;
+  lastOpDate: string;
+}
+
 export interface VmInstanceTable extends ResourceColumns {
   zoneUuid: string | null;
   clusterUuid: string | null;
@@ -401,6 +417,7 @@ export interface Database extends NetworkTables, SecurityGroupTables {
   webHooks: WebHookTable;
   hosts: HostTable;
   hostCapacities: HostCapacityTable;
+  hostCleanups: HostCleanupTable;
   vmInstances: VmInstanceTable;
   backupStorages: BackupStorageTable;
   backupStorageZoneRefs: BackupStorageZoneRefTable;

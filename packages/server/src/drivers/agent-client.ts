@@ -19,6 +19,8 @@ export class AgentError extends Error {
     message: string,
     readonly path: string,
     readonly hostUuid: string,
+    /** The agent was not reached or never replied, so the command may not have run at all. */
+    readonly unreachable = false,
   ) {
     super(message);
     this.name = "AgentError";
@@ -89,6 +91,7 @@ export class AgentClient {
               `agent command ${path} on host ${target.hostUuid} timed out after ${options.timeoutMs} ms`,
               path,
               target.hostUuid,
+              true,
             ),
           ),
         options.timeoutMs,
@@ -233,6 +236,7 @@ export class AgentClient {
             `failed to reach the agent at ${target.managementIp}:${target.agentPort} for ${path}: ${error.message}`,
             path,
             target.hostUuid,
+            true,
           ),
         ),
       );

@@ -1,5 +1,6 @@
 import { ApiError } from "@tstack/api";
 import type { Transaction } from "kysely";
+import { cleanUpOnHost, skipIfUnreachable } from "../compute/hosts/cleanups.js";
 import { agentTarget } from "../compute/hosts/connect.js";
 import type { NicAttachment, NicService } from "../compute/vm-resources.js";
 import type { Core } from "../core/core.js";
@@ -220,14 +221,20 @@ export class FlatNicService implements NicService {
       hostUuid,
     );
 
+    // Per-NIC entries go even from an unreachable host, since the cleanup is kept until it returns.
     for (const ref of refs) {
-      await this.core.agents.call(target, "/network/userdata/release", {
-        l3NetworkUuid: ref.l3NetworkUuid,
-        ip: ref.ip,
+      const reason = `release VM NIC ${ref.nicUuid}`;
+      await cleanUpOnHost(this.core, {
+        hostUuid,
+        path: "/network/userdata/release",
+        body: { l3NetworkUuid: ref.l3NetworkUuid, ip: ref.ip },
+        reason,
       });
-      await this.core.agents.call(target, "/network/dhcp/release", {
-        l3NetworkUuid: ref.l3NetworkUuid,
-        macs: [ref.mac],
+      await cleanUpOnHost(this.core, {
+        hostUuid,
+        path: "/network/dhcp/release",
+        body: { l3NetworkUuid: ref.l3NetworkUuid, macs: [ref.mac] },
+        reason,
       });
       await this.core.kysely
         .deleteFrom("vmNicHostRefs")
@@ -236,13 +243,16 @@ export class FlatNicService implements NicService {
         .execute();
     }
 
-    for (const l3NetworkUuid of new Set(refs.map((ref) => ref.l3NetworkUuid))) {
-      await this.releaseL3IfUnused(l3NetworkUuid, hostUuid, target);
-    }
+    // Shared devices are not kept for later: a VM placed after the host returns may need them.
+    await skipIfUnreachable(this.core, hostUuid, async () => {
+      for (const l3NetworkUuid of new Set(refs.map((ref) => ref.l3NetworkUuid))) {
+        await this.releaseL3IfUnused(l3NetworkUuid, hostUuid, target);
+      }
 
-    for (const l2NetworkUuid of new Set(refs.map((ref) => ref.l2NetworkUuid))) {
-      await this.releaseL2IfUnused(l2NetworkUuid, hostUuid, target);
-    }
+      for (const l2NetworkUuid of new Set(refs.map((ref) => ref.l2NetworkUuid))) {
+        await this.releaseL2IfUnused(l2NetworkUuid, hostUuid, target);
+      }
+    });
   }
 
   private async stillUsed(

@@ -1,3 +1,4 @@
+import { cleanUpOnHost } from "../compute/hosts/cleanups.js";
 import { agentTarget } from "../compute/hosts/connect.js";
 import type { Core } from "../core/core.js";
 
@@ -196,12 +197,15 @@ export async function removeSecurityGroupsOnHost(core: Core, nicUuids: string[],
     return;
   }
 
-  await core.queues.run(PUSH_QUEUE, async () => {
-    const target = await agentTarget(core, hostUuid);
-    await core.agents.call(target, "/network/securitygroup/remove", {
-      nicUuids: grouped.map((row) => row.vmNicUuid),
-    });
-  });
+  const groupedUuids = grouped.map((row) => row.vmNicUuid);
+  await core.queues.run(PUSH_QUEUE, () =>
+    cleanUpOnHost(core, {
+      hostUuid,
+      path: "/network/securitygroup/remove",
+      body: { nicUuids: groupedUuids },
+      reason: `remove security group rules of VM NICs ${groupedUuids.join(", ")}`,
+    }),
+  );
 }
 
 /** Finds NICs whose rules name one of these groups as remote group: their peer sets change. */

@@ -1,5 +1,6 @@
 import { ApiError } from "@tstack/api";
 import type { Transaction } from "kysely";
+import { cleanUpOnHost } from "../compute/hosts/cleanups.js";
 import type { VolumeAttachment, VolumeService } from "../compute/vm-resources.js";
 import type { Core } from "../core/core.js";
 import { newUuid, now } from "../core/ids.js";
@@ -426,9 +427,15 @@ export async function expungeVolume(
     }
 
     // Deleting a volume directory that was never made succeeds, so half-made volumes go too.
-    await storageCall(core, hostUuid, "/storage/volume/delete", {
-      root: ps.url,
-      volume: { type: volume.type, accountUuid: volume.accountUuid, volumeUuid: volume.uuid },
+    // On an unreachable host the delete is kept and runs when the host connects again.
+    await cleanUpOnHost(core, {
+      hostUuid,
+      path: "/storage/volume/delete",
+      body: {
+        root: ps.url,
+        volume: { type: volume.type, accountUuid: volume.accountUuid, volumeUuid: volume.uuid },
+      },
+      reason: `delete volume ${volume.uuid}`,
     });
   }
 

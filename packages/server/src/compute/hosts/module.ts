@@ -3,6 +3,7 @@ import type { Core } from "../../core/core.js";
 import type { AgentClient } from "../../drivers/agent-client.js";
 import type { Module } from "../../modules.js";
 import { connectHost, hostHandlers } from "./api.js";
+import { replayCleanupsOnConnect } from "./cleanups.js";
 import { defineHostConfig } from "./config.js";
 import { type ConnectData, connectSteps } from "./connect.js";
 import { HostTracker } from "./tracker.js";
@@ -13,6 +14,7 @@ export function hostModule(): Module & { agents(): AgentClient } {
   let agents: AgentClient | undefined;
   let tracker: HostTracker | undefined;
   let core: Core | undefined;
+  let unsubscribe: (() => void) | undefined;
 
   const module = {
     handlers: {},
@@ -30,11 +32,13 @@ export function hostModule(): Module & { agents(): AgentClient } {
     start() {
       tracker = new HostTracker(core!, agents!, (hostUuid) => connectHost(core!, hostUuid));
       tracker.start();
+      unsubscribe = replayCleanupsOnConnect(core!);
     },
     routes(app: FastifyInstance) {
       registerAgentRoutes(app, () => agents!);
     },
     async stop() {
+      unsubscribe?.();
       await tracker?.stop();
     },
   };

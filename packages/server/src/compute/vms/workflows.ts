@@ -4,6 +4,7 @@ import { newUuid } from "../../core/ids.js";
 import type { Step } from "../../core/workflow.js";
 import { AgentError } from "../../drivers/agent-client.js";
 import { deleteResourceRow } from "../../resources/crud.js";
+import { cleanUpOnHost } from "../hosts/cleanups.js";
 import { agentTarget } from "../hosts/connect.js";
 import type { NicAttachment, VolumeAttachment } from "../vm-resources.js";
 import { allocateHost, release } from "./allocator.js";
@@ -255,12 +256,19 @@ export function vmSteps(core: Core) {
   };
 }
 
-/** Stops and removes a VM's QEMU process and taps on a host; a VM the agent does not know is fine. */
+/**
+ * Stops and removes a VM's QEMU process and taps on a host; a VM the agent does not know is fine.
+ * On an unreachable host the destroy is kept and runs when the host connects again.
+ */
 export async function destroyOnHost(core: Core, vmUuid: string, hostUuid: string) {
-  const target = await agentTarget(core, hostUuid);
-
   try {
-    await core.agents.callAsync(target, "/vm/destroy", { vmUuid }, { timeoutMs: 120_000 });
+    await cleanUpOnHost(core, {
+      hostUuid,
+      path: "/vm/destroy",
+      body: { vmUuid },
+      async: true,
+      reason: `destroy VM ${vmUuid}`,
+    });
   } catch (error) {
     if (
       !(error instanceof AgentError) ||

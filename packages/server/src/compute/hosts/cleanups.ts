@@ -1,0 +1,139 @@
+import type { Core } from "../../core/core.js";
+import { newUuid, now } from "../../core/ids.js";
+import { AgentError } from "../../drivers/agent-client.js";
+import { agentTarget } from "./connect.js";
+
+/** An agent command that removes something from a host, such as a VM's QEMU process. */
+export interface CleanupCommand {
+  hostUuid: string;
+  path: string;
+  body: Record<string, unknown>;
+  /** Sent with a task uuid and a callback, like `/vm/destroy`. */
+  async?: boolean;
+  /** Why it runs, for the log: the VM or volume it cleans up after. */
+  reason: string;
+}
+
+/** Long enough for a slow `/vm/destroy`. An unreachable host fails sooner, at connect. */
+const ASYNC_TIMEOUT_MS = 120_000;
+const SYNC_TIMEOUT_MS = 30_000;
+
+/**
+ * Runs a cleanup on a host now, or, when the agent cannot be reached, keeps it in the database
+ * and returns, so that a rollback or a delete finishes while the host is down. The kept command
+ * runs when the host connects again. An agent that answers with an error still throws.
+ */
+export async function cleanUpOnHost(core: Core, command: CleanupCommand) {
+  try {
+    await send(core, command);
+    return "done" as const;
+  } catch (error) {
+    if (!(error instanceof AgentError) || !error.unreachable) {
+      throw error;
+    }
+
+    await keep(core, command, error.message);
+    return "deferred" as const;
+  }
+}
+
+/**
+ * Runs host work that may be skipped while the host is unreachable, because the next use
+ * of the host redoes it, such as removing a bridge that the last VM on it no longer needs.
+ */
+export async function skipIfUnreachable(core: Core, hostUuid: string, work: () => Promise<void>) {
+  try {
+    await work();
+  } catch (error) {
+    if (!(error instanceof AgentError) || !error.unreachable) {
+      throw error;
+    }
+
+    core.log.warn({ err: error, hostUuid }, "host unreachable; shared network devices left on it");
+  }
+}
+
+async function send(core: Core, command: CleanupCommand) {
+  const target = await agentTarget(core, command.hostUuid);
+
+  if (command.async) {
+    await core.agents.callAsync(target, command.path, command.body, {
+      timeoutMs: ASYNC_TIMEOUT_MS,
+    });
+  } else {
+    await core.agents.call(target, command.path, command.body, SYNC_TIMEOUT_MS);
+  }
+}
+
+async function keep(core: Core, command: CleanupCommand, error: string) {
+  const stamp = now();
+  await core.kysely
+    .insertInto("hostCleanups")
+    .values({
+      uuid: newUuid(),
+      hostUuid: command.hostUuid,
+      path: command.path,
+      body: JSON.stringify(command.body),
+      async: command.async ? 1 : 0,
+      reason: command.reason,
+      attempts: 0,
+      lastError: error,
+      createDate: stamp,
+      lastOpDate: stamp,
+    })
+    .execute();
+  core.log.warn(
+    { hostUuid: command.hostUuid, path: command.path, reason: command.reason, err: error },
+    "host unreachable; cleanup kept to run when it reconnects",
+  );
+}
+
+/**
+ * Runs the cleanups kept for a host, oldest first, and deletes each that succeeds. One that
+ * fails stays with its error, and the next replay tries it again.
+ */
+export async function replayCleanups(core: Core, hostUuid: string) {
+  const rows = await core.kysely
+    .selectFrom("hostCleanups")
+    .selectAll()
+    .where("hostUuid", "=", hostUuid)
+    .orderBy("createDate")
+    .execute();
+
+  for (const row of rows) {
+    const command = {
+      hostUuid,
+      path: row.path,
+      body: JSON.parse(row.body) as Record<string, unknown>,
+      async: row.async === 1,
+      reason: row.reason,
+    };
+
+    try {
+      await send(core, command);
+      await core.kysely.deleteFrom("hostCleanups").where("uuid", "=", row.uuid).execute();
+      core.log.info({ hostUuid, path: row.path, reason: row.reason }, "kept cleanup ran");
+    } catch (error) {
+      await core.kysely
+        .updateTable("hostCleanups")
+        .set({
+          attempts: row.attempts + 1,
+          lastError: (error as Error).message,
+          lastOpDate: now(),
+        })
+        .where("uuid", "=", row.uuid)
+        .execute();
+      core.log.warn({ err: error, hostUuid, path: row.path }, "kept cleanup failed again");
+    }
+  }
+}
+
+/** Replays kept cleanups whenever a host connects. */
+export function replayCleanupsOnConnect(core: Core) {
+  return core.bus.subscribe("host.connected", async (message) => {
+    const { hostUuid } = message.body as { hostUuid: string };
+    await replayCleanups(core, hostUuid).catch((error) =>
+      core.log.warn({ err: error, hostUuid }, "replaying kept cleanups failed"),
+    );
+  });
+}

@@ -1,81 +1,17 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ApiRequestError, TstackClient } from "@tstack/sdk";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPostgresDatabase, dialects } from "./harness.js";
+import { exited, launchServer } from "./server-process.js";
 
 const MAIN = resolve(import.meta.dirname, "../dist/main.js");
 
-async function freePort() {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
-
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-  url: string;
-}
-
-/** Starts tstack-server as its own process, the way an operator runs it. */
-async function launch(
-  dataDir: string,
-  database: string | undefined,
-  env: Record<string, string> = {},
-): Promise<Running> {
-  const port = await freePort();
-  const args = [
-    MAIN,
-    "--listen",
-    `127.0.0.1:${port}`,
-    "--data-dir",
-    dataDir,
-    ...(database ? ["--database", database] : []),
-  ];
-  const child = spawn(process.execPath, args, {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.on("data", (chunk) => {
-    output += chunk;
-  });
-  child.stderr!.on("data", (chunk) => {
-    output += chunk;
-  });
-  const url = `http://127.0.0.1:${port}`;
-
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if (child.exitCode !== null) {
-      throw new Error(`tstack-server exited with ${child.exitCode}: ${output}`);
-    }
-
-    const ready = await fetch(`${url}/zstack/v1/management-nodes/ready`).catch(() => undefined);
-
-    if (ready?.status === 200) {
-      return { child, output: () => output, url };
-    }
-
-    await new Promise((done) => setTimeout(done, 50));
-  }
-
-  throw new Error(`tstack-server did not become ready: ${output}`);
-}
-
-function exited(child: ChildProcess) {
-  return new Promise<number | null>((done) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      done(child.exitCode);
-    } else {
-      child.once("exit", (code) => done(code));
-    }
-  });
+/** Starts tstack-server with the test's environment plus `env`. */
+function launch(dataDir: string, database: string | undefined, env: Record<string, string> = {}) {
+  return launchServer(dataDir, database, { ...process.env, ...env });
 }
 
 const started: ChildProcess[] = [];

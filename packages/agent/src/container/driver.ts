@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import type { HypervisorDriver, HypervisorStopOptions } from "../hypervisor.js";
 import { KeyedQueue } from "../keyed-queue.js";
@@ -233,7 +233,8 @@ export class ContainerDriver implements HypervisorDriver {
         { mode: 0o600 },
       );
 
-      await mountOverlay(lower, paths.upper, paths.work, paths.rootfs);
+      const layers = writableLayers(spec, paths);
+      await mountOverlay(lower, layers.upper, layers.work, paths.rootfs);
       reverter.add(`overlay ${paths.rootfs}`, () => unmountOverlay(paths.rootfs));
       await createContainerNetwork(spec, id, reverter);
 
@@ -415,7 +416,8 @@ async function prepareBundle(
   paths: ContainerPaths,
   reverter: Reverter,
 ) {
-  const firstStart = !(await stat(paths.upper).catch(() => undefined));
+  const { upper, work } = writableLayers(spec, paths);
+  const firstStart = !(await stat(paths.dir).catch(() => undefined));
 
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
 
@@ -426,15 +428,23 @@ async function prepareBundle(
   }
 
   // The work directory must be empty and on the same file system as the upper one.
-  await rm(paths.work, { recursive: true, force: true });
-  await mkdir(paths.upper, { recursive: true, mode: 0o755 });
-  await mkdir(paths.work, { mode: 0o700 });
+  await rm(work, { recursive: true, force: true });
+  await mkdir(upper, { recursive: true, mode: 0o755 });
+  await mkdir(work, { mode: 0o700 });
   await mkdir(paths.rootfs, { recursive: true, mode: 0o755 });
   await rm(paths.stateFile, { force: true });
   await writeFile(paths.specFile, JSON.stringify(spec, null, 2), { mode: 0o600 });
 
   const resolv = spec.dns.map((server) => `nameserver ${server}\n`).join("");
   await writeFile(paths.resolvConf, resolv, { mode: 0o644 });
+}
+
+/** Returns the overlay's upper and work directories: the root volume's, or the run directory's. */
+function writableLayers(spec: ResolvedContainerSpec, paths: ContainerPaths) {
+  const upperDir = spec.rootfs.upperDir;
+  return upperDir
+    ? { upper: upperDir, work: join(dirname(upperDir), "work") }
+    : { upper: paths.upper, work: paths.work };
 }
 
 /** Reads the spec a container was started with from its run directory. */

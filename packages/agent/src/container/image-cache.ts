@@ -150,6 +150,26 @@ export async function detectCompression(path: string): Promise<TarCompression> {
   }
 }
 
+/**
+ * Checks whether a file is a tar archive: gzip or xz magic bytes, or the `ustar` magic of an
+ * uncompressed one. A compressed file that is not a tar fails the member check later.
+ */
+export async function looksLikeTar(path: string) {
+  if ((await detectCompression(path)) !== "none") {
+    return true;
+  }
+
+  const file = await open(path, "r");
+
+  try {
+    const magic = Buffer.alloc(5);
+    await file.read(magic, 0, 5, 257);
+    return magic.toString("latin1") === "ustar";
+  } finally {
+    await file.close();
+  }
+}
+
 /** Runs `xz` with its output going straight to a file, since run() buffers output as text. */
 async function unxz(source: string, target: string) {
   const output = await open(target, "w", 0o600);

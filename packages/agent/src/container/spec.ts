@@ -47,6 +47,10 @@ export function resolveContainerSpec(input: ContainerSpec): ResolvedContainerSpe
   assertUuid(input.rootfs?.imageUuid, "rootfs.imageUuid");
   assertOptionPath(input.rootfs.tarPath, "rootfs.tarPath");
 
+  if (input.rootfs.upperDir !== undefined) {
+    assertOptionPath(input.rootfs.upperDir, "rootfs.upperDir");
+  }
+
   const hostname = input.hostname ?? `ct-${input.vmUuid.slice(0, 8)}`;
 
   if (typeof hostname !== "string" || !HOSTNAME.test(hostname)) {

@@ -27,6 +27,12 @@ export interface ContainerRootfs {
   imageUuid: string;
   /** Absolute path of the tar, tar.gz or tar.xz file on this host. */
   tarPath: string;
+  /**
+   * Directory that keeps the container's writes (the overlay's upper layer), e.g. the root
+   * volume on primary storage; its sibling `work` is the overlay work directory. The run
+   * directory's `upper` when unset, which destroy removes.
+   */
+  upperDir?: string;
 }
 
 /** Everything needed to start one container; the body of `/vm/start` with `hypervisorType: "Container"`. */

@@ -1,7 +1,8 @@
 // Container benchmark: createVmInstance (InstantStart) of a busybox container through the REST
 // API until its job reports Running, one at a time, then 50 with 10 concurrent clients. One
-// all-in-one cloud on this machine, in temporary directories; containers get no NIC.
-// Usage: npm run bench -- containers [--serial 20] [--total 50] [--clients 10]
+// all-in-one cloud on this machine, in temporary directories.
+// With --nic each container gets one NIC (a veth on an isolated flat L2 with no services).
+// Usage: npm run bench -- containers [--serial 20] [--total 50] [--clients 10] [--nic]
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -14,6 +15,7 @@ const { values } = parseArgs({
     serial: { type: "string", default: "20" },
     total: { type: "string", default: "50" },
     clients: { type: "string", default: "10" },
+    nic: { type: "boolean", default: false },
   },
 });
 const serialRuns = Number(values.serial);
@@ -25,6 +27,7 @@ const agentDir = join(work, "agent");
 // runc ids, network namespaces and cgroups of the benchmark's containers start with this.
 const PREFIX = "tctb";
 const children = [];
+const bridges = [];
 
 async function freePort() {
   const server = createServer();
@@ -138,14 +141,44 @@ async function buildCloud(client, tarPath) {
   await call("attachPrimaryStorageToCluster", {
     path: { clusterUuid: cluster.uuid, primaryStorageUuid: ps.uuid },
   });
-  return image.uuid;
+  return {
+    imageUuid: image.uuid,
+    l3NetworkUuids: values.nic ? [await buildL3(call, zone, cluster)] : [],
+  };
+}
+
+/** Makes an isolated flat L2 (its own bridge, no uplink) and an L3 without network services. */
+async function buildL3(call, zone, cluster) {
+  const l2 = (
+    await call("createL2NoVlanNetwork", { params: { name: "bench", zoneUuid: zone.uuid } })
+  ).inventory;
+  await call("attachL2NetworkToCluster", {
+    path: { l2NetworkUuid: l2.uuid, clusterUuid: cluster.uuid },
+  });
+  const l3 = (
+    await call("createL3Network", {
+      params: { name: "bench", l2NetworkUuid: l2.uuid, category: "Private" },
+    })
+  ).inventory;
+  await call("addIpRangeByNetworkCidr", {
+    path: { l3NetworkUuid: l3.uuid },
+    params: { name: "bench", networkCidr: "172.30.94.0/24" },
+  });
+  bridges.push(`br_${l2.uuid.slice(0, 12)}`);
+  return l3.uuid;
 }
 
 /** Creates and starts one container; returns the milliseconds until its job finished. */
-async function createOne(client, imageUuid, name) {
+async function createOne(client, cloud, name) {
   const started = performance.now();
   const reply = await client.call("createVmInstance", {
-    params: { name, imageUuid, cpuNum: 1, memorySize: 128 * 1024 * 1024 },
+    params: {
+      name,
+      imageUuid: cloud.imageUuid,
+      l3NetworkUuids: cloud.l3NetworkUuids,
+      cpuNum: 1,
+      memorySize: 128 * 1024 * 1024,
+    },
   });
 
   if (reply.inventory.state !== "Running") {
@@ -178,16 +211,16 @@ async function main() {
     return client;
   };
   const admin = await login();
-  const imageUuid = await buildCloud(admin, tarPath);
+  const cloud = await buildCloud(admin, tarPath);
 
   // The first container unpacks the image into the host's cache; it is not counted.
-  await createOne(admin, imageUuid, "warm-up");
+  await createOne(admin, cloud, "warm-up");
   await expungeAll(admin);
 
   const serial = [];
 
   for (let run = 0; run < serialRuns; run++) {
-    serial.push(await createOne(admin, imageUuid, `serial-${run}`));
+    serial.push(await createOne(admin, cloud, `serial-${run}`));
   }
 
   await expungeAll(admin);
@@ -200,7 +233,7 @@ async function main() {
     sessions.map(async (client) => {
       while (next < total) {
         const index = next++;
-        concurrent.push(await createOne(client, imageUuid, `burst-${index}`));
+        concurrent.push(await createOne(client, cloud, `burst-${index}`));
       }
     }),
   );
@@ -208,7 +241,8 @@ async function main() {
   await expungeAll(admin);
 
   const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-  console.log(`\nContainer create+start through the REST API (busybox rootfs, no NIC)\n`);
+  const nic = values.nic ? "one NIC on a flat L3" : "no NIC";
+  console.log(`\nContainer create+start through the REST API (busybox rootfs, ${nic})\n`);
   console.log("| measure | value | LXD figure |\n| --- | --- | --- |");
   console.log(
     `| one at a time, p50 of ${serialRuns} (p90) | ${percentile(serial, 0.5).toFixed(0)} ms (${percentile(serial, 0.9).toFixed(0)} ms) | 174 ms |`,
@@ -257,5 +291,14 @@ try {
   }
 
   removeLeftovers();
+
+  for (const bridge of bridges) {
+    try {
+      execFileSync("ip", ["link", "delete", bridge], { stdio: "ignore" });
+    } catch {
+      // Already gone.
+    }
+  }
+
   rmSync(work, { recursive: true, force: true });
 }

@@ -271,7 +271,10 @@ export class ContainerDriver implements HypervisorDriver {
       );
     }
 
-    await this.runc.deleteForce(id);
+    if (state) {
+      await this.runc.deleteForce(id);
+    }
+
     await unmountOverlay(paths.rootfs);
   }
 

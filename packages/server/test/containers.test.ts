@@ -5,8 +5,9 @@ import { join } from "node:path";
 import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildBusyboxTarball } from "../../agent/src/container/testbed.js";
-import { buildCloud } from "./cloud.js";
-import { startTestServer, type TestServer } from "./harness.js";
+import { runningAgentPid } from "../src/compute/hosts/local.js";
+import { buildCloud, guestImage, serveFile } from "./cloud.js";
+import { freePort, startTestServer, type TestServer } from "./harness.js";
 
 type Inventory = Record<string, unknown> & { uuid: string };
 
@@ -15,6 +16,7 @@ const FLAT = "f1b7a78b680fb97d45b686eac3a16d98";
 const PREFIX = "tct";
 const SUBNET = "172.30.93";
 const CONTAINER_IP = `${SUBNET}.60`;
+const VM_IP = `${SUBNET}.61`;
 const PEER_IP = `${SUBNET}.253`;
 const PEER_NETNS = `tctpeer${process.pid}`;
 const PEER_VETH = `tctv${process.pid}`;
@@ -64,12 +66,74 @@ function removeContainersUnder(agentDir: string) {
   }
 }
 
+// The container's init pings the VM once a second and prints the result to its console.
+const CONTAINER_PINGER = [
+  "(while true; do",
+  `  if ping -c 1 -W 1 ${VM_IP} >/dev/null 2>&1; then r=ok; else r=fail; fi`,
+  '  echo "TCT-PING $r"',
+  "  sleep 1",
+  "done) &",
+].join("\n");
+
+// The VM's userdata does the same towards the container, on the serial console.
+const VM_PINGER = [
+  "#!/bin/sh",
+  "(while true; do",
+  `  if ping -c 1 -W 1 ${CONTAINER_IP} >/dev/null 2>&1; then r=ok; else r=fail; fi`,
+  '  echo "TCT-VM-PING $r" >/dev/console',
+  "  sleep 1",
+  "done) </dev/null >/dev/null 2>&1 &",
+  "",
+].join("\n");
+
+/**
+ * Adds this machine a second time, as 127.0.0.2 in a new KVM cluster of the cloud's zone with
+ * its own agent, and attaches the cloud's L2 network and primary storage to that cluster.
+ */
+async function addKvmHost(admin: TstackClient, cloud: Awaited<ReturnType<typeof buildCloud>>) {
+  const agentDir = mkdtempSync(join(tmpdir(), "tct-agent-"));
+  await admin.call("updateGlobalConfig", {
+    path: { category: "host", name: "agent.dataDir" },
+    params: { value: agentDir },
+  });
+  await admin.call("updateGlobalConfig", {
+    path: { category: "host", name: "agent.port" },
+    params: { value: String(await freePort()) },
+  });
+  const cluster = (
+    await admin.call<{ inventory: Inventory }>("createCluster", {
+      params: { zoneUuid: cloud.zoneUuid, name: "kvm", hypervisorType: "KVM" },
+    })
+  ).inventory;
+  const host = (
+    await admin.call<{ inventory: Inventory }>("addKVMHost", {
+      params: {
+        name: "kvm",
+        managementIp: "127.0.0.2",
+        username: "root",
+        clusterUuid: cluster.uuid,
+      },
+    })
+  ).inventory;
+  // The image cache on this host downloads from the image store's agent on 127.0.0.1.
+  execFileSync("cp", [join(cloud.agentDir, "storage-policy.json"), agentDir]);
+  await admin.call("attachL2NetworkToCluster", {
+    path: { l2NetworkUuid: cloud.l2NetworkUuid, clusterUuid: cluster.uuid },
+  });
+  await admin.call("attachPrimaryStorageToCluster", {
+    path: { clusterUuid: cluster.uuid, primaryStorageUuid: cloud.primaryStorageUuid },
+  });
+  return { agentDir, hostUuid: host.uuid };
+}
+
 describe("containers on a Container host", () => {
   let t: TestServer;
   let admin: TstackClient;
   let cloud: Awaited<ReturnType<typeof buildCloud>>;
   let work: string;
   let vm: Inventory;
+  let kvm: { agentDir: string; hostUuid: string } | undefined;
+  let guest: Inventory;
 
   const consoleLog = async () =>
     (await admin.call<{ console: string }>("getVmConsoleLog", { path: { uuid: vm.uuid } })).console;
@@ -82,7 +146,7 @@ describe("containers on a Container host", () => {
     // The agent the test server spawns inherits the environment, so its names start with tct.
     process.env.TSTACK_AGENT_CONTAINER_PREFIX = PREFIX;
     work = mkdtempSync(join(tmpdir(), "tct-e2e-"));
-    const tarPath = await buildBusyboxTarball(work);
+    const tarPath = await buildBusyboxTarball(work, CONTAINER_PINGER);
     t = await startTestServer("sqlite");
     admin = t.admin;
     cloud = await buildCloud(t, `${SUBNET}.0/24`, tarPath, "Container");
@@ -96,6 +160,16 @@ describe("containers on a Container host", () => {
     if (cloud) {
       removeContainersUnder(cloud.agentDir);
       await cloud.cleanup();
+    }
+
+    if (kvm) {
+      const pid = runningAgentPid(kvm.agentDir);
+
+      if (pid) {
+        process.kill(pid, "SIGKILL");
+      }
+
+      rmSync(kvm.agentDir, { recursive: true, force: true });
     }
 
     await t?.stop();
@@ -135,6 +209,58 @@ describe("containers on a Container host", () => {
 
     expect(await consoleLog()).toContain(`mem=${128 * 1024 * 1024}`);
   });
+
+  it("pings a TCG VM on the same L3", async () => {
+    kvm = await addKvmHost(admin, cloud);
+    const served = await serveFile(guestImage());
+    const image = (
+      await admin.call<{ inventory: Inventory }>("addImage", {
+        params: {
+          name: "guest",
+          url: served.url,
+          format: "qcow2",
+          mediaType: "RootVolumeTemplate",
+          backupStorageUuids: [
+            (await admin.query<Inventory>("queryBackupStorage")).inventories[0]!.uuid,
+          ],
+        },
+      })
+    ).inventory;
+    await served.close();
+    guest = (
+      await admin.call<{ inventory: Inventory }>("createVmInstance", {
+        params: {
+          name: "tct-vm",
+          imageUuid: image.uuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+        },
+        systemTags: [
+          `staticIp::${cloud.l3NetworkUuid}::${VM_IP}`,
+          `userdata::${Buffer.from(VM_PINGER).toString("base64")}`,
+        ],
+      })
+    ).inventory;
+    const guestConsole = async () =>
+      (await admin.call<{ console: string }>("getVmConsoleLog", { path: { uuid: guest.uuid } }))
+        .console;
+
+    expect(guest.hypervisorType).toBe("KVM");
+    expect(guest.hostUuid).toBe(kvm.hostUuid);
+    await eventually(
+      "the VM's ping",
+      async () => (await guestConsole()).includes("TCT-VM-PING ok"),
+      240_000,
+    );
+    await eventually(
+      "the container's ping",
+      async () => (await consoleLog()).includes("TCT-PING ok"),
+      60_000,
+    );
+
+    await admin.call("destroyVmInstance", { path: { uuid: guest.uuid } });
+    await admin.call("expungeVmInstance", { path: { uuid: guest.uuid }, params: {} });
+  }, 400_000);
 
   it("answers pings on the L3 network", async () => {
     const nic = (await admin.query<Inventory>("queryVmNic", [`vmInstanceUuid=${vm.uuid}`]))

@@ -13,6 +13,17 @@ export const AGENT_HYPERVISORS = ["KVM", CONTAINER_HYPERVISOR];
 /** Image format of container root filesystems: a tar archive, plain or gzip or xz compressed. */
 export const CONTAINER_IMAGE_FORMAT = "tar";
 
+/** Checks whether a VM is a container. */
+export async function isContainer(core: Core, vmUuid: string) {
+  const vm = await core.kysely
+    .selectFrom("vmInstances")
+    .select("hypervisorType")
+    .where("uuid", "=", vmUuid)
+    .executeTakeFirst();
+
+  return vm?.hypervisorType === CONTAINER_HYPERVISOR;
+}
+
 /** Picks the hypervisor of a new VM from its image: a `tar` image makes a container. */
 export async function hypervisorTypeOfImage(db: Kysely<Database>, imageUuid: string) {
   const image = await db

@@ -331,6 +331,25 @@ describe("containers on a Container host", () => {
     await eventually("a ping reply", () => peerPings(CONTAINER_IP));
   }, 120_000);
 
+  it("reboots into a fresh init", async () => {
+    const before = execFileSync(
+      "runc",
+      ["--root", join(cloud.agentDir, "runc"), "state", `${PREFIX}${vm.uuid}`],
+      { encoding: "utf8" },
+    );
+
+    await action("rebootVmInstance");
+
+    const after = execFileSync(
+      "runc",
+      ["--root", join(cloud.agentDir, "runc"), "state", `${PREFIX}${vm.uuid}`],
+      { encoding: "utf8" },
+    );
+    expect(await vmState()).toBe("Running");
+    expect(JSON.parse(after).pid).not.toBe(JSON.parse(before).pid);
+    await eventually("the boot line", async () => (await consoleLog()).includes("TCT-BOOT"));
+  }, 120_000);
+
   it("reports a killed init", async () => {
     const state = execFileSync(
       "runc",

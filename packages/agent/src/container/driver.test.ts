@@ -252,6 +252,17 @@ describe("container driver on runc", () => {
     expect(driver.get(failing)).toBeUndefined();
   });
 
+  it("stops a paused container", async () => {
+    const driver = drivers[1]!;
+    await driver.start(spec(vmUuid));
+    await driver.pause(vmUuid);
+
+    const stopped = await driver.stop(vmUuid);
+
+    expect(stopped.state).toBe("Stopped");
+    expect(await hostLeftovers(driver, vmUuid)).toEqual(NOTHING_LEFT);
+  });
+
   it("destroys the run directory", async () => {
     const driver = drivers[1]!;
     await driver.start(spec(vmUuid));

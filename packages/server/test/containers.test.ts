@@ -364,6 +364,56 @@ describe("containers on a Container host", () => {
     expect(await vmState()).toBe("Stopped");
   }, 60_000);
 
+  it("rolls back a container that fails to start", async () => {
+    const host = async () =>
+      (await admin.query<Inventory>("queryHost", [`uuid=${cloud.hostUuid}`])).inventories[0]!;
+    const before = await host();
+    const broken = mkdtempSync(join(work, "broken-"));
+    const served = await serveFile(await buildBusyboxTarball(broken, "", "/sbin/missing"));
+    const image = (
+      await admin.call<{ inventory: Inventory }>("addImage", {
+        params: {
+          name: "no-init",
+          url: served.url,
+          format: "tar",
+          mediaType: "RootVolumeTemplate",
+          backupStorageUuids: [
+            (await admin.query<Inventory>("queryBackupStorage")).inventories[0]!.uuid,
+          ],
+        },
+      })
+    ).inventory;
+    await served.close();
+
+    const failure = await admin
+      .call("createVmInstance", {
+        params: {
+          name: "tct-broken",
+          imageUuid: image.uuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+        },
+        systemTags: [`staticIp::${cloud.l3NetworkUuid}::${SUBNET}.70`],
+      })
+      .then(
+        () => undefined,
+        (error: unknown) => error as Error & { details?: string },
+      );
+
+    expect(failure).toBeDefined();
+    expect(String(failure?.details ?? failure?.message)).toMatch(/runc run/);
+    const after = await host();
+    expect(after.availableCpuCapacity).toBe(before.availableCpuCapacity);
+    expect(after.availableMemoryCapacity).toBe(before.availableMemoryCapacity);
+    const used = await admin.query<Inventory>("queryVmNic", [`ip=${SUBNET}.70`]);
+    expect(used.inventories).toEqual([]);
+    const left = readdirSync(join(cloud.agentDir, "containers"));
+    expect(left).toEqual([vm.uuid]);
+    expect(execFileSync("ip", ["netns", "list"], { encoding: "utf8" })).not.toMatch(
+      new RegExp(`${PREFIX}(?!${vm.uuid})[0-9a-f]{32}`),
+    );
+  }, 120_000);
+
   it("destroys and expunges", async () => {
     await action("startVmInstance");
     await admin.call("destroyVmInstance", { path: { uuid: vm.uuid } });

@@ -9,10 +9,11 @@ const APPLETS = ["sh", "cat", "echo", "sleep", "ping", "ip", "hostname", "ls", "
 
 /**
  * Builds a busybox root filesystem tarball (`tar.gz`) for tests. Its `/sbin/init` prints the
- * container's memory and pids limits and host name to the console, runs `/etc/rc.local` if the
- * test wrote one, then sleeps until SIGTERM.
+ * container's memory and pids limits and host name to the console, runs `extraInit` (shell
+ * lines), then sleeps until SIGTERM. `initPath` moves the init script, so a test can build an
+ * image whose `/sbin/init` is missing.
  */
-export async function buildBusyboxTarball(dir: string, extraInit = "") {
+export async function buildBusyboxTarball(dir: string, extraInit = "", initPath = "/sbin/init") {
   const root = join(dir, "rootfs-src");
 
   for (const folder of ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "run", "root"]) {
@@ -34,8 +35,8 @@ export async function buildBusyboxTarball(dir: string, extraInit = "") {
     "while true; do sleep 1 & wait $!; done",
     "",
   ].join("\n");
-  await writeFile(join(root, "sbin", "init"), init);
-  await chmod(join(root, "sbin", "init"), 0o755);
+  await writeFile(join(root, initPath), init);
+  await chmod(join(root, initPath), 0o755);
 
   const tarPath = join(dir, "busybox-rootfs.tar.gz");
   execFileSync("tar", ["--create", "--gzip", "--file", tarPath, "--directory", root, "."]);

@@ -331,6 +331,34 @@ describe("containers on a Container host", () => {
     await eventually("a ping reply", () => peerPings(CONTAINER_IP));
   }, 120_000);
 
+  it("survives an agent restart", async () => {
+    const initPid = () =>
+      (
+        JSON.parse(
+          execFileSync(
+            "runc",
+            ["--root", join(cloud.agentDir, "runc"), "state", `${PREFIX}${vm.uuid}`],
+            { encoding: "utf8" },
+          ),
+        ) as { pid: number }
+      ).pid;
+    const before = initPid();
+    // The KVM host's test changed the agent directory setting, and reconnect reads it.
+    await admin.call("updateGlobalConfig", {
+      path: { category: "host", name: "agent.dataDir" },
+      params: { value: cloud.agentDir },
+    });
+
+    await admin.call("reconnectHost", { path: { uuid: cloud.hostUuid } });
+
+    expect(initPid()).toBe(before);
+    expect(await vmState()).toBe("Running");
+    await action("pauseVmInstance");
+    expect(await vmState()).toBe("Paused");
+    await action("resumeVmInstance");
+    await eventually("a ping reply", () => peerPings(CONTAINER_IP));
+  }, 120_000);
+
   it("reboots into a fresh init", async () => {
     const before = execFileSync(
       "runc",

@@ -111,6 +111,24 @@ describe("tar member check", () => {
     await expect(check(members)).rejects.toBeInstanceOf(UnsafeTarError);
   });
 
+  it("rejects a global PAX path", async () => {
+    const record = "13 path=/etc\n";
+    const path = join(dir, "global.tar");
+    const data = Buffer.alloc(512);
+    data.write(record);
+    await writeFile(
+      path,
+      Buffer.concat([
+        header("pax", "g", "", record.length),
+        data,
+        header("x", "0"),
+        Buffer.alloc(1024),
+      ]),
+    );
+
+    await expect(readTarEntries(path)).rejects.toThrow(/global PAX header/);
+  });
+
   it("rejects a bad checksum", async () => {
     const path = join(dir, "bad.tar");
     const block = header("x", "0");

@@ -269,14 +269,20 @@ function extensionNames(type: string, data: Buffer): Partial<Pick<TarEntry, "nam
     return { linkName: cString(data) };
   }
 
-  // A global PAX header would rename every later member; no rootfs tool writes paths there.
+  const records = paxRecords(data);
+
+  // A path in a global PAX header would apply to later members in ways tar versions differ on.
   if (type === "g") {
+    if (records.some(([key]) => key === "path" || key === "linkpath")) {
+      throw new UnsafeTarError("tar archive has a global PAX header that sets a path");
+    }
+
     return {};
   }
 
   const names: Partial<Pick<TarEntry, "name" | "linkName">> = {};
 
-  for (const [key, value] of paxRecords(data)) {
+  for (const [key, value] of records) {
     if (key === "path") {
       names.name = value;
     } else if (key === "linkpath") {

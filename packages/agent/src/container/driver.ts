@@ -384,6 +384,8 @@ export class ContainerDriver implements HypervisorDriver {
         continue;
       }
 
+      // NOTE: the init is not a child of the agent, so its exit status is unknown and a crash
+      // is reported as Stopped like a clean exit.
       if (!isSameProcessAlive(entry.pid, entry.pidStartTime)) {
         this.#reportEnd(entry, "Stopped", "container init exited");
       }

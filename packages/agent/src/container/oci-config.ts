@@ -105,7 +105,8 @@ export function buildOciConfig(
         effective: CONTAINER_CAPABILITIES,
         permitted: CONTAINER_CAPABILITIES,
       },
-      // Only lowered: raising the hard limit above the agent's own fails with EPERM.
+      // Raising the hard limit above the agent's own fails with EPERM, so this stays low.
+      // NOTE: an agent started with a hard limit below 4096 cannot start containers.
       rlimits: [{ type: "RLIMIT_NOFILE", hard: 4096, soft: 1024 }],
       noNewPrivileges: true,
     },

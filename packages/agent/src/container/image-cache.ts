@@ -133,7 +133,9 @@ export async function decompress(source: string, target: string): Promise<TarCom
 /** Finds the compression from the magic bytes; a plain tar is recognized by its checksum later. */
 export async function detectCompression(path: string): Promise<TarCompression> {
   const file = await open(path, "r").catch((error: NodeJS.ErrnoException) => {
-    throw new ValidationError(`root filesystem archive ${path} cannot be opened: ${error.code}`);
+    throw new ValidationError(
+      `failed to open root filesystem archive ${path}: ${error.code ?? error.message}`,
+    );
   });
 
   try {

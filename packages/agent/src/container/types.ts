@@ -17,7 +17,7 @@ export interface ContainerNicSpec {
   bridgeName: string;
   /** Host end of the veth pair; `vnic<first 8 hex of the UUID>.<index>` when unset, like a tap. */
   tapName?: string;
-  /** Static address; without it the container must ask DHCP itself, which needs CAP_NET_ADMIN. */
+  /** Static address. Without it the NIC stays unconfigured: the container lacks CAP_NET_ADMIN for DHCP. */
   ipv4?: ContainerIpv4;
 }
 

@@ -17,7 +17,10 @@ export interface ContainerNicSpec {
   bridgeName: string;
   /** Host end of the veth pair; `vnic<first 8 hex of the UUID>.<index>` when unset, like a tap. */
   tapName?: string;
-  /** Static address. Without it the NIC stays unconfigured: the container lacks CAP_NET_ADMIN for DHCP. */
+  /**
+   * Static address. Without it the NIC stays unconfigured, because the container lacks
+   * CAP_NET_ADMIN to run a DHCP client.
+   */
   ipv4?: ContainerIpv4;
 }
 

@@ -15,6 +15,8 @@ packages=(
   debootstrap
   # SSH path of adding hosts, tested against an sshd in a network namespace.
   openssh-server openssh-client
+  # Container hosts: runc runs each container from an OCI bundle; xz-utils unpacks tar.xz images.
+  runc xz-utils
   # Benchmarks: a load generator that is not the bottleneck on two cores.
   wrk
 )

@@ -1,6 +1,7 @@
 import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { adoptContainers, ContainerDriver } from "./container/index.js";
 import { collectFacts } from "./host/facts.js";
 import { probeAccelerator } from "./host/kvm.js";
 import { buildServer } from "./server/app.js";
@@ -24,6 +25,7 @@ export interface Agent {
   /** The `http://host:port` the command server listens on. */
   url: string;
   driver: QemuDriver;
+  containers: ContainerDriver;
   /** Stops the command server and detaches from QEMU; VMs keep running. */
   close(): Promise<void>;
 }
@@ -49,11 +51,19 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const onReport = reporter.send.bind(reporter);
   const driver = new QemuDriver({ dataDir, accel, logger, onReport });
   await adoptVms(driver, dataDir, logger, onReport);
+  const containers = new ContainerDriver({
+    dataDir,
+    logger,
+    onReport,
+    namePrefix: process.env.TSTACK_AGENT_CONTAINER_PREFIX,
+  });
+  await adoptContainers(containers, dataDir, logger, onReport);
 
   const app = buildServer({
     dataDir,
     secret: () => secret,
     driver,
+    containers,
     reporter,
     logger,
     collectFacts,
@@ -64,11 +74,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   return {
     url,
     driver,
+    containers,
     async close() {
       // NOTE: tasks still running are not awaited; a start cut short here can leave a tap or
       // run directory behind until the VM is destroyed.
       await app.close();
       driver.close();
+      containers.close();
     },
   };
 }

@@ -299,7 +299,10 @@ export const ImageInventory = Type.Object({
   status: Type.Union(["Downloading", "Ready", "Error", "Deleted"].map((s) => Type.Literal(s))),
   url: Type.String({ description: "source URL without its query string" }),
   mediaType: Type.String(),
-  format: Type.String({ description: "qcow2, raw or iso, as qemu-img detected it" }),
+  format: Type.String({
+    description:
+      "qcow2, raw or iso as qemu-img detected it, or tar for a container root filesystem",
+  }),
   platform: Type.String(),
   guestOsType: NullableString,
   size: Type.Integer({ description: "virtual size in bytes" }),

@@ -72,14 +72,19 @@ export async function serveFile(path: string) {
 }
 
 /**
- * A small cloud on this machine: the local KVM host, an image store and local primary storage
- * in temp dirs, a guest image (the busybox one unless `imagePath` names another qcow2), an
- * isolated flat L2 with its own bridge, an L3 with DHCP, DNS and userdata, and an instance
- * offering.
+ * A small cloud on this machine: the local KVM (or Container) host, an image store and local
+ * primary storage in temp dirs, a guest image (the busybox one unless `imagePath` names another
+ * qcow2 or a root filesystem tarball), an isolated flat L2 with its own bridge, an L3 with
+ * DHCP, DNS and userdata, and an instance offering.
  */
-export async function buildCloud(t: TestServer, cidr: string, imagePath?: string) {
+export async function buildCloud(
+  t: TestServer,
+  cidr: string,
+  imagePath?: string,
+  hypervisorType: "KVM" | "Container" = "KVM",
+) {
   const admin = t.admin;
-  const host = await addLocalHost(t);
+  const host = await addLocalHost(t, hypervisorType);
   const work = mkdtempSync(join(tmpdir(), "tstack-cloud-"));
   writeFileSync(
     join(host.agentDir, "storage-policy.json"),

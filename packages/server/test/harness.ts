@@ -115,10 +115,11 @@ export async function freePort() {
 }
 
 /**
- * Adds this machine as a KVM host with its agent in a temporary data directory, on a free port.
- * Returns the zone, cluster and host uuids and a cleanup that stops the agent.
+ * Adds this machine as a host of a new KVM (or Container) cluster with its agent in a temporary
+ * data directory, on a free port. Returns the zone, cluster and host uuids and a cleanup that
+ * stops the agent.
  */
-export async function addLocalHost(t: TestServer) {
+export async function addLocalHost(t: TestServer, hypervisorType: "KVM" | "Container" = "KVM") {
   const { mkdtempSync, rmSync } = await import("node:fs");
   const { runningAgentPid } = await import("../src/compute/hosts/local.js");
   const agentDir = mkdtempSync(join(tmpdir(), "tstack-agent-"));
@@ -135,7 +136,7 @@ export async function addLocalHost(t: TestServer) {
   ).inventory;
   const cluster = (
     await t.admin.call<{ inventory: { uuid: string } }>("createCluster", {
-      params: { zoneUuid: zone.uuid, name: "kvm", hypervisorType: "KVM" },
+      params: { zoneUuid: zone.uuid, name: hypervisorType.toLowerCase(), hypervisorType },
     })
   ).inventory;
   const host = (

@@ -28,6 +28,8 @@ describe("collectFacts", () => {
     expect(facts.osId).not.toBe("unknown");
     expect(["kvm", "tcg"]).toContain(facts.accel);
     expect(facts.accelReason).not.toBe("");
+    expect(facts.runcVersion).toMatch(/^\d+\.\d+\.\d+/);
+    expect(facts.containerUserNamespaces).toBe(false);
   });
 });
 

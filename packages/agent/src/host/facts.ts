@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { cpus, hostname, release, totalmem } from "node:os";
+import { RUNC_BINARY } from "../container/runc.js";
 import { run } from "../exec.js";
 import { QEMU_BINARY } from "../vm/process.js";
 import type { Accelerator } from "../vm/types.js";
@@ -23,6 +24,13 @@ export interface HostFacts {
   accel: Accelerator;
   /** Reason the accelerator was chosen. */
   accelReason: string;
+  /** runc version such as "1.1.5+ds1", or "none" when runc is missing and containers cannot run. */
+  runcVersion: string;
+  /**
+   * Whether containers run in a user namespace. Always false: runc 1.1 cannot map the ids of
+   * the shared read-only image layer, so root in a container is root on the host.
+   */
+  containerUserNamespaces: boolean;
 }
 
 /** CPU and memory capacity of a host. */
@@ -36,11 +44,12 @@ export interface HostCapacity {
 
 /** Collects the host facts, including a real KVM probe that takes up to 5 s. */
 export async function collectFacts(): Promise<HostFacts> {
-  const [osRelease, cpuFlags, qemuVersion, probe] = await Promise.all([
+  const [osRelease, cpuFlags, qemuVersion, probe, runcVersion] = await Promise.all([
     readOsRelease(),
     readCpuFlags(),
     readQemuVersion(),
     probeAccelerator(),
+    readRuncVersion(),
   ]);
 
   return {
@@ -56,6 +65,8 @@ export async function collectFacts(): Promise<HostFacts> {
     qemuVersion,
     accel: probe.accel,
     accelReason: probe.reason,
+    runcVersion,
+    containerUserNamespaces: false,
   };
 }
 
@@ -95,6 +106,15 @@ async function readCpuFlags() {
   const text = await readFile("/proc/cpuinfo", "utf8");
   const line = /^flags\s*:\s*(.*)$/m.exec(text);
   return line ? line[1]!.trim().split(/\s+/) : [];
+}
+
+async function readRuncVersion() {
+  try {
+    const result = await run(RUNC_BINARY, ["--version"]);
+    return /runc version (\S+)/.exec(result.stdout)?.[1] ?? "unknown";
+  } catch {
+    return "none";
+  }
 }
 
 async function readQemuVersion() {

@@ -1,11 +1,14 @@
+import { mkdir } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { removeDir, tempDir, waitFor } from "../../test/helpers.js";
 import { signRequest, verifyRequest } from "../auth.js";
+import { ContainerDriver } from "../container/index.js";
 import { QemuDriver } from "../vm/index.js";
 import { buildServer } from "./app.js";
 import { Reporter } from "./reporter.js";
@@ -24,6 +27,7 @@ interface Received {
 let dir: string;
 let app: FastifyInstance;
 let driver: QemuDriver;
+let containers: ContainerDriver;
 let receiver: Server;
 let receiverUrl: string;
 let received: Received[];
@@ -68,10 +72,17 @@ beforeEach(async () => {
   received = [];
   await startReceiver();
   driver = new QemuDriver({ dataDir: dir, accel: "tcg", logger, onReport: () => undefined });
+  containers = new ContainerDriver({
+    dataDir: dir,
+    logger,
+    namePrefix: "tct",
+    onReport: () => undefined,
+  });
   app = buildServer({
     dataDir: dir,
     secret: () => secret,
     driver,
+    containers,
     reporter: new Reporter(() => secret, logger),
     logger,
     collectFacts: () => Promise.reject(new Error("not used")),
@@ -81,6 +92,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await app.close();
+  containers.close();
   await new Promise<void>((resolve) => receiver.close(() => resolve()));
   await removeDir(dir);
 });
@@ -217,6 +229,33 @@ describe("VM routes", () => {
     );
     expect(received[0]?.body.success).toBe(false);
     expect(received[0]?.body.error).toMatch(/invalid vmUuid/);
+  });
+
+  it("routes a container start by hypervisorType", async () => {
+    await post("/vm/start", { hypervisorType: "Container", vmUuid }, task("t-ct1"));
+
+    await waitFor(
+      "callback",
+      async () => received.length,
+      (count) => count === 1,
+      5000,
+    );
+    expect(received[0]?.body.success).toBe(false);
+    expect(received[0]?.body.error).toMatch(/invalid memoryMiB/);
+  });
+
+  it("routes commands to the container owning the UUID", async () => {
+    await mkdir(join(dir, "containers", vmUuid), { recursive: true });
+
+    await post("/vm/pause", { vmUuid }, task("t-ct2"));
+
+    await waitFor(
+      "callback",
+      async () => received.length,
+      (count) => count === 1,
+      5000,
+    );
+    expect(received[0]?.body.error).toBe(`container ${vmUuid} is not running on this host`);
   });
 
   it("runs a repeated taskuuid once and re-sends its result", async () => {

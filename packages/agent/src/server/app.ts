@@ -5,6 +5,7 @@ import Fastify, {
 } from "fastify";
 import type { Logger } from "pino";
 import { verifyRequest } from "../auth.js";
+import type { ContainerDriver } from "../container/index.js";
 import type { HostFacts } from "../host/facts.js";
 import { CALLBACK_URL_HEADER, TASK_UUID_HEADER } from "../protocol.js";
 import { ValidationError } from "../validate.js";
@@ -22,6 +23,8 @@ export interface AgentServerOptions {
   /** Returns the per-host secret; read from `<data-dir>/host-secret` by main. */
   secret: () => string;
   driver: QemuDriver;
+  /** Runs the VMs whose start command has `hypervisorType: "Container"`; unset, they are rejected. */
+  containers?: ContainerDriver;
   reporter: Reporter;
   logger: Logger;
   /** Collects the host facts; called once, then cached. */

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { HypervisorDriver } from "../hypervisor.js";
 import type {
   ConsoleCmd,
   ConsoleRsp,
@@ -8,20 +9,27 @@ import type {
   VmState,
   VmSyncRsp,
 } from "../protocol.js";
-import { assertInteger, assertUuid } from "../validate.js";
+import { assertInteger, assertUuid, ValidationError } from "../validate.js";
 import type { VmInfo } from "../vm/index.js";
 import { type ServerContext, taskHeaders } from "./app.js";
 
 type VmWork = (body: Record<string, unknown>) => Promise<object | undefined>;
 
-/** Registers the synchronous `/vm/vmsync` and `/vm/console` and the asynchronous VM tasks. */
+/**
+ * Registers the synchronous `/vm/vmsync` and `/vm/console` and the asynchronous VM tasks. A start
+ * with `hypervisorType: "Container"` goes to the container driver; every other command goes to
+ * the driver that owns the VM UUID.
+ */
 export function registerVmRoutes(app: FastifyInstance, context: ServerContext) {
-  const { driver } = context;
+  const { driver, containers } = context;
+  const driverOf = (vmUuid: string): HypervisorDriver =>
+    containers?.owns(vmUuid) ? containers : driver;
 
   app.post("/vm/vmsync", async (): Promise<VmSyncRsp> => {
     const states: Record<string, VmState> = {};
+    const vms = [...(await driver.refreshStates()), ...((await containers?.refreshStates()) ?? [])];
 
-    for (const vm of await driver.refreshStates()) {
+    for (const vm of vms) {
       states[vm.vmUuid] = vm.state;
     }
 
@@ -35,7 +43,7 @@ export function registerVmRoutes(app: FastifyInstance, context: ServerContext) {
     return {
       success: true,
       vmUuid: body.vmUuid,
-      console: await driver.consoleTail(body.vmUuid, body.bytes),
+      console: await driverOf(body.vmUuid).consoleTail(body.vmUuid, body.bytes),
     };
   });
 
@@ -49,9 +57,19 @@ export function registerVmRoutes(app: FastifyInstance, context: ServerContext) {
     });
   };
 
-  asyncRoute("/vm/start", async (body) =>
-    vmResult(await driver.start(body as unknown as StartVmCmd)),
-  );
+  asyncRoute("/vm/start", async (body) => {
+    if (body.hypervisorType === "Container") {
+      if (!containers) {
+        throw new ValidationError(
+          "this agent has no container driver configured, so it cannot start containers",
+        );
+      }
+
+      return vmResult(await containers.start(body));
+    }
+
+    return vmResult(await driver.start(body as unknown as StartVmCmd));
+  });
   asyncRoute("/vm/stop", async (body) => {
     const cmd = body as unknown as StopVmCmd;
 
@@ -59,15 +77,29 @@ export function registerVmRoutes(app: FastifyInstance, context: ServerContext) {
       assertInteger(cmd.timeoutSeconds, "timeoutSeconds", 0, 3600);
     }
 
+    assertUuid(cmd.vmUuid, "vmUuid");
     const timeoutMs = cmd.timeoutSeconds === undefined ? undefined : cmd.timeoutSeconds * 1000;
-    return vmResult(await driver.stop(cmd.vmUuid, { force: cmd.force === true, timeoutMs }));
+    const info = await driverOf(cmd.vmUuid).stop(cmd.vmUuid, {
+      force: cmd.force === true,
+      timeoutMs,
+    });
+    return vmResult(info);
   });
-  asyncRoute("/vm/reboot", async (body) => vmResult(await driver.reboot(vmUuidOf(body))));
-  asyncRoute("/vm/pause", async (body) => vmResult(await driver.pause(vmUuidOf(body))));
-  asyncRoute("/vm/resume", async (body) => vmResult(await driver.resume(vmUuidOf(body))));
+  asyncRoute("/vm/reboot", async (body) => {
+    const vmUuid = vmUuidOf(body);
+    return vmResult(await driverOf(vmUuid).reboot(vmUuid));
+  });
+  asyncRoute("/vm/pause", async (body) => {
+    const vmUuid = vmUuidOf(body);
+    return vmResult(await driverOf(vmUuid).pause(vmUuid));
+  });
+  asyncRoute("/vm/resume", async (body) => {
+    const vmUuid = vmUuidOf(body);
+    return vmResult(await driverOf(vmUuid).resume(vmUuid));
+  });
   asyncRoute("/vm/destroy", async (body) => {
     const vmUuid = vmUuidOf(body);
-    await driver.destroy(vmUuid);
+    await driverOf(vmUuid).destroy(vmUuid);
     return { vmUuid };
   });
 }

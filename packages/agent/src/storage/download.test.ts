@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
@@ -290,6 +291,35 @@ describe("downloadImage from file URLs", () => {
       "URL_NOT_ALLOWED",
       "is not under an allowed directory",
     );
+  });
+
+  it("stores a root filesystem tarball as tar", async () => {
+    const tree = path.join(fixtures.dir, "tree");
+    await mkdir(path.join(tree, "bin"), { recursive: true });
+    await writeFile(path.join(tree, "bin", "busybox"), "binary");
+    await symlink("busybox", path.join(tree, "bin", "sh"));
+    const archive = path.join(fixtures.dir, "rootfs.tar.gz");
+    execFileSync("tar", ["-c", "-z", "-f", archive, "-C", tree, "."]);
+
+    const image = await download(pathToFileURL(archive).href, {
+      allowedFilePrefixes: [fixtures.dir],
+    });
+
+    expect(image.format).toBe("tar");
+    expect(image.path).toBe(path.join(target.dir, "image.tar"));
+    expect(await readdir(target.dir)).toEqual(["image.tar"]);
+  });
+
+  it("rejects a tarball with an absolute member", async () => {
+    const archive = path.join(fixtures.dir, "absolute.tar.xz");
+    execFileSync("tar", ["-c", "-J", "-P", "-f", archive, path.join(fixtures.dir, "seed.raw")]);
+
+    await expectFailure(
+      download(pathToFileURL(archive).href, { allowedFilePrefixes: [fixtures.dir] }),
+      "CORRUPT_IMAGE",
+      /is rejected: .* is an absolute path/,
+    );
+    expect(await readdir(target.dir)).toEqual([]);
   });
 
   it("rejects a symlink that leads out of the prefix", async () => {

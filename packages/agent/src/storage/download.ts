@@ -1,11 +1,13 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { access, open, rename, rm } from "node:fs/promises";
+import { access, open, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Logger } from "pino";
+import { checkTarball, looksLikeTar } from "../container/image-cache.js";
 import { CommandError } from "../exec.js";
+import { ValidationError } from "../validate.js";
 import { StorageError } from "./errors.js";
 import { openHttp } from "./http-source.js";
 import { checkImage, type ImageFormat, imageInfo } from "./qemu-img.js";
@@ -145,6 +147,12 @@ async function receive(
 }
 
 async function inspect(file: string, redactedUrl: string, signal: AbortSignal | undefined) {
+  const archive = await inspectTarball(file, redactedUrl);
+
+  if (archive) {
+    return archive;
+  }
+
   let info: Awaited<ReturnType<typeof imageInfo>>;
 
   try {
@@ -225,4 +233,32 @@ async function syncFile(file: string) {
 /** Makes a rename durable: the new directory entry survives a power loss after this returns. */
 export async function syncDirectory(dir: string) {
   await syncFile(dir);
+}
+
+/**
+ * Recognizes a container root filesystem archive and checks every member, so an unsafe archive
+ * is rejected when the image is added. Returns undefined for anything that is not a tar.
+ */
+async function inspectTarball(file: string, redactedUrl: string) {
+  if (!(await looksLikeTar(file))) {
+    return undefined;
+  }
+
+  try {
+    await checkTarball(file, path.join(path.dirname(file), `${path.basename(file)}.check`));
+  } catch (error) {
+    if (error instanceof ValidationError) {
+      throw new StorageError(
+        "CORRUPT_IMAGE",
+        `archive from ${redactedUrl} is rejected: ${error.message}`,
+      );
+    }
+
+    throw error;
+  } finally {
+    await rm(`${file}.check`, { recursive: true, force: true });
+  }
+
+  const { size } = await stat(file);
+  return { format: "tar" as const, virtualSize: size, actualSize: size };
 }

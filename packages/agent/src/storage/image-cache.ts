@@ -29,7 +29,10 @@ export interface FillImageCacheOptions extends UrlPolicy {
 /** An image in a primary storage's image cache. */
 export interface CachedImage {
   imageUuid: string;
-  /** The cache file, always qcow2, which root volumes use as their backing file. */
+  /**
+   * The cache file: qcow2, which root volumes use as their backing file, or for a `tar` source
+   * the archive itself, which containers unpack.
+   */
   path: string;
   virtualSize: number;
   actualSize: number;
@@ -85,7 +88,10 @@ async function fill(root: string, options: FillImageCacheOptions): Promise<Cache
   try {
     const source = await downloadImage({ ...options, dir, baseName: "source" });
     assertChecksum(source, options);
-    const cached = await placeAsQcow2(root, options.imageUuid, source);
+    const cached =
+      source.format === "tar"
+        ? await placeAsTar(root, options.imageUuid, source)
+        : await placeAsQcow2(root, options.imageUuid, source);
     // The metadata is written last: its presence marks a verified cache file.
     await writeJsonAtomic(metadataFile(root, options.imageUuid), cached);
     return cached;
@@ -93,6 +99,22 @@ async function fill(root: string, options: FillImageCacheOptions): Promise<Cache
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** Keeps a container root filesystem archive as it is; the container driver unpacks it. */
+async function placeAsTar(root: string, imageUuid: string, source: DownloadedImage) {
+  const target = path.join(imageCacheDir(root, imageUuid), `${imageUuid}.tar`);
+  await rename(source.path, target);
+
+  return {
+    imageUuid,
+    path: target,
+    virtualSize: source.virtualSize,
+    actualSize: source.actualSize,
+    sourceSha256: source.sha256,
+    sourceMd5: source.md5,
+    sourceFormat: source.format,
+  };
 }
 
 async function placeAsQcow2(root: string, imageUuid: string, source: DownloadedImage) {

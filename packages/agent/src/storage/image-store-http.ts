@@ -19,7 +19,7 @@ export interface ByteRange {
   end: number;
 }
 
-const FILE_NAME_PATTERN = /^([0-9a-f]{32})\.(qcow2|raw)$/;
+const FILE_NAME_PATTERN = /^([0-9a-f]{32})\.(qcow2|raw|tar)$/;
 
 /**
  * Serves image files to other hosts at `GET /images/<uuid>/<uuid>.<format>?expires=&token=`,

@@ -3,8 +3,11 @@ import path from "node:path";
 import { CommandError, run } from "../exec.js";
 import { StorageError } from "./errors.js";
 
-/** Disk image formats the agent creates and accepts; other formats qemu-img supports are rejected. */
-export type ImageFormat = "qcow2" | "raw";
+/**
+ * Image formats the agent creates and accepts; other formats qemu-img supports are rejected.
+ * `tar` is a container root filesystem archive (plain, gzip or xz), which qemu-img never opens.
+ */
+export type ImageFormat = "qcow2" | "raw" | "tar";
 
 /** Metadata of one image file from `qemu-img info`, read without opening its backing file. */
 export interface ImageInfo {

@@ -52,6 +52,10 @@ export async function createRootVolume(
     );
   }
 
+  if (cached.sourceFormat === "tar") {
+    return createContainerRootVolume(root, volume, cached.virtualSize);
+  }
+
   const existing = await existingFile(root, file);
 
   if (existing) {
@@ -69,6 +73,20 @@ export async function createRootVolume(
     });
     return toVolumeFile(volume.volumeUuid, info);
   });
+}
+
+/**
+ * Creates a container's root volume: the `upper` directory of its overlay root, which keeps the
+ * container's writes. Its size is the archive's until it is used; no quota is enforced.
+ */
+async function createContainerRootVolume(
+  root: string,
+  volume: VolumeRef,
+  archiveSize: number,
+): Promise<VolumeFileInfo> {
+  const upper = path.join(volumeDir(root, volume), "upper");
+  await mkdir(upper, { recursive: true, mode: 0o755 });
+  return { fileUuid: volume.volumeUuid, path: upper, virtualSize: archiveSize, actualSize: 0 };
 }
 
 /** Creates an empty qcow2 data volume of `size` bytes. Repeating the call returns the file. */

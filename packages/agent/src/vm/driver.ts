@@ -1,5 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import type { Logger } from "pino";
+import type { HypervisorDriver } from "../hypervisor.js";
+import { KeyedQueue } from "../keyed-queue.js";
 import type { QmpClient, QmpEvent } from "../qmp/index.js";
 import { Reverter } from "../reverter.js";
 import { assertInteger, assertUuid, ValidationError } from "../validate.js";
@@ -61,11 +63,12 @@ const MAX_CONSOLE_BYTES = 1024 * 1024;
  * Drives one QEMU process per VM. Operations on one VM run one at a time, and so do the
  * reactions to QMP events of that VM.
  */
-export class QemuDriver {
+export class QemuDriver implements HypervisorDriver {
+  readonly hypervisorType = "KVM";
   readonly #options: QemuDriverOptions;
   readonly #log: Logger;
   readonly #vms = new Map<string, VmEntry>();
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #queue = new KeyedQueue();
 
   constructor(options: QemuDriverOptions) {
     this.#options = options;
@@ -187,18 +190,7 @@ export class QemuDriver {
 
   /** Runs `work` after every earlier operation on the same VM has finished. */
   serialize<T>(vmUuid: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(vmUuid) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(work);
-    const tail = next.catch(() => undefined);
-
-    this.#locks.set(vmUuid, tail);
-    void tail.then(() => {
-      if (this.#locks.get(vmUuid) === tail) {
-        this.#locks.delete(vmUuid);
-      }
-    });
-
-    return next;
+    return this.#queue.run(vmUuid, work);
   }
 
   async #start(spec: ResolvedVmSpec): Promise<VmInfo> {

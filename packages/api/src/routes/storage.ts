@@ -134,9 +134,10 @@ const imageRoutes: ApiRoute[] = [
       ),
       format: Type.Optional(
         Type.Union(
-          ["qcow2", "raw", "iso"].map((value) => Type.Literal(value)),
+          ["qcow2", "raw", "iso", "tar"].map((value) => Type.Literal(value)),
           {
-            description: "a hint only: the stored format is what qemu-img detects",
+            description:
+              "a hint only: the stored format is what the agent detects; tar (plain, gzip or xz) is a container root filesystem",
           },
         ),
       ),

@@ -1,5 +1,6 @@
 import { ApiError } from "@tstack/api";
 import type { Transaction } from "kysely";
+import { isContainer } from "../compute/containers.js";
 import { cleanUpOnHost, skipIfUnreachable } from "../compute/hosts/cleanups.js";
 import { agentTarget } from "../compute/hosts/connect.js";
 import type { NicAttachment, NicService } from "../compute/vm-resources.js";
@@ -170,6 +171,13 @@ export class FlatNicService implements NicService {
 
   private async applyServices(nic: Row, l3: Row, l2Spec: L2Spec, target: AgentTarget) {
     const services = await this.servicesOf(String(l3.uuid));
+
+    // A container gets its address from the agent and reads no userdata, so its host needs
+    // neither dnsmasq entries nor the metadata server for it.
+    if (await isContainer(this.core, String(nic.vmInstanceUuid))) {
+      services.delete("DHCP");
+      services.delete("Userdata");
+    }
 
     if (!services.has("DHCP") && !services.has("SNAT")) {
       return;

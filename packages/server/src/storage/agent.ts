@@ -105,7 +105,7 @@ function imageStoreSecret(hostSecret: string) {
 export async function imageDownloadUrl(
   core: Core,
   store: { uuid: string; hostUuid: string },
-  image: { imageUuid: string; format: "qcow2" | "raw" },
+  image: { imageUuid: string; format: "qcow2" | "raw" | "tar" },
   ttlSeconds = 3600,
 ) {
   const target = await agentTarget(core, store.hostUuid);

@@ -20,7 +20,7 @@ import { checkImageUrl, redactUrl } from "./image-url.js";
 /** Facts the agent records for an image it downloaded, from qemu-img and the hashes it took. */
 interface StoredImage {
   imageUuid: string;
-  format: "qcow2" | "raw";
+  format: "qcow2" | "raw" | "tar";
   virtualSize: number;
   actualSize: number;
   size: number;

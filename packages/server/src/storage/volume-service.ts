@@ -267,8 +267,8 @@ export class StorageVolumeService implements VolumeService {
       );
     }
 
-    // The stored file is qcow2 or raw whatever the image's media type; its name says which.
-    const format = source.installPath?.endsWith(".raw") ? "raw" : "qcow2";
+    // The stored file is qcow2, raw or tar whatever the image's media type; its name says which.
+    const format = storedFormat(source.installPath);
     const url = await imageDownloadUrl(this.core, source, { imageUuid, format });
     let cached: CachedImage;
 
@@ -466,4 +466,12 @@ export async function expungeVolume(
 
     await deleteResourceRow(tx, "Volume", row);
   });
+}
+
+function storedFormat(installPath: string | null) {
+  if (installPath?.endsWith(".raw")) {
+    return "raw" as const;
+  }
+
+  return installPath?.endsWith(".tar") ? ("tar" as const) : ("qcow2" as const);
 }

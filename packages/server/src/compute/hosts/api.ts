@@ -15,6 +15,7 @@ import {
   updateHandler,
 } from "../../resources/crud.js";
 import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
+import { AGENT_HYPERVISORS } from "../containers.js";
 import type { ConnectData } from "./connect.js";
 import { setHostStatus } from "./connect.js";
 import { withHostSession } from "./host-ssh.js";
@@ -79,10 +80,10 @@ function addKvmHost(): ApiHandler {
         );
       }
 
-      if (cluster.hypervisorType !== "KVM") {
+      if (!AGENT_HYPERVISORS.includes(cluster.hypervisorType)) {
         throw new ApiError(
           "invalidArgument",
-          `params.clusterUuid: cluster ${cluster.uuid} is for ${cluster.hypervisorType} hosts; add KVM hosts to a KVM cluster`,
+          `params.clusterUuid: cluster ${cluster.uuid} is for ${cluster.hypervisorType} hosts; add agent hosts to a KVM or Container cluster`,
         );
       }
 
@@ -114,7 +115,7 @@ function addKvmHost(): ApiHandler {
       await core.transact(async (tx) => {
         const cluster = await tx
           .selectFrom("clusters")
-          .select(["zoneUuid"])
+          .select(["zoneUuid", "hypervisorType"])
           .where("uuid", "=", String(call.params.clusterUuid))
           .executeTakeFirstOrThrow();
         const credential = call.params.password ?? call.params.sshKey;
@@ -129,7 +130,8 @@ function addKvmHost(): ApiHandler {
             zoneUuid: cluster.zoneUuid,
             clusterUuid: call.params.clusterUuid,
             managementIp: call.params.managementIp,
-            hypervisorType: "KVM",
+            // The same agent runs VMs and containers; the cluster says which this host serves.
+            hypervisorType: cluster.hypervisorType,
             state: "Enabled",
             status: "Connecting",
             architecture: null,

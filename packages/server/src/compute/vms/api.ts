@@ -11,6 +11,7 @@ import {
   updateHandler,
 } from "../../resources/crud.js";
 import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
+import { hypervisorTypeOfImage } from "../containers.js";
 import { agentTarget } from "../hosts/connect.js";
 import { checkAction, loadVm } from "./state.js";
 import { ALLOWED_ACTIONS } from "./states.js";
@@ -153,6 +154,7 @@ const createVm: ApiHandler = {
     const { staticIps } = checkVmTags(call.systemTags, l3NetworkUuids);
     const vmUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
     const account = { uuid: call.caller.accountUuid, isAdmin: call.caller.isAdmin };
+    const hypervisorType = await hypervisorTypeOfImage(core.kysely, String(call.params.imageUuid));
 
     await core.transact(async (tx) => {
       await checkQuota(tx, account, "vm.num", 1);
@@ -175,7 +177,7 @@ const createVm: ApiHandler = {
           rootVolumeUuid: null,
           defaultL3NetworkUuid: call.params.defaultL3NetworkUuid ?? l3NetworkUuids[0] ?? null,
           type: "UserVm",
-          hypervisorType: "KVM",
+          hypervisorType,
           state: "Created",
           cpuNum: size.cpuNum,
           memorySize: size.memorySize,

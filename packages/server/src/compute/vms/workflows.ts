@@ -4,6 +4,7 @@ import { newUuid } from "../../core/ids.js";
 import type { Step } from "../../core/workflow.js";
 import { AgentError } from "../../drivers/agent-client.js";
 import { deleteResourceRow } from "../../resources/crud.js";
+import { CONTAINER_HYPERVISOR, containerStartSpec } from "../containers.js";
 import { cleanUpOnHost } from "../hosts/cleanups.js";
 import { agentTarget } from "../hosts/connect.js";
 import type { NicAttachment, VolumeAttachment } from "../vm-resources.js";
@@ -193,9 +194,13 @@ export function vmSteps(core: Core) {
           .map((nic) => ({ mac: nic.mac, bridgeName: nic.bridgeName, tapName: nic.tapName })),
         vncPassword: newUuid().slice(0, 8),
       };
+      const body =
+        vm.hypervisorType === CONTAINER_HYPERVISOR
+          ? await containerStartSpec(core, vm, data.hostUuid!, disks, attachments)
+          : spec;
       const target = await agentTarget(core, data.hostUuid!);
       const timeoutMs = core.config.number("vm", "start.timeout") * 1000;
-      await core.agents.callAsync(target, "/vm/start", spec, { timeoutMs, signal });
+      await core.agents.callAsync(target, "/vm/start", body, { timeoutMs, signal });
     },
     async rollback(data) {
       if (data.hostUuid) {

@@ -29,6 +29,7 @@ import {
   createDataVolume,
   createRootVolume,
   deleteVolume,
+  growVolume,
   type VolumeFileInfo,
 } from "./volumes.js";
 
@@ -87,6 +88,13 @@ export interface VolumeCommand extends StorageRootCommand {
   volume: VolumeRef;
 }
 
+/** Body of `/storage/volume/resize`: grow a volume's top file while no QEMU uses it. */
+export interface ResizeVolumeCommand extends VolumeCommand {
+  topFileUuid: string;
+  /** New virtual size in bytes, not smaller than the current one. */
+  size: number;
+}
+
 /** Body of `/storage/snapshot/take`. */
 export interface TakeSnapshotCommand extends VolumeCommand {
   topFileUuid: string;
@@ -139,6 +147,7 @@ export interface StorageCommands {
   "/storage/volume/data/create": [CreateDataVolumeCommand, VolumeFileInfo];
   "/storage/volume/delete": [VolumeCommand, Record<string, never>];
   "/storage/volume/files": [VolumeCommand, { files: VolumeFileInfo[] }];
+  "/storage/volume/resize": [ResizeVolumeCommand, VolumeFileInfo];
   "/storage/snapshot/take": [
     TakeSnapshotCommand,
     { snapshot: VolumeFileInfo; newTop: VolumeFileInfo },
@@ -197,6 +206,8 @@ export function storageCommandHandlers(policy: UrlPolicy): StorageCommandHandler
     "/storage/volume/files": async (body) => ({
       files: await listVolumeFiles(checkRoot(body), body.volume),
     }),
+    "/storage/volume/resize": async (body) =>
+      growVolume(checkRoot(body), body.volume, body.topFileUuid, body.size),
     "/storage/snapshot/take": async (body) => takeVolumeSnapshot(checkRoot(body), body),
     "/storage/snapshot/revert": async (body) => revertVolumeSnapshot(checkRoot(body), body),
     "/storage/snapshot/delete": async (body) => deleteVolumeSnapshot(checkRoot(body), body),

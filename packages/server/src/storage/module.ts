@@ -7,6 +7,8 @@ import { imageHandlers } from "./images.js";
 import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
 import { snapshotHandlers } from "./snapshots-api.js";
+import { attachHandlers, registerAttachWorkflows } from "./volume-attach.js";
+import { resizeHandlers } from "./volume-resize.js";
 import { StorageVolumeService } from "./volume-service.js";
 import { volumeHandlers } from "./volumes-api.js";
 
@@ -17,6 +19,7 @@ export function storageModule(): Module {
     register(core: Core) {
       defineStorageConfig(core);
       core.services.volumes = new StorageVolumeService(core);
+      registerAttachWorkflows(core);
       Object.assign(
         module.handlers,
         backupStorageHandlers(),
@@ -24,6 +27,8 @@ export function storageModule(): Module {
         primaryStorageHandlers(),
         volumeHandlers(),
         snapshotHandlers(),
+        attachHandlers(),
+        resizeHandlers(),
         { queryVolume: queryHandler("Volume") },
       );
     },

@@ -187,6 +187,8 @@ export const VmInstanceInventory = Type.Object({
   memorySize: Type.Integer(),
   platform: Type.String(),
   allocatorStrategy: Type.Union([Type.String(), Type.Null()]),
+  /** The VM's volumes as VolumeInventory objects, root first, then data volumes by deviceId. */
+  allVolumes: Type.Optional(Type.Array(Type.Record(Type.String(), Type.Unknown()))),
 });
 export type VmInstanceInventory = Static<typeof VmInstanceInventory>;
 export const L2NetworkTypes = [

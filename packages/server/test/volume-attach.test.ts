@@ -174,6 +174,13 @@ describe("data volume attach, detach and resize on real QEMU", () => {
     expect(attached.primaryStorageUuid).toBe(cloud.primaryStorageUuid);
     expect(existsSync(attached.installPath!)).toBe(true);
     expect(await capacity()).toBeLessThan(before);
+    const vm = (
+      await admin.query<Vm & { allVolumes: Volume[] }>("queryVmInstance", [`uuid=${running.uuid}`])
+    ).inventories[0]!;
+    expect(vm.allVolumes.map((listed) => [listed.uuid, listed.deviceId])).toEqual([
+      [running.rootVolumeUuid, 0],
+      [created.uuid, 1],
+    ]);
     await until(
       () => guestDisks(running.uuid),
       (disks) => disks.vdb === (64 * MiB) / SECTOR,

@@ -37,10 +37,56 @@ export interface ResourceDefinition {
   toInventory(row: Record<string, unknown>): Record<string, unknown>;
 }
 
+/** Inventory fields that another module adds to a resource type, such as a VM's volumes. */
+export interface ResourceExtension {
+  /** Adds columns to a page of rows with one batched query. */
+  enrich(db: Kysely<Database>, rows: Record<string, unknown>[]): Promise<Record<string, unknown>[]>;
+  /** Adds fields to the inventory built from an enriched row. */
+  extendInventory(row: Record<string, unknown>, inventory: Record<string, unknown>): void;
+}
+
 const definitions = new Map<string, ResourceDefinition>();
+const extensions = new Map<string, ResourceExtension[]>();
 
 export function defineResource(definition: ResourceDefinition) {
-  definitions.set(definition.type, definition);
+  let extended = definition;
+
+  for (const extension of extensions.get(definition.type) ?? []) {
+    extended = withExtension(extended, extension);
+  }
+
+  definitions.set(definition.type, extended);
+}
+
+/**
+ * Adds an extension to a resource type, whether the type is defined before or after, so a
+ * module can show its data in another module's inventory without editing that module.
+ */
+export function extendResource(type: string, extension: ResourceExtension) {
+  extensions.set(type, [...(extensions.get(type) ?? []), extension]);
+  const definition = definitions.get(type);
+
+  if (definition) {
+    definitions.set(type, withExtension(definition, extension));
+  }
+}
+
+function withExtension(
+  definition: ResourceDefinition,
+  extension: ResourceExtension,
+): ResourceDefinition {
+  return {
+    ...definition,
+    async enrich(db, rows) {
+      const enriched = definition.enrich ? await definition.enrich(db, rows) : rows;
+      return extension.enrich(db, enriched);
+    },
+    toInventory(row) {
+      const inventory = definition.toInventory(row);
+      extension.extendInventory(row, inventory);
+      return inventory;
+    },
+  };
 }
 
 export function resourceDefinition(type: string): ResourceDefinition {

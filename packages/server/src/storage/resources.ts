@@ -1,4 +1,10 @@
-import { commonFields, commonInventory, defineResource } from "../resources/registry.js";
+import {
+  commonFields,
+  commonInventory,
+  defineResource,
+  extendResource,
+  resourceDefinition,
+} from "../resources/registry.js";
 
 /** Reads a bigint column, which PostgreSQL returns as a string. */
 const num = (value: unknown) => Number(value ?? 0);
@@ -286,4 +292,38 @@ defineResource({
     format: "qcow2",
     type: "Hypervisor",
   }),
+});
+
+/** Lists each VM's volumes in its inventory as `allVolumes`, root first, as ZStack does. */
+extendResource("VmInstance", {
+  async enrich(db, rows) {
+    if (rows.length === 0) {
+      return rows;
+    }
+
+    const volumes = await db
+      .selectFrom("volumes")
+      .selectAll()
+      .where(
+        "vmInstanceUuid",
+        "in",
+        rows.map((row) => String(row.uuid)),
+      )
+      .execute();
+    const volumeInventory = resourceDefinition("Volume").toInventory;
+    return rows.map((row) => ({
+      ...row,
+      allVolumes: volumes
+        .filter((volume) => volume.vmInstanceUuid === row.uuid)
+        .sort(
+          (a, b) =>
+            Number(b.type === "Root") - Number(a.type === "Root") ||
+            (a.deviceId ?? 0) - (b.deviceId ?? 0),
+        )
+        .map((volume) => volumeInventory(volume as unknown as Record<string, unknown>)),
+    }));
+  },
+  extendInventory(row, inventory) {
+    inventory.allVolumes = row.allVolumes ?? [];
+  },
 });

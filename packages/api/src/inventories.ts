@@ -189,6 +189,17 @@ export const VmInstanceInventory = Type.Object({
   allocatorStrategy: Type.Union([Type.String(), Type.Null()]),
   /** The VM's volumes as VolumeInventory objects, root first, then data volumes by deviceId. */
   allVolumes: Type.Optional(Type.Array(Type.Record(Type.String(), Type.Unknown()))),
+  /** The ISO image in the VM's CD-ROM drive, as ZStack's VmCdRomInventory; empty when none. */
+  vmCdRoms: Type.Optional(
+    Type.Array(
+      Type.Object({
+        vmInstanceUuid: Uuid,
+        deviceId: Type.Integer(),
+        isoUuid: Uuid,
+        isoInstallPath: Type.String(),
+      }),
+    ),
+  ),
 });
 export type VmInstanceInventory = Static<typeof VmInstanceInventory>;
 export const L2NetworkTypes = [

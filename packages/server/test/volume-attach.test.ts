@@ -1,10 +1,19 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildCloud } from "./cloud.js";
+import { buildCloud, serveFile } from "./cloud.js";
 import { startTestServer, type TestServer } from "./harness.js";
 
 type Inventory = Record<string, unknown> & { uuid: string };
@@ -87,6 +96,40 @@ function lastBlockLine(console: string) {
   }
 
   return disks;
+}
+
+/** Finds the QEMU process of a VM by its uuid on the command line. */
+function qemuPid(vmUuid: string) {
+  for (const entry of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+
+      if (cmdline.includes("qemu-system") && cmdline.includes(vmUuid)) {
+        return Number(entry);
+      }
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+
+  return undefined;
+}
+
+/** Lists the files a VM's QEMU process has open, which include its CD-ROM medium. */
+function openFiles(vmUuid: string) {
+  const pid = qemuPid(vmUuid);
+
+  if (!pid) {
+    return [];
+  }
+
+  return readdirSync(`/proc/${pid}/fd`).map((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      return "";
+    }
+  });
 }
 
 describe("data volume attach, detach and resize on real QEMU", () => {
@@ -417,5 +460,92 @@ describe("data volume attach, detach and resize on real QEMU", () => {
     );
     expect(wrongKind.status).toBe(400);
     expect(wrongKind.message).toMatch(/is a Data volume; use resizeDataVolume/);
+  });
+
+  it("attaches and detaches an ISO", { timeout: 300_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tvol-iso-"));
+    extraDirs.push(dir);
+    mkdirSync(join(dir, "content"));
+    writeFileSync(join(dir, "content", "hello.txt"), "tvol\n");
+    execFileSync("genisoimage", [
+      "-quiet",
+      "-o",
+      join(dir, "tvol.iso"),
+      "-V",
+      "TVOL",
+      "-J",
+      "-r",
+      join(dir, "content"),
+    ]);
+    const bs = (await admin.query<Inventory>("queryBackupStorage")).inventories[0]!;
+    const served = await serveFile(join(dir, "tvol.iso"));
+    const iso = (
+      await admin.call<{ inventory: Inventory }>("addImage", {
+        params: {
+          name: "tvol-iso",
+          url: served.url,
+          format: "iso",
+          mediaType: "ISO",
+          backupStorageUuids: [bs.uuid],
+        },
+      })
+    ).inventory;
+    await served.close();
+
+    const template = await failure(
+      admin.call("attachIsoToVmInstance", {
+        path: { vmInstanceUuid: running.uuid, isoUuid: cloud.imageUuid },
+        params: {},
+      }),
+    );
+    expect(template.status).toBe(400);
+    expect(template.message).toMatch(/only ISO images attach as a CD-ROM/);
+
+    type WithCdRoms = Vm & { vmCdRoms: { isoUuid: string; isoInstallPath: string }[] };
+    const attached = (
+      await admin.call<{ inventory: WithCdRoms }>("attachIsoToVmInstance", {
+        path: { vmInstanceUuid: running.uuid, isoUuid: iso.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(attached.vmCdRoms.map((cdrom) => cdrom.isoUuid)).toEqual([iso.uuid]);
+    const cached = attached.vmCdRoms[0]!.isoInstallPath;
+    expect(existsSync(cached)).toBe(true);
+    expect(openFiles(running.uuid)).toContain(cached);
+
+    const twice = await failure(
+      admin.call("attachIsoToVmInstance", {
+        path: { vmInstanceUuid: running.uuid, isoUuid: iso.uuid },
+        params: {},
+      }),
+    );
+    expect(twice.status).toBe(409);
+    expect(twice.message).toMatch(/detach it first/);
+
+    const detached = (
+      await admin.call<{ inventory: WithCdRoms }>("detachIsoFromVmInstance", {
+        path: { vmInstanceUuid: running.uuid },
+      })
+    ).inventory;
+    expect(detached.vmCdRoms).toEqual([]);
+    expect(openFiles(running.uuid)).not.toContain(cached);
+
+    // A stopped VM gets the ISO once it runs again.
+    await admin.call("attachIsoToVmInstance", {
+      path: { vmInstanceUuid: stopped.uuid, isoUuid: iso.uuid },
+      params: {},
+    });
+    expect(qemuPid(stopped.uuid)).toBeUndefined();
+    await admin.call("startVmInstance", { path: { uuid: stopped.uuid }, params: {} });
+    await until(
+      async () => openFiles(stopped.uuid),
+      (files) => files.includes(cached),
+      "ISO open in the started VM",
+    );
+    await admin.call("detachIsoFromVmInstance", {
+      path: { vmInstanceUuid: stopped.uuid },
+      query: { isoUuid: iso.uuid },
+    });
+    expect(openFiles(stopped.uuid)).not.toContain(cached);
   });
 });

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { assertInteger, assertOptionPath, assertUuid } from "../validate.js";
+import { checkIso, ejectIso, insertIso } from "../vm/cdrom.js";
 import { attachDisk, checkHotplugDisk, detachDisk, resizeDisk } from "../vm/hotplug.js";
 import { type ServerContext, taskHeaders } from "./app.js";
 
@@ -7,7 +8,8 @@ type Body = Record<string, unknown>;
 
 /**
  * Registers the asynchronous disk commands on running VMs: `/vm/volume/attach` (hotplug),
- * `/vm/volume/detach` (hot unplug, waits for the guest) and `/vm/volume/resize` (`block_resize`).
+ * `/vm/volume/detach` (hot unplug, waits for the guest), `/vm/volume/resize` (`block_resize`),
+ * and `/vm/iso/attach` and `/vm/iso/detach`, which change the medium of the CD-ROM drive.
  * Each runs in the VM's operation queue, so it never overlaps a start or stop of the same VM.
  */
 export function registerVolumeRoutes(app: FastifyInstance, context: ServerContext) {
@@ -55,5 +57,20 @@ export function registerVolumeRoutes(app: FastifyInstance, context: ServerContex
     await driver.withQmp(body.vmUuid, (qmp) => resizeDisk(qmp, path, size));
     context.logger.info({ vmUuid: body.vmUuid, path, size }, "disk resized");
     return { vmUuid: body.vmUuid, size };
+  });
+
+  asyncRoute("/vm/iso/attach", async (body) => {
+    assertUuid(body.vmUuid, "vmUuid");
+    const iso = checkIso(body);
+    await driver.withQmp(body.vmUuid, (qmp) => insertIso(qmp, iso));
+    context.logger.info({ vmUuid: body.vmUuid, path: iso.path }, "ISO inserted");
+    return { vmUuid: body.vmUuid };
+  });
+
+  asyncRoute("/vm/iso/detach", async (body) => {
+    assertUuid(body.vmUuid, "vmUuid");
+    await driver.withQmp(body.vmUuid, (qmp) => ejectIso(qmp));
+    context.logger.info({ vmUuid: body.vmUuid }, "ISO ejected");
+    return { vmUuid: body.vmUuid };
   });
 }

@@ -13,6 +13,7 @@ import {
 } from "../../test/helpers.js";
 import { run } from "../exec.js";
 import type { QmpClient } from "../qmp/index.js";
+import { cdromMedium, ejectIso, insertIso } from "./cdrom.js";
 import { QemuDriver } from "./driver.js";
 import { attachDisk, detachDisk, findDisk, hotplugNames, resizeDisk } from "./hotplug.js";
 
@@ -128,5 +129,20 @@ describe("disk hotplug on real QEMU", { timeout: 180_000 }, () => {
       withQmp((qmp) => attachDisk(qmp, { volumeUuid, path, format: "qcow2" })),
     ).rejects.toThrow(/Duplicate|already/i);
     expect(await nodeNames()).toEqual(before);
+  });
+
+  it("inserts and ejects an ISO", async () => {
+    const iso = `${dir}/seed.iso`;
+    await run("qemu-img", ["create", "-q", "-f", "raw", iso, String(MiB)]);
+    expect(await withQmp((qmp) => cdromMedium(qmp))).toBeUndefined();
+
+    await withQmp((qmp) => insertIso(qmp, { path: iso, format: "raw" }));
+    expect(await withQmp((qmp) => cdromMedium(qmp))).toBe(iso);
+    await withQmp((qmp) => insertIso(qmp, { path: iso, format: "raw" }));
+    expect(await withQmp((qmp) => cdromMedium(qmp))).toBe(iso);
+
+    await withQmp((qmp) => ejectIso(qmp));
+    expect(await withQmp((qmp) => cdromMedium(qmp))).toBeUndefined();
+    await withQmp((qmp) => ejectIso(qmp));
   });
 });

@@ -124,6 +124,28 @@ const attachRoutes: ApiRoute[] = [
   },
 ];
 
+const isoRoutes: ApiRoute[] = [
+  {
+    name: "attachIsoToVmInstance",
+    method: "POST",
+    path: "/vm-instances/{vmInstanceUuid}/iso/{isoUuid}",
+    kind: "create",
+    params: Strict({}),
+    inventory: Inventory.VmInstanceInventory,
+    resource: "VmInstance",
+    summary: "Insert an ISO image into a VM's CD-ROM drive; a Stopped VM gets it at its next start",
+  },
+  {
+    name: "detachIsoFromVmInstance",
+    method: "DELETE",
+    path: "/vm-instances/{vmInstanceUuid}/iso",
+    kind: "delete",
+    inventory: Inventory.VmInstanceInventory,
+    resource: "VmInstance",
+    summary: "Eject the ISO image from a VM's CD-ROM drive (isoUuid in the query string, optional)",
+  },
+];
+
 const snapshotRoutes: ApiRoute[] = [
   {
     name: "createVolumeSnapshot",
@@ -181,4 +203,9 @@ const snapshotRoutes: ApiRoute[] = [
   },
 ];
 
-export const volumeRoutes: ApiRoute[] = [...dataVolumeRoutes, ...attachRoutes, ...snapshotRoutes];
+export const volumeRoutes: ApiRoute[] = [
+  ...dataVolumeRoutes,
+  ...attachRoutes,
+  ...isoRoutes,
+  ...snapshotRoutes,
+];

@@ -4,6 +4,7 @@ import { queryHandler } from "../resources/crud.js";
 import { backupStorageHandlers } from "./backup-storage.js";
 import { defineStorageConfig } from "./config.js";
 import { imageHandlers } from "./images.js";
+import { insertIsoOnStart, isoHandlers } from "./iso.js";
 import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
 import { snapshotHandlers } from "./snapshots-api.js";
@@ -18,8 +19,10 @@ export function storageModule(): Module {
     handlers: {},
     register(core: Core) {
       defineStorageConfig(core);
-      core.services.volumes = new StorageVolumeService(core);
+      const volumes = new StorageVolumeService(core);
+      core.services.volumes = volumes;
       registerAttachWorkflows(core);
+      insertIsoOnStart(core);
       Object.assign(
         module.handlers,
         backupStorageHandlers(),
@@ -29,6 +32,7 @@ export function storageModule(): Module {
         snapshotHandlers(),
         attachHandlers(),
         resizeHandlers(),
+        isoHandlers(volumes),
         { queryVolume: queryHandler("Volume") },
       );
     },

@@ -294,21 +294,26 @@ defineResource({
   }),
 });
 
-/** Lists each VM's volumes in its inventory as `allVolumes`, root first, as ZStack does. */
+/**
+ * Lists each VM's volumes as `allVolumes`, root first, and the ISO in its CD-ROM drive as
+ * `vmCdRoms`, as ZStack's VM inventory does.
+ */
 extendResource("VmInstance", {
   async enrich(db, rows) {
     if (rows.length === 0) {
       return rows;
     }
 
+    const vmUuids = rows.map((row) => String(row.uuid));
     const volumes = await db
       .selectFrom("volumes")
       .selectAll()
-      .where(
-        "vmInstanceUuid",
-        "in",
-        rows.map((row) => String(row.uuid)),
-      )
+      .where("vmInstanceUuid", "in", vmUuids)
+      .execute();
+    const cdroms = await db
+      .selectFrom("vmCdRoms")
+      .selectAll()
+      .where("vmInstanceUuid", "in", vmUuids)
       .execute();
     const volumeInventory = resourceDefinition("Volume").toInventory;
     return rows.map((row) => ({
@@ -321,9 +326,18 @@ extendResource("VmInstance", {
             (a.deviceId ?? 0) - (b.deviceId ?? 0),
         )
         .map((volume) => volumeInventory(volume as unknown as Record<string, unknown>)),
+      vmCdRoms: cdroms
+        .filter((cdrom) => cdrom.vmInstanceUuid === row.uuid)
+        .map((cdrom) => ({
+          vmInstanceUuid: cdrom.vmInstanceUuid,
+          deviceId: 0,
+          isoUuid: cdrom.isoUuid,
+          isoInstallPath: cdrom.installPath,
+        })),
     }));
   },
   extendInventory(row, inventory) {
     inventory.allVolumes = row.allVolumes ?? [];
+    inventory.vmCdRoms = row.vmCdRoms ?? [];
   },
 });

@@ -10,6 +10,7 @@ import {
   initImageStore,
   type StoredImage,
 } from "./image-store.js";
+import { expectUpload } from "./image-upload.js";
 import {
   initPrimaryStorage,
   type PrimaryStorageCapacity,
@@ -43,6 +44,12 @@ export interface StorageRootCommand {
 export interface ImageStoreDownloadCommand extends StorageRootCommand {
   imageUuid: string;
   url: string;
+  maxBytes?: number;
+}
+
+/** Body of `/imagestore/upload`: wait for an image's bytes to arrive by HTTP PUT. */
+export interface ImageStoreUploadCommand extends StorageRootCommand {
+  imageUuid: string;
   maxBytes?: number;
 }
 
@@ -137,6 +144,7 @@ export interface StorageCommands {
   "/imagestore/init": [StorageRootCommand, FilesystemCapacity];
   "/imagestore/capacity": [StorageRootCommand, FilesystemCapacity];
   "/imagestore/download": [ImageStoreDownloadCommand, StoredImage];
+  "/imagestore/upload": [ImageStoreUploadCommand, StoredImage];
   "/imagestore/image/get": [ImageStoreImageCommand, StoredImage];
   "/imagestore/image/delete": [ImageStoreImageCommand, Record<string, never>];
   "/storage/primary/init": [StorageRootCommand, PrimaryStorageCapacity];
@@ -177,6 +185,12 @@ export function storageCommandHandlers(policy: UrlPolicy): StorageCommandHandler
     "/imagestore/capacity": async (body) => imageStoreCapacity(checkRoot(body)),
     "/imagestore/download": async (body, context) =>
       addImage(checkRoot(body), { ...policy, ...downloadFields(body), ...context }),
+    "/imagestore/upload": async (body, context) =>
+      expectUpload(checkRoot(body), {
+        imageUuid: body.imageUuid,
+        maxBytes: body.maxBytes,
+        ...context,
+      }),
     "/imagestore/image/get": async (body) => getImage(checkRoot(body), body.imageUuid),
     "/imagestore/image/delete": async (body) => empty(deleteImage(checkRoot(body), body.imageUuid)),
     "/storage/primary/init": async (body) => initPrimaryStorage(checkRoot(body)),

@@ -35,7 +35,6 @@ interface AttachData {
   hotplugHostUuid?: string;
   /** Set once this workflow reserved capacity for the volume's file; rollback undoes both. */
   instantiated?: boolean;
-  pluggedIn?: boolean;
 }
 
 /**
@@ -398,15 +397,21 @@ function hotplugStep(core: Core): Step<AttachData> {
           "check the volume file with qemu-img check, or stop the VM and attach it then",
         );
       }
-
-      data.pluggedIn = true;
     },
+    // A crash can end the step after QEMU took the disk, so this unplugs whenever the VM still
+    // runs; the agent replies detached: false when no disk uses the path.
     async rollback(data) {
-      if (!data.pluggedIn || !data.hotplugHostUuid) {
+      if (!data.hotplugHostUuid) {
         return;
       }
 
+      const vm = await loadVm(core.kysely, data.vmUuid);
       const volume = await loadVolumeRow(core.kysely, data.volumeUuid);
+
+      if (vm.state !== "Running" || vm.hostUuid !== data.hotplugHostUuid || !volume.installPath) {
+        return;
+      }
+
       await callAgent(core, data.hotplugHostUuid, "/vm/volume/detach", {
         vmUuid: data.vmUuid,
         path: volume.installPath,
@@ -415,10 +420,14 @@ function hotplugStep(core: Core): Step<AttachData> {
   };
 }
 
-/** Unplugs the volume from the running VM; the guest must release it first. */
+/**
+ * Unplugs the volume from the running VM; the guest must release it first. Running it again is
+ * safe, because the agent replies detached: false for a disk that is gone.
+ */
 function unplugStep(core: Core): Step<AttachData> {
   return {
     name: "unplug-volume",
+    resumable: true,
     async run(data) {
       const vm = await loadVm(core.kysely, data.vmUuid).catch(() => undefined);
 

@@ -210,7 +210,9 @@ describe("data volume attach, detach and resize on real QEMU", () => {
     const created = await createVolume("tvol-hot", 64 * MiB);
     expect(created.status).toBe("NotInstantiated");
 
+    const attachStarted = performance.now();
     const attached = (await attach(created.uuid, running.uuid)).inventory;
+    const attachMs = performance.now() - attachStarted;
     expect(attached.status).toBe("Ready");
     expect(attached.vmInstanceUuid).toBe(running.uuid);
     expect(attached.deviceId).toBe(1);
@@ -244,7 +246,13 @@ describe("data volume attach, detach and resize on real QEMU", () => {
       "vdb grown in the guest",
     );
 
+    const detachStarted = performance.now();
     const detached = (await detach(created.uuid, running.uuid)).inventory;
+    const detachMs = performance.now() - detachStarted;
+    // Reported, not asserted: timings depend on the machine's load.
+    console.log(
+      `hot attach with file creation ${attachMs.toFixed(0)} ms, hot detach ${detachMs.toFixed(0)} ms`,
+    );
     expect(detached.vmInstanceUuid).toBeNull();
     expect(detached.deviceId).toBeNull();
     expect(detached.status).toBe("Ready");
@@ -397,6 +405,35 @@ describe("data volume attach, detach and resize on real QEMU", () => {
     expect(paused.status).toBe(409);
     expect(paused.message).toMatch(/the VM is Paused; volumes attach to Running or Stopped VMs/);
     await admin.call("resumeVmInstance", { path: { uuid: running.uuid }, params: {} });
+  });
+
+  it("limits data volumes per VM", { timeout: 300_000 }, async () => {
+    const attached: string[] = [];
+
+    for (let index = 0; index < 15; index++) {
+      const data = await createVolume(`tvol-many-${index}`, 4 * MiB);
+      const inventory = (await attach(data.uuid, stopped.uuid)).inventory;
+      expect(inventory.deviceId).toBe(index + 1);
+      attached.push(data.uuid);
+    }
+
+    const extra = await createVolume("tvol-one-too-many", 4 * MiB);
+    const error = await failure(attach(extra.uuid, stopped.uuid));
+    expect(error.status).toBe(409);
+    expect(error.message).toMatch(/already has 15 data volumes, the maximum; detach one first/);
+
+    // The freed device number is the next one handed out.
+    await detach(attached[4]!);
+    expect((await attach(extra.uuid, stopped.uuid)).inventory.deviceId).toBe(5);
+
+    for (const uuid of [...attached, extra.uuid]) {
+      if (uuid !== attached[4]) {
+        await detach(uuid);
+      }
+
+      await admin.call("deleteDataVolume", { path: { uuid } });
+      await admin.call("expungeDataVolume", { path: { uuid }, params: {} });
+    }
   });
 
   it("rejects a volume on another primary storage", { timeout: 120_000 }, async () => {

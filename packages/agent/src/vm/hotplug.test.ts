@@ -93,6 +93,24 @@ describe("disk hotplug on real QEMU", { timeout: 180_000 }, () => {
     expect(await withQmp((qmp) => detachDisk(qmp, path))).toBe(false);
   });
 
+  it("attaches a disk with a backing chain", async () => {
+    const volumeUuid = newUuid();
+    const base = await dataDisk("snapshot-base", 16 * MiB);
+    const top = await overlay(base, `${dir}/snapshot-top.qcow2`);
+
+    await withQmp((qmp) => attachDisk(qmp, { volumeUuid, path: top, format: "qcow2" }));
+    const files = await withQmp((qmp) =>
+      qmp.execute<{ file: string }[]>("query-named-block-nodes"),
+    );
+    expect(files.map((node) => node.file)).toContain(base);
+
+    expect(await withQmp((qmp) => detachDisk(qmp, top))).toBe(true);
+    const after = await withQmp((qmp) =>
+      qmp.execute<{ file: string }[]>("query-named-block-nodes"),
+    );
+    expect(after.map((node) => node.file)).not.toContain(base);
+  });
+
   it("detaches a disk given at start", async () => {
     const path = `${dir}/cold.qcow2`;
     expect((await withQmp((qmp) => findDisk(qmp, path)))?.device).toBe("disk1");

@@ -464,6 +464,12 @@ describe("data volume attach, detach and resize on real QEMU", () => {
     expect(fits.inventories.map((vm) => vm.uuid).sort()).toEqual(
       [running.uuid, stopped.uuid].sort(),
     );
+    const volumes = await admin.call<{ inventories: Inventory[] }>("getVmAttachableDataVolume", {
+      path: { vmInstanceUuid: running.uuid },
+    });
+    const uuids = volumes.inventories.map((listed) => listed.uuid);
+    expect(uuids).toContain(fresh.uuid);
+    expect(uuids).not.toContain(elsewhere.uuid);
 
     await admin.call("deleteDataVolume", { path: { uuid: elsewhere.uuid } });
     await admin.call("expungeDataVolume", { path: { uuid: elsewhere.uuid }, params: {} });

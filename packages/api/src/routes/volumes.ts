@@ -103,6 +103,13 @@ const attachRoutes: ApiRoute[] = [
     summary: "List the VMs a data volume can be attached to now",
   },
   {
+    name: "getVmAttachableDataVolume",
+    method: "GET",
+    path: "/vm-instances/{vmInstanceUuid}/data-volume-candidates",
+    kind: "sync",
+    summary: "List the data volumes that can be attached to a VM now",
+  },
+  {
     name: "resizeRootVolume",
     method: "PUT",
     path: "/volumes/resize/{uuid}/actions",

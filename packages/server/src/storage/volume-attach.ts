@@ -618,6 +618,48 @@ const getDataVolumeAttachableVm: ApiHandler = {
   },
 };
 
+/** Lists the data volumes that may be attached to a VM now, by the same rules as the attach. */
+const getVmAttachableDataVolume: ApiHandler = {
+  async run(core, call) {
+    const vm = await loadResource(
+      core.kysely,
+      "VmInstance",
+      call.path.vmInstanceUuid!,
+      call.caller,
+    );
+    let query = core.kysely
+      .selectFrom("volumes")
+      .selectAll()
+      .where("type", "=", "Data")
+      .where("vmInstanceUuid", "is", null)
+      .where("status", "in", ["Ready", "NotInstantiated"]);
+
+    if (!call.caller.isAdmin) {
+      query = query.where("accountUuid", "=", call.caller.accountUuid);
+    }
+
+    const inventories = [];
+
+    for (const volume of await query.execute()) {
+      const fits = await checkAttach(core.kysely, volume, vm as unknown as VmInstanceTable).then(
+        () => true,
+        () => false,
+      );
+
+      if (fits) {
+        inventories.push(await inventoryOf(core.kysely, "Volume", volume.uuid));
+      }
+    }
+
+    return { inventories };
+  },
+};
+
 export function attachHandlers(): ApiHandlers {
-  return { attachDataVolumeToVm, detachDataVolumeFromVm, getDataVolumeAttachableVm };
+  return {
+    attachDataVolumeToVm,
+    detachDataVolumeFromVm,
+    getDataVolumeAttachableVm,
+    getVmAttachableDataVolume,
+  };
 }

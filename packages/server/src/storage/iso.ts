@@ -7,7 +7,7 @@ import type { VmInstanceTable } from "../db/schema.js";
 import { inventoryOf, loadResource } from "../resources/crud.js";
 import type { ApiHandler, ApiHandlers } from "../rest/api.js";
 import { agentReason } from "./agent.js";
-import { vmPlacement } from "./volume-attach.js";
+import { vmPlacement } from "./attach-rules.js";
 import { type StorageVolumeService, volumeHost } from "./volume-service.js";
 
 /** VM states in which an ISO may be attached or detached; Running ones change it at once. */

@@ -590,5 +590,15 @@ describe("data volume attach, detach and resize on real QEMU", () => {
       query: { isoUuid: iso.uuid },
     });
     expect(openFiles(stopped.uuid)).not.toContain(cached);
+
+    // Expunging a VM drops its CD-ROM record with it.
+    await admin.call("attachIsoToVmInstance", {
+      path: { vmInstanceUuid: stopped.uuid, isoUuid: iso.uuid },
+      params: {},
+    });
+    await admin.call("destroyVmInstance", { path: { uuid: stopped.uuid } });
+    await admin.call("expungeVmInstance", { path: { uuid: stopped.uuid }, params: {} });
+    const left = await admin.query("queryVmInstance", [`uuid=${stopped.uuid}`]);
+    expect(left.inventories).toEqual([]);
   });
 });

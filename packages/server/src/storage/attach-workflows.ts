@@ -262,7 +262,7 @@ function hotplugStep(core: Core): Step<AttachData> {
       }
     },
     // A crash can end the step after QEMU took the disk, so this unplugs whenever the VM still
-    // runs; the agent replies detached: false when no disk uses the path.
+    // runs. The agent replies detached: false when no disk uses the path.
     async rollback(data) {
       if (!data.hotplugHostUuid) {
         return;

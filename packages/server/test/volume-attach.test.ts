@@ -544,6 +544,16 @@ describe("data volume attach, detach and resize on real QEMU", () => {
     expect(template.status).toBe(400);
     expect(template.message).toMatch(/only ISO images attach as a CD-ROM/);
 
+    const candidates = async () =>
+      (
+        await admin.call<{ inventories: Inventory[] }>("getCandidateVmForAttachingIso", {
+          path: { isoUuid: iso.uuid },
+        })
+      ).inventories
+        .map((vm) => vm.uuid)
+        .sort();
+    expect(await candidates()).toEqual([running.uuid, stopped.uuid].sort());
+
     type WithCdRoms = Vm & { vmCdRoms: { isoUuid: string; isoInstallPath: string }[] };
     const attached = (
       await admin.call<{ inventory: WithCdRoms }>("attachIsoToVmInstance", {
@@ -555,6 +565,7 @@ describe("data volume attach, detach and resize on real QEMU", () => {
     const cached = attached.vmCdRoms[0]!.isoInstallPath;
     expect(existsSync(cached)).toBe(true);
     expect(openFiles(running.uuid)).toContain(cached);
+    expect(await candidates()).toEqual([stopped.uuid]);
 
     const twice = await failure(
       admin.call("attachIsoToVmInstance", {

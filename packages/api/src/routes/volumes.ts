@@ -151,6 +151,13 @@ const isoRoutes: ApiRoute[] = [
     resource: "VmInstance",
     summary: "Eject the ISO image from a VM's CD-ROM drive (isoUuid in the query string, optional)",
   },
+  {
+    name: "getCandidateVmForAttachingIso",
+    method: "GET",
+    path: "/images/iso/{isoUuid}/vm-candidates",
+    kind: "sync",
+    summary: "List the Running or Stopped VMs with an empty CD-ROM drive that can take an ISO",
+  },
 ];
 
 const snapshotRoutes: ApiRoute[] = [

@@ -243,6 +243,48 @@ export function insertIsoOnStart(core: Core) {
   });
 }
 
+/** Lists the VMs an ISO may be attached to now: Running or Stopped ones with an empty drive. */
+const getCandidateVmForAttachingIso: ApiHandler = {
+  async run(core, call) {
+    const isoUuid = call.path.isoUuid!;
+    const image = await core.kysely
+      .selectFrom("images")
+      .select("mediaType")
+      .where("uuid", "=", isoUuid)
+      .executeTakeFirst();
+
+    if (image?.mediaType !== "ISO") {
+      throw new ApiError(
+        "invalidArgument",
+        `image ${isoUuid} is ${image ? `a ${image.mediaType}` : "not found"}; give an ISO image`,
+      );
+    }
+
+    let query = core.kysely
+      .selectFrom("vmInstances")
+      .select("uuid")
+      .where("state", "in", ISO_STATES)
+      .where("rootVolumeUuid", "is not", null)
+      .where("uuid", "not in", core.kysely.selectFrom("vmCdRoms").select("vmInstanceUuid"));
+
+    if (!call.caller.isAdmin) {
+      query = query.where("accountUuid", "=", call.caller.accountUuid);
+    }
+
+    const inventories = [];
+
+    for (const vm of await query.execute()) {
+      inventories.push(await inventoryOf(core.kysely, "VmInstance", vm.uuid));
+    }
+
+    return { inventories };
+  },
+};
+
 export function isoHandlers(service: StorageVolumeService): ApiHandlers {
-  return { attachIsoToVmInstance: attachIsoToVmInstance(service), detachIsoFromVmInstance };
+  return {
+    attachIsoToVmInstance: attachIsoToVmInstance(service),
+    detachIsoFromVmInstance,
+    getCandidateVmForAttachingIso,
+  };
 }

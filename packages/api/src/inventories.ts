@@ -389,6 +389,15 @@ export const VmInstanceInventory = Type.Object({
   allVolumes: Type.Array(VolumeInventory, {
     description: "the root volume and the attached data volumes in device order",
   }),
+  vmCdRoms: Type.Array(
+    Type.Object({
+      vmInstanceUuid: Uuid,
+      deviceId: Type.Integer(),
+      isoUuid: Uuid,
+      isoInstallPath: Type.String(),
+    }),
+    { description: "the ISO image in the VM's CD-ROM drive, as ZStack's VmCdRomInventory" },
+  ),
 });
 export type VmInstanceInventory = Static<typeof VmInstanceInventory>;
 

@@ -132,6 +132,50 @@ describe.each(dialects)("data volume contract on %s", (dialect) => {
     expect(await volume(created.uuid)).toBeUndefined();
   });
 
+  it("checks attach, detach and resize requests", async () => {
+    const created = (
+      await admin.call<{ inventory: Volume }>("createDataVolume", {
+        params: { name: "rules", diskSize: 64 * MiB },
+      })
+    ).inventory;
+
+    const noVm = await failure(
+      admin.call("attachDataVolumeToVm", {
+        path: { volumeUuid: created.uuid, vmInstanceUuid: "0123456789abcdef0123456789abcdef" },
+        params: {},
+      }),
+    );
+    expect(noVm.status).toBe(404);
+    expect(noVm.message).toMatch(/VmInstance 0123456789abcdef0123456789abcdef was not found/);
+
+    const notAttached = await failure(
+      admin.call("detachDataVolumeFromVm", { path: { uuid: created.uuid } }),
+    );
+    expect(notAttached.status).toBe(409);
+    expect(notAttached.message).toMatch(/not attached to a VM/);
+
+    const candidates = await admin.call<{ inventories: unknown[] }>("getDataVolumeAttachableVm", {
+      path: { volumeUuid: created.uuid },
+    });
+    expect(candidates.inventories).toEqual([]);
+
+    const shrink = await failure(
+      admin.call("resizeDataVolume", { path: { uuid: created.uuid }, params: { size: 32 * MiB } }),
+    );
+    expect(shrink.status).toBe(400);
+    expect(shrink.message).toMatch(/params.size: 33554432 is not larger than the current/);
+
+    const grown = await admin.call<{ inventory: Volume }>("resizeDataVolume", {
+      path: { uuid: created.uuid },
+      params: { size: 128 * MiB },
+    });
+    expect(grown.inventory.size).toBe(128 * MiB);
+    expect(grown.inventory.status).toBe("NotInstantiated");
+
+    await admin.call("deleteDataVolume", { path: { uuid: created.uuid } });
+    await admin.call("expungeDataVolume", { path: { uuid: created.uuid }, params: {} });
+  });
+
   it("queries volume snapshots", async () => {
     expect((await admin.query("queryVolumeSnapshot")).inventories).toEqual([]);
   });

@@ -16,6 +16,7 @@ import type { Reporter } from "./reporter.js";
 import { registerStorageRoutes } from "./storage-routes.js";
 import { TaskRunner } from "./tasks.js";
 import { registerVmRoutes } from "./vm-routes.js";
+import { registerVolumeRoutes } from "./volume-routes.js";
 
 /** Everything the command server needs. */
 export interface AgentServerOptions {
@@ -112,6 +113,7 @@ export function buildServer(options: AgentServerOptions): FastifyInstance {
   registerVmRoutes(app, context);
   registerNetworkRoutes(app, context);
   registerStorageRoutes(app, context);
+  registerVolumeRoutes(app, context);
   return app;
 }
 

@@ -3,13 +3,16 @@ import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import {
+  acceptUpload,
   type DownloadProgress,
   imageStoreHttp,
+  imageUploadPath,
   type StorageCommandContext,
   type StorageCommands,
   StorageError,
   storageCommandHandlers,
   type UrlPolicy,
+  verifyImageFileGrant,
 } from "../storage/index.js";
 import { assertUuid, ValidationError } from "../validate.js";
 import { type ServerContext, taskHeaders } from "./app.js";
@@ -17,6 +20,7 @@ import { type ServerContext, taskHeaders } from "./app.js";
 /** Commands that may run for minutes: they answer at once and post their result to the callback. */
 const ASYNC_PATHS = new Set<keyof StorageCommands>([
   "/imagestore/download",
+  "/imagestore/upload",
   "/storage/imagecache/fill",
   "/storage/snapshot/delete",
 ]);
@@ -102,6 +106,52 @@ export function registerStorageRoutes(app: FastifyInstance, context: ServerConte
   });
 
   registerImageFileRoute(app, context);
+  registerUploadRoute(app, context);
+}
+
+/**
+ * Accepts an image's bytes at `PUT /imagestore/<backupStorageUuid>/uploads/<imageUuid>` with
+ * the `expires` and `token` of a grant from the management node (`signedUploadUrl`), while an
+ * `/imagestore/upload` task waits for them. The body streams to disk unparsed, so the handler
+ * takes over in onRequest, before the JSON parser and the command signature check.
+ */
+function registerUploadRoute(app: FastifyInstance, context: ServerContext) {
+  app.route({
+    method: "PUT",
+    url: "/imagestore/:backupStorageUuid/uploads/:imageUuid",
+    onRequest: async (request, reply) => {
+      const { backupStorageUuid, imageUuid } = request.params as Record<string, string>;
+      const grant = request.query as { expires: unknown; token: unknown };
+      const root = /^[0-9a-f]{32}$/.test(backupStorageUuid ?? "")
+        ? (await readImageStores(context.dataDir))[backupStorageUuid!]
+        : undefined;
+
+      if (!root || !/^[0-9a-f]{32}$/.test(imageUuid ?? "")) {
+        return reply.code(404).send({ success: false, error: "image store or image not found" });
+      }
+
+      const secret = imageStoreSecret(context.secret());
+
+      if (!verifyImageFileGrant(secret, imageUploadPath(imageUuid!), grant)) {
+        return reply
+          .code(403)
+          .send({ success: false, error: "invalid or expired upload grant; get a new upload URL" });
+      }
+
+      const length = Number(request.headers["content-length"]);
+      const totalBytes = Number.isSafeInteger(length) ? length : undefined;
+
+      try {
+        const image = await acceptUpload(root, imageUuid!, { stream: request.raw, totalBytes });
+        return reply.code(200).send({ success: true, ...image });
+      } catch (error) {
+        const status = error instanceof StorageError && error.code === "NOT_FOUND" ? 404 : 400;
+        request.log.info({ err: error, imageUuid }, "image upload failed");
+        return reply.code(status).send({ success: false, error: (error as Error).message });
+      }
+    },
+    handler: async () => undefined,
+  });
 }
 
 /** Runs a storage command and turns a StorageError into a failure reply with its code. */

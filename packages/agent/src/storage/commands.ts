@@ -10,6 +10,7 @@ import {
   initImageStore,
   type StoredImage,
 } from "./image-store.js";
+import { expectUpload } from "./image-upload.js";
 import {
   initPrimaryStorage,
   type PrimaryStorageCapacity,
@@ -29,6 +30,7 @@ import {
   createDataVolume,
   createRootVolume,
   deleteVolume,
+  growVolume,
   type VolumeFileInfo,
 } from "./volumes.js";
 
@@ -42,6 +44,12 @@ export interface StorageRootCommand {
 export interface ImageStoreDownloadCommand extends StorageRootCommand {
   imageUuid: string;
   url: string;
+  maxBytes?: number;
+}
+
+/** Body of `/imagestore/upload`: wait for an image's bytes to arrive by HTTP PUT. */
+export interface ImageStoreUploadCommand extends StorageRootCommand {
+  imageUuid: string;
   maxBytes?: number;
 }
 
@@ -87,6 +95,13 @@ export interface VolumeCommand extends StorageRootCommand {
   volume: VolumeRef;
 }
 
+/** Body of `/storage/volume/resize`: grow a volume's top file while no QEMU uses it. */
+export interface ResizeVolumeCommand extends VolumeCommand {
+  topFileUuid: string;
+  /** New virtual size in bytes, not smaller than the current one. */
+  size: number;
+}
+
 /** Body of `/storage/snapshot/take`. */
 export interface TakeSnapshotCommand extends VolumeCommand {
   topFileUuid: string;
@@ -129,6 +144,7 @@ export interface StorageCommands {
   "/imagestore/init": [StorageRootCommand, FilesystemCapacity];
   "/imagestore/capacity": [StorageRootCommand, FilesystemCapacity];
   "/imagestore/download": [ImageStoreDownloadCommand, StoredImage];
+  "/imagestore/upload": [ImageStoreUploadCommand, StoredImage];
   "/imagestore/image/get": [ImageStoreImageCommand, StoredImage];
   "/imagestore/image/delete": [ImageStoreImageCommand, Record<string, never>];
   "/storage/primary/init": [StorageRootCommand, PrimaryStorageCapacity];
@@ -139,6 +155,7 @@ export interface StorageCommands {
   "/storage/volume/data/create": [CreateDataVolumeCommand, VolumeFileInfo];
   "/storage/volume/delete": [VolumeCommand, Record<string, never>];
   "/storage/volume/files": [VolumeCommand, { files: VolumeFileInfo[] }];
+  "/storage/volume/resize": [ResizeVolumeCommand, VolumeFileInfo];
   "/storage/snapshot/take": [
     TakeSnapshotCommand,
     { snapshot: VolumeFileInfo; newTop: VolumeFileInfo },
@@ -168,6 +185,12 @@ export function storageCommandHandlers(policy: UrlPolicy): StorageCommandHandler
     "/imagestore/capacity": async (body) => imageStoreCapacity(checkRoot(body)),
     "/imagestore/download": async (body, context) =>
       addImage(checkRoot(body), { ...policy, ...downloadFields(body), ...context }),
+    "/imagestore/upload": async (body, context) =>
+      expectUpload(checkRoot(body), {
+        imageUuid: body.imageUuid,
+        maxBytes: body.maxBytes,
+        ...context,
+      }),
     "/imagestore/image/get": async (body) => getImage(checkRoot(body), body.imageUuid),
     "/imagestore/image/delete": async (body) => empty(deleteImage(checkRoot(body), body.imageUuid)),
     "/storage/primary/init": async (body) => initPrimaryStorage(checkRoot(body)),
@@ -197,6 +220,8 @@ export function storageCommandHandlers(policy: UrlPolicy): StorageCommandHandler
     "/storage/volume/files": async (body) => ({
       files: await listVolumeFiles(checkRoot(body), body.volume),
     }),
+    "/storage/volume/resize": async (body) =>
+      growVolume(checkRoot(body), body.volume, body.topFileUuid, body.size),
     "/storage/snapshot/take": async (body) => takeVolumeSnapshot(checkRoot(body), body),
     "/storage/snapshot/revert": async (body) => revertVolumeSnapshot(checkRoot(body), body),
     "/storage/snapshot/delete": async (body) => deleteVolumeSnapshot(checkRoot(body), body),

@@ -71,20 +71,52 @@ export async function downloadImage(options: DownloadOptions): Promise<Downloade
 
   const checked = await checkUrl(options.url, options);
   const redactedUrl = redactUrl(checked.url);
+  options.logger?.debug({ url: redactedUrl, dir: options.dir }, "image download started");
+  let source: SourceStream;
+
+  try {
+    source =
+      checked.kind === "file"
+        ? { stream: createReadStream(checked.path), totalBytes: checked.size }
+        : await openHttp(checked, options);
+  } catch (error) {
+    throw describeFailure(error, redactedUrl, options.signal);
+  }
+
+  return receiveImage(source, { ...options, sourceName: redactedUrl });
+}
+
+/** Options of `receiveImage`: where the image goes, limits, and a name of its source for errors. */
+export interface ReceiveOptions
+  extends Pick<
+    DownloadOptions,
+    "dir" | "baseName" | "maxBytes" | "onProgress" | "signal" | "logger"
+  > {
+  /** The source as error messages name it, such as a URL without its query. */
+  sourceName: string;
+}
+
+/**
+ * Stores an image from a stream, such as an HTTP download or an upload, with the same checks:
+ * a temporary file, fsync, qemu-img inspection, then a rename to `<baseName>.<format>`. On any
+ * failure or abort the temporary file is removed.
+ */
+export async function receiveImage(
+  source: SourceStream,
+  options: ReceiveOptions,
+): Promise<DownloadedImage> {
+  assertBaseName(options.baseName);
+
+  const sourceName = options.sourceName;
   const temporary = path.join(
     options.dir,
     `.${options.baseName}.download-${randomBytes(6).toString("hex")}`,
   );
   const started = Date.now();
-  options.logger?.debug({ url: redactedUrl, dir: options.dir }, "image download started");
 
   try {
-    const source =
-      checked.kind === "file"
-        ? { stream: createReadStream(checked.path), totalBytes: checked.size }
-        : await openHttp(checked, options);
-    const received = await receive(source, temporary, options, redactedUrl);
-    const image = await inspect(temporary, redactedUrl, options.signal);
+    const received = await receive(source, temporary, options, sourceName);
+    const image = await inspect(temporary, sourceName, options.signal);
     const target = path.join(options.dir, `${options.baseName}.${image.format}`);
 
     await assertAbsent(target);
@@ -92,18 +124,18 @@ export async function downloadImage(options: DownloadOptions): Promise<Downloade
     await syncDirectory(options.dir);
 
     const seconds = (Date.now() - started) / 1000;
-    options.logger?.debug({ url: redactedUrl, bytes: received.size, seconds }, "image downloaded");
+    options.logger?.debug({ url: sourceName, bytes: received.size, seconds }, "image stored");
     return { path: target, ...image, ...received };
   } catch (error) {
     await rm(temporary, { force: true });
-    throw describeFailure(error, redactedUrl, options.signal);
+    throw describeFailure(error, sourceName, options.signal);
   }
 }
 
 async function receive(
   source: SourceStream,
   temporary: string,
-  options: DownloadOptions,
+  options: ReceiveOptions,
   redactedUrl: string,
 ) {
   const { totalBytes } = source;

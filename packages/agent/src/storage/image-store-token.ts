@@ -72,3 +72,26 @@ export function verifyImageFileGrant(
 function hmac(secret: string, filePath: string, expires: number) {
   return createHmac("sha256", secret).update(`${filePath}\n${expires}`).digest("hex");
 }
+
+/** Returns the path an upload grant covers; it is no file path, so no download grant uploads. */
+export function imageUploadPath(imageUuid: string) {
+  assertUuid(imageUuid, "image UUID");
+  return `/uploads/${imageUuid}`;
+}
+
+/**
+ * Builds the URL that accepts one image's bytes by HTTP PUT until `ttlSeconds` pass. The image
+ * store takes them only while the management node waits for that upload.
+ */
+export function signedUploadUrl(
+  baseUrl: string,
+  secret: string,
+  imageUuid: string,
+  ttlSeconds: number,
+  now = Date.now(),
+) {
+  const expires = Math.floor(now / 1000) + ttlSeconds;
+  const uploadPath = imageUploadPath(imageUuid);
+  const token = hmac(secret, uploadPath, expires);
+  return `${baseUrl.replace(/\/+$/, "")}${uploadPath}?expires=${expires}&token=${token}`;
+}

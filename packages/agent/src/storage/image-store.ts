@@ -94,13 +94,17 @@ async function download(root: string, options: AddImageOptions) {
       createdAt: new Date().toISOString(),
     };
 
-    // The metadata is written last: its presence marks a complete image.
-    await writeJsonAtomic(metadataFile(root, options.imageUuid), image);
+    await writeImageMetadata(root, image);
     return image;
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** Writes an image's metadata last, because its presence marks a complete image. */
+export async function writeImageMetadata(root: string, image: StoredImage) {
+  await writeJsonAtomic(metadataFile(root, image.imageUuid), image);
 }
 
 /** Returns an image's metadata, or undefined when the store has no complete copy. */

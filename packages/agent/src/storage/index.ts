@@ -5,6 +5,7 @@ export * from "./image-cache.js";
 export * from "./image-store.js";
 export * from "./image-store-http.js";
 export * from "./image-store-token.js";
+export * from "./image-upload.js";
 export * from "./overlay.js";
 export * from "./primary.js";
 export * from "./qemu-img.js";

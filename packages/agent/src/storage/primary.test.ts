@@ -26,7 +26,7 @@ import {
   revertVolumeSnapshot,
   takeVolumeSnapshot,
 } from "./volume-snapshots.js";
-import { createDataVolume, createRootVolume, deleteVolume } from "./volumes.js";
+import { createDataVolume, createRootVolume, deleteVolume, growVolume } from "./volumes.js";
 
 const MiB = 1024 * 1024;
 const SECRET = "primary-test-secret";
@@ -242,6 +242,25 @@ describe("volumes", () => {
     await deleteVolume(primary.dir, volume);
     await deleteVolume(primary.dir, volume);
     await expect(access(created.path)).rejects.toThrow();
+  });
+
+  it("grows a root volume's overlay and rejects a shrink", async () => {
+    await fill(QCOW2_IMAGE);
+    const volume = rootVolume(uuid("a"));
+    const created = await createRootVolume(primary.dir, { volume, imageUuid: QCOW2_IMAGE });
+    await writeGuestPattern(created.path, 0, 0x5a);
+
+    const grown = await growVolume(primary.dir, volume, volume.volumeUuid, 32 * MiB);
+    expect(grown.virtualSize).toBe(32 * MiB);
+    expect(grown.backingFile).toBe(created.backingFile);
+    expect(await hasGuestPattern(created.path, 0, 0x5a)).toBe(true);
+    expect((await growVolume(primary.dir, volume, volume.volumeUuid, 32 * MiB)).virtualSize).toBe(
+      32 * MiB,
+    );
+
+    await expect(growVolume(primary.dir, volume, volume.volumeUuid, 8 * MiB)).rejects.toThrow(
+      /cannot shrink volume a{32} from 33554432 to 8388608 bytes/,
+    );
   });
 
   it("rejects uuids that could escape the layout", async () => {

@@ -4,7 +4,13 @@ import { StorageError } from "./errors.js";
 import { findCachedImage } from "./image-cache.js";
 import { createOverlay } from "./overlay.js";
 import { imageCacheFile, type VolumeRef, volumeDir, volumeFile } from "./primary.js";
-import { createImage, type ImageFormat, type ImageInfo, imageInfo } from "./qemu-img.js";
+import {
+  createImage,
+  type ImageFormat,
+  type ImageInfo,
+  imageInfo,
+  resizeImage,
+} from "./qemu-img.js";
 
 /** One qcow2 file of a volume, as stored on the primary storage. */
 export interface VolumeFileInfo {
@@ -124,6 +130,34 @@ export async function volumeFileInfo(
 ): Promise<VolumeFileInfo> {
   const file = volumeFile(root, volume, fileUuid);
   return toVolumeFile(fileUuid, await imageInfo(file, { allowedDirs: [root], format: "qcow2" }));
+}
+
+/**
+ * Grows the top file of a stopped VM's volume to `size` bytes with `qemu-img resize`. Only the
+ * top file changes: the guest reads past the backing file's end as zeros. Shrinking is rejected
+ * because it would cut off data; asking for the current size changes nothing.
+ */
+export async function growVolume(
+  root: string,
+  volume: VolumeRef,
+  topFileUuid: string,
+  size: number,
+): Promise<VolumeFileInfo> {
+  const file = volumeFile(root, volume, topFileUuid);
+  const before = await imageInfo(file, { allowedDirs: [root], format: "qcow2" });
+
+  if (size < before.virtualSize) {
+    throw new StorageError(
+      "INVALID_ARGUMENT",
+      `cannot shrink volume ${volume.volumeUuid} from ${before.virtualSize} to ${size} bytes: volumes only grow`,
+    );
+  }
+
+  if (size > before.virtualSize) {
+    await resizeImage(file, "qcow2", size);
+  }
+
+  return volumeFileInfo(root, volume, topFileUuid);
 }
 
 /** Converts qemu-img's view of a volume file to the reply shape. */

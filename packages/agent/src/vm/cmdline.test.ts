@@ -60,9 +60,16 @@ describe("buildQemuArgs", () => {
     expect(values(args, "-drive")).toEqual([
       "file=/images/root.qcow2,format=qcow2,if=none,id=disk0,discard=unmap",
       "file=/images/data.raw,format=raw,if=none,id=disk1,discard=unmap",
+      "if=none,id=cdrom0-medium,media=cdrom,readonly=on",
     ]);
     expect(values(args, "-device")).toContain("virtio-blk-pci,drive=disk0,bootindex=0");
     expect(values(args, "-device")).toContain("virtio-blk-pci,drive=disk1,bootindex=1");
+  });
+
+  it("adds an empty IDE CD-ROM drive", () => {
+    expect(values(args, "-device")).toContain(
+      "ide-cd,drive=cdrom0-medium,id=cdrom0,bus=ide.1,unit=0",
+    );
   });
 
   it("adds virtio-net NICs on derived tap names", () => {

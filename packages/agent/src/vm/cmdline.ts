@@ -1,4 +1,5 @@
 import { dashedUuid } from "../validate.js";
+import { cdromArgs } from "./cdrom.js";
 import type { VmPaths } from "./paths.js";
 import type { ResolvedVmSpec } from "./spec.js";
 import type { Accelerator } from "./types.js";
@@ -26,6 +27,7 @@ export function buildQemuArgs(spec: ResolvedVmSpec, paths: VmPaths, accel: Accel
     // Lets a guest with a pvpanic driver raise GUEST_PANICKED instead of hanging unseen.
     ["-device", "pvpanic"],
     ...spec.disks.map((disk, index) => diskArgs(disk.path, disk.format ?? "qcow2", index)),
+    cdromArgs(spec.cdrom),
     ...spec.nics.map((nic, index) => nicArgs(nic.tapName, nic.mac, index)),
   ];
 

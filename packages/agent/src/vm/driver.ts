@@ -111,6 +111,14 @@ export class QemuDriver implements HypervisorDriver {
     command: string,
     args?: Record<string, unknown>,
   ): Promise<T> {
+    return this.withQmp(vmUuid, (qmp) => qmp.execute<T>(command, args));
+  }
+
+  /**
+   * Runs `work` with a running VM's QMP client, after every earlier operation on that VM, for
+   * multi-command features such as disk hotplug that wait for QMP events.
+   */
+  async withQmp<T>(vmUuid: string, work: (qmp: QmpClient) => Promise<T>): Promise<T> {
     assertUuid(vmUuid, "vmUuid");
 
     return this.serialize(vmUuid, async () => {
@@ -120,7 +128,7 @@ export class QemuDriver implements HypervisorDriver {
         throw new ValidationError(`VM ${vmUuid} is not running on this host`);
       }
 
-      return entry.qmp.execute<T>(command, args);
+      return work(entry.qmp);
     });
   }
 

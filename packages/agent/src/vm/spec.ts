@@ -46,6 +46,14 @@ export function resolveVmSpec(input: VmSpec): ResolvedVmSpec {
     }
   });
 
+  if (input.cdrom !== undefined) {
+    assertOptionPath(input.cdrom.path, "cdrom.path");
+
+    if (input.cdrom.format !== undefined && !["qcow2", "raw"].includes(input.cdrom.format)) {
+      throw new ValidationError(`invalid cdrom.format ${JSON.stringify(input.cdrom.format)}`);
+    }
+  }
+
   const nics = input.nics.map((nic, index) => resolveNic(input.vmUuid, nic, index));
   const taps = new Set(nics.map((nic) => nic.tapName));
 

@@ -32,6 +32,8 @@ export interface VmSpec {
   /** Disks in boot order; the first one boots. */
   disks: DiskSpec[];
   nics: NicSpec[];
+  /** ISO image to insert into the VM's CD-ROM drive at start; the drive is empty without it. */
+  cdrom?: DiskSpec;
   /** VNC password, set over QMP; VNC rejects every client until it is set. At most 8 bytes count. */
   vncPassword?: string;
 }

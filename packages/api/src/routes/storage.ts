@@ -114,6 +114,13 @@ const backupStorageRoutes: ApiRoute[] = [
 
 const imageRoutes: ApiRoute[] = [
   {
+    name: "getImageUploadUrl",
+    method: "GET",
+    path: "/images/{uuid}/upload-url",
+    kind: "sync",
+    summary: "Get a short-lived URL to PUT the bytes of an upload:// image to, while it is added",
+  },
+  {
     name: "addImage",
     method: "POST",
     path: "/images",
@@ -125,7 +132,8 @@ const imageRoutes: ApiRoute[] = [
       url: Type.String({
         minLength: 1,
         maxLength: 2048,
-        description: "http, https, or file URL under image.allowedFileUrlPrefixes",
+        description:
+          "http, https, or file URL under image.allowedFileUrlPrefixes; upload://<name> to PUT the bytes to the URL of getImageUploadUrl",
       }),
       mediaType: Type.Optional(
         Type.Union(

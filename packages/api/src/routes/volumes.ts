@@ -6,6 +6,12 @@ import { type ApiRoute, stateEventEnableDisable, update } from "./declare.js";
 /** ZStack's timeout of snapshot APIs: a delete merges the snapshot into its children. */
 const SNAPSHOT_MS = 3 * 60 * 60 * 1000;
 
+const VolumeSize = Type.Integer({
+  minimum: 1024 * 1024,
+  maximum: 1024 ** 5,
+  description: "new virtual size in bytes, larger than the current one",
+});
+
 const volumeAction = (name: string, params: ApiRoute["params"], summary: string): ApiRoute => ({
   name,
   method: "PUT",
@@ -68,6 +74,92 @@ const dataVolumeRoutes: ApiRoute[] = [
   },
 ];
 
+const attachRoutes: ApiRoute[] = [
+  {
+    name: "attachDataVolumeToVm",
+    method: "POST",
+    path: "/volumes/{volumeUuid}/vm-instances/{vmInstanceUuid}",
+    kind: "create",
+    params: Strict({}),
+    inventory: Inventory.VolumeInventory,
+    resource: "Volume",
+    summary:
+      "Attach a data volume to a Running VM (hotplug) or a Stopped one (used from its next start)",
+  },
+  {
+    name: "detachDataVolumeFromVm",
+    method: "DELETE",
+    path: "/volumes/{uuid}/vm-instances",
+    kind: "delete",
+    inventory: Inventory.VolumeInventory,
+    resource: "Volume",
+    summary: "Detach a data volume from its VM, given as vmUuid in the query string (optional)",
+  },
+  {
+    name: "getDataVolumeAttachableVm",
+    method: "GET",
+    path: "/volumes/{volumeUuid}/candidate-vm-instances",
+    kind: "sync",
+    summary: "List the VMs a data volume can be attached to now",
+  },
+  {
+    name: "getVmAttachableDataVolume",
+    method: "GET",
+    path: "/vm-instances/{vmInstanceUuid}/data-volume-candidates",
+    kind: "sync",
+    summary: "List the data volumes that can be attached to a VM now",
+  },
+  {
+    name: "resizeRootVolume",
+    method: "PUT",
+    path: "/volumes/resize/{uuid}/actions",
+    kind: "action",
+    params: Strict({ size: VolumeSize }),
+    inventory: Inventory.VolumeInventory,
+    resource: "Volume",
+    summary: "Grow a root volume: qemu-img while its VM is Stopped, block_resize while Running",
+  },
+  {
+    name: "resizeDataVolume",
+    method: "PUT",
+    path: "/volumes/data/resize/{uuid}/actions",
+    kind: "action",
+    params: Strict({ size: VolumeSize }),
+    inventory: Inventory.VolumeInventory,
+    resource: "Volume",
+    summary: "Grow a data volume: qemu-img while its VM is Stopped, block_resize while Running",
+  },
+];
+
+const isoRoutes: ApiRoute[] = [
+  {
+    name: "attachIsoToVmInstance",
+    method: "POST",
+    path: "/vm-instances/{vmInstanceUuid}/iso/{isoUuid}",
+    kind: "create",
+    params: Strict({}),
+    inventory: Inventory.VmInstanceInventory,
+    resource: "VmInstance",
+    summary: "Insert an ISO image into a VM's CD-ROM drive; a Stopped VM gets it at its next start",
+  },
+  {
+    name: "detachIsoFromVmInstance",
+    method: "DELETE",
+    path: "/vm-instances/{vmInstanceUuid}/iso",
+    kind: "delete",
+    inventory: Inventory.VmInstanceInventory,
+    resource: "VmInstance",
+    summary: "Eject the ISO image from a VM's CD-ROM drive (isoUuid in the query string, optional)",
+  },
+  {
+    name: "getCandidateVmForAttachingIso",
+    method: "GET",
+    path: "/images/iso/{isoUuid}/vm-candidates",
+    kind: "sync",
+    summary: "List the Running or Stopped VMs with an empty CD-ROM drive that can take an ISO",
+  },
+];
+
 const snapshotRoutes: ApiRoute[] = [
   {
     name: "createVolumeSnapshot",
@@ -125,4 +217,9 @@ const snapshotRoutes: ApiRoute[] = [
   },
 ];
 
-export const volumeRoutes: ApiRoute[] = [...dataVolumeRoutes, ...snapshotRoutes];
+export const volumeRoutes: ApiRoute[] = [
+  ...dataVolumeRoutes,
+  ...attachRoutes,
+  ...isoRoutes,
+  ...snapshotRoutes,
+];

@@ -2,6 +2,7 @@ import { type Migration, sql } from "kysely";
 import { createHostCleanups } from "../compute/hosts/cleanups-migration.js";
 import { createNetworkTables } from "../network/migration.js";
 import { createSecurityGroupTables } from "../network/security-groups-migration.js";
+import { createVmCdRomTable } from "../storage/cdrom-migration.js";
 import type { DialectName } from "./connect.js";
 import { type Db, resourceColumns, resourceIndexes, type Table } from "./migration-helpers.js";
 
@@ -533,6 +534,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0003_storage": { up: (db) => createStorage(db) },
     "0006_security_groups": { up: (db) => createSecurityGroupTables(db) },
     "0012_host_cleanups": { up: (db) => createHostCleanups(db) },
+    "0010_volume_attach": { up: (db) => createVmCdRomTable(db) },
   };
 }
 

@@ -345,6 +345,16 @@ export interface LocalStorageHostRefTable {
   availablePhysicalCapacity: number;
 }
 
+/** An ISO image in a VM's CD-ROM drive, from the image cache of the VM's primary storage. */
+export interface VmCdRomTable {
+  vmInstanceUuid: string;
+  isoUuid: string;
+  primaryStorageUuid: string;
+  /** Path of the cached ISO on the VM's host. */
+  installPath: string;
+  createDate: string;
+}
+
 export interface ImageCacheTable {
   uuid: string;
   primaryStorageUuid: string;
@@ -429,4 +439,5 @@ export interface Database extends NetworkTables, SecurityGroupTables {
   imageCaches: ImageCacheTable;
   volumes: VolumeTable;
   volumeSnapshots: VolumeSnapshotTable;
+  vmCdRoms: VmCdRomTable;
 }

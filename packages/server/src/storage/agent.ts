@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import { signedImageUrl } from "@tstack/agent/storage";
+import { signedImageUrl, signedUploadUrl } from "@tstack/agent/storage";
 import { ApiError } from "@tstack/api";
 import { agentTarget } from "../compute/hosts/connect.js";
 import type { Core } from "../core/core.js";
@@ -111,4 +111,16 @@ export async function imageDownloadUrl(
   const target = await agentTarget(core, store.hostUuid);
   const base = `http://${target.managementIp}:${target.agentPort}/imagestore/${store.uuid}`;
   return signedImageUrl(base, imageStoreSecret(target.secret), image, ttlSeconds);
+}
+
+/** Builds a short-lived URL that accepts one image's bytes by HTTP PUT on an image store. */
+export async function imageUploadUrl(
+  core: Core,
+  store: { uuid: string; hostUuid: string },
+  imageUuid: string,
+  ttlSeconds: number,
+) {
+  const target = await agentTarget(core, store.hostUuid);
+  const base = `http://${target.managementIp}:${target.agentPort}/imagestore/${store.uuid}`;
+  return signedUploadUrl(base, imageStoreSecret(target.secret), imageUuid, ttlSeconds);
 }

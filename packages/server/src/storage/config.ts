@@ -33,7 +33,15 @@ export function defineStorageConfig(core: Core) {
     type: "Integer",
     defaultValue: "10800",
     range: [10, 7 * 86_400],
-    description: "Seconds an image download may take",
+    description: "Seconds an image download, or the wait for an upload:// image's bytes, may take",
+  });
+  define({
+    category: "image",
+    name: "upload.urlTtl",
+    type: "Integer",
+    defaultValue: "3600",
+    range: [60, 86_400],
+    description: "Seconds an upload URL from getImageUploadUrl stays valid",
   });
   define({
     category: "primaryStorage",

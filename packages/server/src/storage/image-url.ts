@@ -46,10 +46,15 @@ export async function checkImageUrl(core: Core, field: string, value: string) {
     return;
   }
 
+  // The bytes come later by HTTP PUT to the URL of getImageUploadUrl; nothing is fetched.
+  if (url.protocol === "upload:") {
+    return;
+  }
+
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new ApiError(
       "invalidArgument",
-      `${field}: scheme '${url.protocol.replace(/:$/, "")}' is not supported; give an http, https or file URL`,
+      `${field}: scheme '${url.protocol.replace(/:$/, "")}' is not supported; give an http, https, file or upload URL`,
     );
   }
 

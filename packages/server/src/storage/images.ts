@@ -13,7 +13,13 @@ import {
   updateResource,
 } from "../resources/crud.js";
 import type { ApiCall, ApiHandlers } from "../rest/api.js";
-import { agentReason, storageCall, storageCallAsync, type TransferProgress } from "./agent.js";
+import {
+  agentReason,
+  imageUploadUrl,
+  storageCall,
+  storageCallAsync,
+  type TransferProgress,
+} from "./agent.js";
 import { refreshBackupStorageCapacity } from "./backup-storage.js";
 import { checkImageUrl, redactUrl } from "./image-url.js";
 
@@ -82,11 +88,15 @@ async function downloadToStore(
   store: { uuid: string; url: string; hostUuid: string },
   report: (progress: TransferProgress) => Promise<void>,
 ) {
+  // An upload:// image waits on its store for the bytes that the caller PUTs.
+  const upload = isUpload(String(call.params.url));
   const stored = await storageCallAsync<StoredImage>(
     core,
     store.hostUuid,
-    "/imagestore/download",
-    { root: store.url, imageUuid, url: String(call.params.url) },
+    upload ? "/imagestore/upload" : "/imagestore/download",
+    upload
+      ? { root: store.url, imageUuid }
+      : { root: store.url, imageUuid, url: String(call.params.url) },
     {
       timeoutMs: core.config.number("image", "download.timeout") * 1000,
       signal: call.signal,
@@ -107,6 +117,10 @@ async function downloadToStore(
     core.log.warn({ err: error, backupStorageUuid: store.uuid }, "capacity refresh failed"),
   );
   return stored;
+}
+
+function isUpload(url: string) {
+  return url.startsWith("upload://");
 }
 
 async function addImage(core: Core, call: ApiCall) {
@@ -177,7 +191,7 @@ async function addImage(core: Core, call: ApiCall) {
     await markImage(core, imageUuid, { status: "Error", lastError: reasons.join("; ") });
     throw new ApiError(
       call.signal.aborted ? "cancelled" : "operationFailed",
-      `failed to download image ${imageUuid} from ${redactUrl(String(call.params.url))}: ${reasons.join("; ")}`,
+      `failed to ${isUpload(String(call.params.url)) ? "receive the upload of" : "download"} image ${imageUuid} from ${redactUrl(String(call.params.url))}: ${reasons.join("; ")}`,
       "check the URL and the file it names, then add the image again",
     );
   }
@@ -231,6 +245,31 @@ async function markImage(core: Core, imageUuid: string, changes: Record<string, 
   });
 }
 
+/**
+ * Returns a fresh URL to PUT an upload:// image's bytes to, valid for
+ * `image.upload.urlTtl` seconds, while its addImage job waits. Only the image's owner gets it.
+ */
+async function getImageUploadUrl(core: Core, call: ApiCall) {
+  const image = await loadResource(core.kysely, "Image", call.path.uuid!, call.caller);
+
+  if (!isUpload(String(image.url)) || image.status !== "Downloading") {
+    throw new ApiError(
+      "invalidState",
+      `image ${String(image.uuid)} is ${String(image.status)} from ${String(image.url)}; only an upload:// image in status Downloading takes an upload`,
+    );
+  }
+
+  const store = await core.kysely
+    .selectFrom("imageBackupStorageRefs")
+    .innerJoin("backupStorages", "backupStorages.uuid", "imageBackupStorageRefs.backupStorageUuid")
+    .select(["backupStorages.uuid", "backupStorages.hostUuid"])
+    .where("imageBackupStorageRefs.imageUuid", "=", String(image.uuid))
+    .executeTakeFirstOrThrow();
+  const ttl = core.config.number("image", "upload.urlTtl");
+  const uploadUrl = await imageUploadUrl(core, store, String(image.uuid), ttl);
+  return { uploadUrl, expiresInSeconds: ttl };
+}
+
 /** Removes the image's files from every image store that contains them, then its rows. */
 async function expungeImage(core: Core, call: ApiCall) {
   const imageUuid = call.path.uuid!;
@@ -276,10 +315,19 @@ export function imageHandlers(): ApiHandlers {
     addImage: {
       async check(core, call) {
         await checkImageUrl(core, "params.url", String(call.params.url));
-        await usableBackupStorages(core, call.params.backupStorageUuids as string[]);
+        const storeUuids = call.params.backupStorageUuids as string[];
+        await usableBackupStorages(core, storeUuids);
+
+        if (isUpload(String(call.params.url)) && storeUuids.length !== 1) {
+          throw new ApiError(
+            "invalidArgument",
+            `params.backupStorageUuids: an upload:// image goes to exactly one backup storage, got ${storeUuids.length}`,
+          );
+        }
       },
       run: addImage,
     },
+    getImageUploadUrl: { run: getImageUploadUrl },
     queryImage: queryHandler("Image"),
     updateImage: updateHandler("Image", ["name", "description", "platform", "guestOsType"]),
     changeImageState: changeStateHandler("Image"),

@@ -4,9 +4,13 @@ import { queryHandler } from "../resources/crud.js";
 import { backupStorageHandlers } from "./backup-storage.js";
 import { defineStorageConfig } from "./config.js";
 import { imageHandlers } from "./images.js";
+import { insertIsoOnStart, isoHandlers } from "./iso.js";
 import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
+import { registerAttachWorkflows } from "./attach-workflows.js";
 import { snapshotHandlers } from "./snapshots-api.js";
+import { attachHandlers } from "./volume-attach.js";
+import { resizeHandlers } from "./volume-resize.js";
 import { StorageVolumeService } from "./volume-service.js";
 import { volumeHandlers } from "./volumes-api.js";
 
@@ -16,7 +20,10 @@ export function storageModule(): Module {
     handlers: {},
     register(core: Core) {
       defineStorageConfig(core);
-      core.services.volumes = new StorageVolumeService(core);
+      const volumes = new StorageVolumeService(core);
+      core.services.volumes = volumes;
+      registerAttachWorkflows(core);
+      insertIsoOnStart(core);
       Object.assign(
         module.handlers,
         backupStorageHandlers(),
@@ -24,6 +31,9 @@ export function storageModule(): Module {
         primaryStorageHandlers(),
         volumeHandlers(),
         snapshotHandlers(),
+        attachHandlers(),
+        resizeHandlers(),
+        isoHandlers(volumes),
         { queryVolume: queryHandler("Volume") },
       );
     },

@@ -2,6 +2,7 @@ import {
   commonFields,
   commonInventory,
   defineResource,
+  extendResource,
   extendWithChildren,
 } from "../resources/registry.js";
 
@@ -297,4 +298,35 @@ extendWithChildren("VmInstance", "allVolumes", {
   type: "Volume",
   foreignKey: "vmInstanceUuid",
   orderBy: "deviceId",
+});
+
+/** Lists the ISO in each VM's CD-ROM drive as `vmCdRoms`, as ZStack's VM inventory does. */
+extendResource("VmInstance", {
+  async enrich(db, rows) {
+    if (rows.length === 0) {
+      return rows;
+    }
+
+    const cdroms = await db
+      .selectFrom("vmCdRoms")
+      .selectAll()
+      .where(
+        "vmInstanceUuid",
+        "in",
+        rows.map((row) => String(row.uuid)),
+      )
+      .execute();
+    return rows.map((row) => ({
+      ...row,
+      vmCdRoms: cdroms
+        .filter((cdrom) => cdrom.vmInstanceUuid === row.uuid)
+        .map((cdrom) => ({
+          vmInstanceUuid: cdrom.vmInstanceUuid,
+          deviceId: 0,
+          isoUuid: cdrom.isoUuid,
+          isoInstallPath: cdrom.installPath,
+        })),
+    }));
+  },
+  inventory: (row) => ({ vmCdRoms: row.vmCdRoms ?? [] }),
 });

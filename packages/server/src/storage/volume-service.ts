@@ -211,6 +211,19 @@ export class StorageVolumeService implements VolumeService {
     return { volumeUuid, installPath: file.path, deviceId: 0, format: "qcow2" as const };
   }
 
+  /**
+   * Copies an image into a primary storage's cache for a host, once, and returns the cached
+   * file; ISO images use it for CD-ROM drives.
+   */
+  async cacheImage(primaryStorageUuid: string, hostUuid: string, imageUuid: string) {
+    const ps = await this.core.kysely
+      .selectFrom("primaryStorages")
+      .select(["uuid", "url", "type"])
+      .where("uuid", "=", primaryStorageUuid)
+      .executeTakeFirstOrThrow();
+    return this.ensureImageCache(ps, hostUuid, imageUuid);
+  }
+
   /** Copies the image into the primary storage's cache once per storage, host and image. */
   private ensureImageCache(
     ps: { uuid: string; url: string; type: string },

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { collectFacts } from "./host/facts.js";
 import { probeAccelerator } from "./host/kvm.js";
+import { Monitor } from "./monitoring/monitor.js";
 import { buildServer } from "./server/app.js";
 import { readConnection } from "./server/connection.js";
 import { Reporter } from "./server/reporter.js";
@@ -49,6 +50,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const onReport = reporter.send.bind(reporter);
   const driver = new QemuDriver({ dataDir, accel, logger, onReport });
   await adoptVms(driver, dataDir, logger, onReport);
+  const monitor = new Monitor({ dataDir, secret: () => secret, logger, driver });
 
   const app = buildServer({
     dataDir,
@@ -57,8 +59,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     reporter,
     logger,
     collectFacts,
+    monitor,
   });
   const url = await app.listen({ host, port });
+  await monitor.start();
   logger.info({ url, accel, dataDir }, "agent started");
 
   return {
@@ -67,6 +71,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     async close() {
       // NOTE: tasks still running are not awaited; a start cut short here can leave a tap or
       // run directory behind until the VM is destroyed.
+      monitor.stop();
       await app.close();
       driver.close();
     },

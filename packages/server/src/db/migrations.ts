@@ -1,4 +1,5 @@
 import { type Migration, sql } from "kysely";
+import { createMonitoringTables } from "../monitoring/migration.js";
 import { createNetworkTables } from "../network/migration.js";
 import { createSecurityGroupTables } from "../network/security-groups-migration.js";
 import type { DialectName } from "./connect.js";
@@ -531,6 +532,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0004_network": { up: (db) => createNetworkTables(db) },
     "0003_storage": { up: (db) => createStorage(db) },
     "0006_security_groups": { up: (db) => createSecurityGroupTables(db) },
+    "0009_monitoring": { up: (db) => createMonitoringTables(db, dialect) },
   };
 }
 

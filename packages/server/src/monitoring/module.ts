@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Core } from "../core/core.js";
 import type { Module } from "../modules.js";
-import { configureAgentMonitoring, configureAllAgents } from "./agent-config.js";
+import { AgentConfigurator } from "./agent-config.js";
 import { alarmHandlers } from "./alarms.js";
 import { CATEGORY, defineMonitoringConfig, monitoringSettings } from "./config.js";
 import { AlarmEvaluator } from "./evaluator.js";
@@ -10,14 +10,18 @@ import { getMetricData, metricMetadata, parseMetricQuery } from "./query.js";
 import { MetricStore } from "./store.js";
 
 const SWEEP_INTERVAL_MS = 60_000;
+const RECONCILE_INTERVAL_MS = 30_000;
 
-/** A timer that runs `work` again `delayMs()` after each run ends, re-reading the delay. */
-function repeat(work: () => Promise<void>, delayMs: () => number) {
+/**
+ * A timer that runs `work` again `delayMs()` after each run ends, re-reading the delay. A failed
+ * run is logged and the timer goes on.
+ */
+function repeat(core: Core, name: string, work: () => Promise<void>, delayMs: () => number) {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   const schedule = () => {
     timer = setTimeout(async () => {
-      await work();
+      await work().catch((error) => core.log.warn({ err: error }, `${name} failed; retrying`));
 
       if (!stopped) {
         schedule();
@@ -41,15 +45,18 @@ export function monitoringModule(): Module {
   let core: Core | undefined;
   let store: MetricStore | undefined;
   let evaluator: AlarmEvaluator | undefined;
+  let configurator: AgentConfigurator | undefined;
   const stops: (() => void)[] = [];
 
   const sweep = async () => {
     const settings = monitoringSettings(core!);
     const time = Date.now();
 
-    await store!
-      .sweep(time - settings.rawRetentionMs, time - settings.retentionMs, settings.rollupStepMs)
-      .catch((error) => core!.log.warn({ err: error }, "metric history sweep failed"));
+    await store!.sweep(
+      time - settings.rawRetentionMs,
+      time - settings.retentionMs,
+      settings.rollupStepMs,
+    );
   };
 
   return {
@@ -77,6 +84,7 @@ export function monitoringModule(): Module {
       core = registered;
       store = new MetricStore(registered.kysely);
       evaluator = new AlarmEvaluator(registered, store);
+      configurator = new AgentConfigurator(registered);
       defineMonitoringConfig(registered);
     },
     routes(app: FastifyInstance) {
@@ -86,20 +94,36 @@ export function monitoringModule(): Module {
       const registered = core!;
       const configure = async (message: { body: unknown }) => {
         const { hostUuid } = message.body as { hostUuid: string };
-        await configureAgentMonitoring(registered, hostUuid).catch((error) =>
-          registered.log.warn({ err: error, hostUuid }, "configuring host monitoring failed"),
-        );
+        await configurator!
+          .configure(hostUuid)
+          .catch((error) =>
+            registered.log.warn({ err: error, hostUuid }, "configuring host monitoring failed"),
+          );
       };
 
       stops.push(registered.bus.subscribe("host.connected", configure));
-      registered.config.onChange(CATEGORY, "interval", () => void configureAllAgents(registered));
+      registered.config.onChange(CATEGORY, "interval", () => {
+        configurator!
+          .reconcile()
+          .catch((error) => registered.log.warn({ err: error }, "pushing the interval failed"));
+      });
       stops.push(
         repeat(
+          registered,
+          "monitoring config reconcile",
+          () => configurator!.reconcile(),
+          () => RECONCILE_INTERVAL_MS,
+        ),
+      );
+      stops.push(
+        repeat(
+          registered,
+          "alarm evaluation",
           () => evaluator!.evaluateAll(),
           () => monitoringSettings(registered).evaluationIntervalMs,
         ),
       );
-      stops.push(repeat(sweep, () => SWEEP_INTERVAL_MS));
+      stops.push(repeat(registered, "metric history sweep", sweep, () => SWEEP_INTERVAL_MS));
     },
     stop() {
       for (const stop of stops.splice(0)) {

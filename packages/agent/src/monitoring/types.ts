@@ -1,4 +1,4 @@
-/** Metric namespaces, named as in ZStack's zwatch. */
+/** Metric namespaces: one for hosts, one for VMs and one for volumes. */
 export type MetricNamespace = "ZStack/Host" | "ZStack/VM" | "ZStack/Volume";
 
 /** One value of one metric series at the time of its batch. */

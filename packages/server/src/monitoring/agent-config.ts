@@ -1,5 +1,5 @@
-import type { Core } from "../core/core.js";
 import { agentTarget } from "../compute/hosts/connect.js";
+import type { Core } from "../core/core.js";
 import { monitoringSettings } from "./config.js";
 import { INGEST_PATH } from "./ingest.js";
 

@@ -18,7 +18,7 @@ import {
 import type { ApiHandlers } from "../rest/api.js";
 import { findMetric, type MetricDefinition } from "./catalog.js";
 
-/** A label filter of an alarm, in ZStack's form. */
+/** A label filter of an alarm. */
 export interface AlarmLabel {
   key: string;
   op: "Equal" | "NotEqual";

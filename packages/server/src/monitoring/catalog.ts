@@ -1,4 +1,4 @@
-/** Metric namespaces, named as in ZStack's zwatch. */
+/** Metric namespaces: one for hosts, one for VMs and one for volumes. */
 export const NAMESPACES = ["ZStack/Host", "ZStack/VM", "ZStack/Volume"] as const;
 export type Namespace = (typeof NAMESPACES)[number];
 

@@ -119,7 +119,13 @@ export function registerIngestRoute(app: FastifyInstance, core: Core, store: Met
           return reply.code(401).send({ error: "unknown host or bad signature" });
         }
 
-        const batch = JSON.parse(body) as { time?: unknown; samples?: unknown };
+        let batch: { time?: unknown; samples?: unknown };
+
+        try {
+          batch = JSON.parse(body) as { time?: unknown; samples?: unknown };
+        } catch {
+          return reply.code(400).send({ error: "invalid JSON body of a metric batch" });
+        }
         const time = Number(batch.time);
 
         if (!Number.isInteger(time) || Math.abs(time - Date.now()) > MAX_CLOCK_SKEW_MS) {

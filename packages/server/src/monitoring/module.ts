@@ -13,8 +13,8 @@ const SWEEP_INTERVAL_MS = 60_000;
 const RECONCILE_INTERVAL_MS = 30_000;
 
 /**
- * A timer that runs `work` again `delayMs()` after each run ends, re-reading the delay. A failed
- * run is logged and the timer goes on.
+ * Runs `work` on a timer, again `delayMs()` after each run ends, so a changed delay applies to
+ * the next run. A failed run is logged and the timer goes on.
  */
 function repeat(core: Core, name: string, work: () => Promise<void>, delayMs: () => number) {
   let timer: NodeJS.Timeout | undefined;

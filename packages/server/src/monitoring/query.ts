@@ -26,7 +26,7 @@ export interface MetricQuery {
   groupBy?: string[];
 }
 
-/** One point of the answer, as ZStack's GetMetricData returns it: time in epoch seconds. */
+/** One point of the result; `time` is the start of its period in epoch seconds. */
 export interface DataPoint {
   time: number;
   value: number;
@@ -186,7 +186,7 @@ function parseGroupBy(value: string | undefined, labelNames: string[]) {
 }
 
 /**
- * Answers a metric query. Normal accounts see only series of resources they own, and host
+ * Runs a metric query. Normal accounts see only series of resources they own, and host
  * metrics only as admins.
  */
 export async function getMetricData(

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { waitFor } from "../../test/helpers.js";
-import { verifyRequest } from "../auth.js";
+import { signRequest, verifyRequest } from "../auth.js";
 import { buildServer } from "../server/app.js";
 import { saveConnection } from "../server/connection.js";
 import { Reporter } from "../server/reporter.js";
@@ -160,6 +160,20 @@ describe("monitor", () => {
       expect(metrics.headers["content-type"]).toMatch(/^text\/plain; version=0.0.4/);
       expect(metrics.body).toContain(`tstack_vm_memory_resident_bytes{vm_uuid="${vmUuid}"}`);
       expect(unsigned.statusCode).toBe(401);
+
+      const body = JSON.stringify({ intervalSeconds: 0, pushUrl: null, primaryStorages: [] });
+      const invalid = await app.inject({
+        method: "POST",
+        url: "/monitoring/config",
+        payload: body,
+        headers: {
+          "content-type": "application/json",
+          ...signRequest(secret, "POST", "/monitoring/config", body),
+        },
+      });
+
+      expect(invalid.statusCode).toBe(400);
+      expect(invalid.json().error).toMatch(/invalid intervalSeconds 0: expected an integer from 1/);
     } finally {
       await app.close();
     }

@@ -3,6 +3,7 @@ import type { Core } from "../core/core.js";
 import { emitEvent } from "../core/events.js";
 import { now } from "../core/ids.js";
 import type { AlarmLabel } from "./alarms.js";
+import { type Namespace, RESOURCE_LABEL } from "./catalog.js";
 import { type LabelFilter, matchesLabels } from "./query.js";
 import type { AlarmTable } from "./schema.js";
 import type { BucketRow, MetricStore } from "./store.js";
@@ -119,8 +120,11 @@ export class AlarmEvaluator {
       op: label.op === "Equal" ? "=" : "!=",
       value: label.value,
     }));
+    const resourceLabel = RESOURCE_LABEL[alarm.namespace as Namespace];
+    const exact = filters.find((filter) => filter.key === resourceLabel && filter.op === "=");
     const series = (
       await this.#store.findSeries(alarm.namespace, alarm.metricName, {
+        resourceUuid: exact?.value,
         accountUuid: owner?.type === "SystemAdmin" ? undefined : alarm.accountUuid,
       })
     ).filter((row) => matchesLabels(row.labels, filters));

@@ -195,6 +195,20 @@ describe.each(dialects)("zwatch API on %s", (dialect: Dialect) => {
     await expectApiError(
       tenant.call("createAlarm", {
         params: {
+          name: "fast",
+          namespace: "ZStack/VM",
+          metricName: "CPUUsedUtilization",
+          comparisonOperator: "GreaterThan",
+          threshold: 1,
+          period: 5,
+        },
+      }),
+      "SYS.1007",
+      /params.period: 5 seconds is under the collection interval of 10 seconds/,
+    );
+    await expectApiError(
+      tenant.call("createAlarm", {
+        params: {
           name: "host",
           namespace: "ZStack/Host",
           metricName: "CPUUsedUtilization",

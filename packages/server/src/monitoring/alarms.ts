@@ -1,4 +1,5 @@
 import { ApiError } from "@tstack/api";
+import type { Core } from "../core/core.js";
 import { checkQuota, defineQuota } from "../identity/quotas.js";
 import type { Caller } from "../identity/sessions.js";
 import {
@@ -17,6 +18,7 @@ import {
 } from "../resources/registry.js";
 import type { ApiHandlers } from "../rest/api.js";
 import { findMetric, type MetricDefinition } from "./catalog.js";
+import { monitoringSettings } from "./config.js";
 
 /** A label filter of an alarm. */
 export interface AlarmLabel {
@@ -106,14 +108,28 @@ function checkLabels(labels: unknown, definition: MetricDefinition) {
   }
 }
 
+// A window shorter than the collection interval would often hold no sample, so the alarm would
+// flap to InsufficientData.
+function checkPeriod(core: Core, period: unknown) {
+  const interval = monitoringSettings(core).intervalSeconds;
+
+  if (period !== undefined && Number(period) < interval) {
+    throw new ApiError(
+      "invalidArgument",
+      `params.period: ${period} seconds is under the collection interval of ${interval} seconds (monitoring.interval); use at least ${interval}`,
+    );
+  }
+}
+
 export const alarmHandlers: ApiHandlers = {
   queryAlarm: queryHandler("Alarm"),
   deleteAlarm: simpleDeleteHandler("Alarm"),
   changeAlarmState: changeStateHandler("Alarm"),
   createAlarm: {
-    async check(_core, call) {
+    async check(core, call) {
       const definition = checkMetric(call.params.namespace, call.params.metricName, call.caller);
       checkLabels(call.params.labels, definition);
+      checkPeriod(core, call.params.period);
     },
     run: (core, call) =>
       call.commit(async (tx) => {
@@ -152,6 +168,7 @@ export const alarmHandlers: ApiHandlers = {
       const row = await loadResource(core.kysely, "Alarm", call.path.uuid!, call.caller);
       const definition = checkMetric(row.namespace, row.metricName, call.caller);
       checkLabels(call.params.labels, definition);
+      checkPeriod(core, call.params.period);
     },
     run: (_core, call) =>
       call.commit(async (tx) => {

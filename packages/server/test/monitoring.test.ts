@@ -12,6 +12,7 @@ type Alarm = Inventory & { status: string; state: string };
 
 // In runs on a 2-vCPU machine at load average 5 to 7, an idle busybox guest cost its QEMU 0 to
 // 1.5% of a core and the busy loop 30 to 50%, so 20% separates them.
+const CPU_THRESHOLD = 20;
 // Collections every 2 s keep the test short while leaving the agent room on a loaded machine.
 const INTERVAL = 2;
 // Guest uptime seconds the busy loop runs: long enough for the alarm's two 2 s windows to
@@ -315,7 +316,7 @@ describe("monitoring a real TCG VM", () => {
           namespace: "ZStack/VM",
           metricName: "CPUUsedUtilization",
           comparisonOperator: "GreaterThan",
-          threshold: 20,
+          threshold: CPU_THRESHOLD,
           period: INTERVAL,
           repeatCount: 2,
           labels: [{ key: "VMUuid", op: "Equal", value: vm.uuid }],
@@ -342,8 +343,9 @@ describe("monitoring a real TCG VM", () => {
     // A bounded wait, not a timing assertion: the sample covering the loop must arrive by then.
     const data = await until(
       () => metric("ZStack/VM", "CPUUsedUtilization", `VMUuid=${vm.uuid}`, started - 60),
-      (points) => points.some((point) => point.time >= started - INTERVAL && point.value > 20),
-      "VM CPU utilisation above 20%",
+      (points) =>
+        points.some((point) => point.time >= started - INTERVAL && point.value > CPU_THRESHOLD),
+      `VM CPU utilisation above ${CPU_THRESHOLD}%`,
       2 * INTERVAL * 1000,
     );
     loadStarted = started;
@@ -400,7 +402,7 @@ describe("monitoring a real TCG VM", () => {
     const firing = fired.find(afterLoad)!;
 
     expect(firing.content.metricName).toBe("CPUUsedUtilization");
-    expect(Number(firing.content.value)).toBeGreaterThan(20);
+    expect(Number(firing.content.value)).toBeGreaterThan(CPU_THRESHOLD);
     expect(firing.content.labels).toEqual({ VMUuid: vm.uuid });
 
     await until(consoleLog, (text) => text.includes("tmon-load-done"), "guest load end", 180_000);

@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { adoptContainers, ContainerDriver } from "./container/index.js";
 import { collectFacts } from "./host/facts.js";
 import { probeAccelerator } from "./host/kvm.js";
+import { Monitor } from "./monitoring/monitor.js";
 import { buildServer } from "./server/app.js";
 import { readConnection } from "./server/connection.js";
 import { Reporter } from "./server/reporter.js";
@@ -58,6 +59,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     namePrefix: process.env.TSTACK_AGENT_CONTAINER_PREFIX,
   });
   await adoptContainers(containers, dataDir, logger, onReport);
+  const monitor = new Monitor({ dataDir, secret: () => secret, logger, driver });
 
   const app = buildServer({
     dataDir,
@@ -67,8 +69,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     reporter,
     logger,
     collectFacts,
+    monitor,
   });
   const url = await app.listen({ host, port });
+  await monitor.start();
   logger.info({ url, accel, dataDir }, "agent started");
 
   return {
@@ -78,6 +82,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     async close() {
       // NOTE: tasks still running are not awaited; a start cut short here can leave a tap or
       // run directory behind until the VM is destroyed.
+      monitor.stop();
       await app.close();
       driver.close();
       containers.close();

@@ -6,6 +6,13 @@ import type { HostCapacity, HostFacts } from "./host/facts.js";
 import type { VmSpec, VmState } from "./vm/types.js";
 
 export type { HostCapacity, HostFacts } from "./host/facts.js";
+export type {
+  MetricBatch,
+  MetricNamespace,
+  MetricSample,
+  MonitoredPrimaryStorage,
+  MonitoringConfig,
+} from "./monitoring/types.js";
 export type { DiskSpec, NicSpec, VmSpec, VmState } from "./vm/types.js";
 
 /** Header naming an asynchronous task; a repeated value is not run twice. */
@@ -19,6 +26,9 @@ export const COMMAND_PATH_HEADER = "commandpath";
 
 /** Command path of VM state reports. */
 export const VM_REPORT_PATH = "/vm/report/state";
+
+/** Command path of the metric batches the agent pushes every monitoring interval. */
+export const METRICS_REPORT_PATH = "/monitoring/samples";
 
 /** Fields every response and callback body carries. */
 export interface AgentResponse {

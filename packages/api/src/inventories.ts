@@ -416,3 +416,18 @@ export const VolumeSnapshotInventory = Type.Object({
   type: Type.String(),
 });
 export type VolumeSnapshotInventory = Static<typeof VolumeSnapshotInventory>;
+
+export const AlarmInventory = Type.Object({
+  ...InventoryCommon,
+  namespace: Type.String(),
+  metricName: Type.String(),
+  comparisonOperator: Type.String(),
+  threshold: Type.Number(),
+  period: Type.Integer(),
+  repeatCount: Type.Integer(),
+  labels: Type.Array(Type.Object({ key: Type.String(), op: Type.String(), value: Type.String() })),
+  state: Type.String(),
+  status: Type.String(),
+  lastStatusChangeDate: Type.Union([DateTime, Type.Null()]),
+});
+export type AlarmInventory = Static<typeof AlarmInventory>;

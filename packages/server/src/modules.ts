@@ -7,6 +7,7 @@ import { registerZoneWorkflows, zoneHandlers } from "./compute/zones.js";
 import type { Core } from "./core/core.js";
 import { identityHandlers } from "./identity/api.js";
 import type { SessionService } from "./identity/sessions.js";
+import { monitoringModule } from "./monitoring/module.js";
 import { networkModule } from "./network/module.js";
 import { securityGroupModule } from "./network/security-groups-module.js";
 import { configHandlers } from "./platform/config-api.js";
@@ -47,5 +48,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     networkModule(),
     securityGroupModule(),
     storageModule(),
+    monitoringModule(),
   ];
 }

@@ -7,10 +7,12 @@ import type { Logger } from "pino";
 import { verifyRequest } from "../auth.js";
 import type { ContainerDriver } from "../container/index.js";
 import type { HostFacts } from "../host/facts.js";
+import type { Monitor } from "../monitoring/monitor.js";
 import { CALLBACK_URL_HEADER, TASK_UUID_HEADER } from "../protocol.js";
 import { ValidationError } from "../validate.js";
 import type { QemuDriver } from "../vm/index.js";
 import { registerHostRoutes } from "./host-routes.js";
+import { registerMonitoringRoutes } from "./monitoring-routes.js";
 import { registerNetworkRoutes } from "./network-routes.js";
 import type { Reporter } from "./reporter.js";
 import { registerStorageRoutes } from "./storage-routes.js";
@@ -32,6 +34,8 @@ export interface AgentServerOptions {
   collectFacts: () => Promise<HostFacts>;
   /** Delay before the first callback retry in ms. */
   callbackBackoffMs?: number;
+  /** Metrics collector; `/metrics` and `/monitoring/config` exist only when it is set. */
+  monitor?: Monitor;
 }
 
 /** Shared state of the route modules. */
@@ -40,8 +44,9 @@ export interface ServerContext extends AgentServerOptions {
 }
 
 // Paths served without a signature: the management node polls echo before it has
-// written the secret of a freshly deployed agent.
-const UNSIGNED_PATHS = new Set(["/host/echo"]);
+// written the secret of a freshly deployed agent, and a Prometheus server scrapes metrics
+// without knowing the host secret.
+const UNSIGNED_PATHS = new Set(["/host/echo", "/metrics"]);
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -114,6 +119,7 @@ export function buildServer(options: AgentServerOptions): FastifyInstance {
   registerNetworkRoutes(app, context);
   registerStorageRoutes(app, context);
   registerVolumeRoutes(app, context);
+  registerMonitoringRoutes(app, context);
   return app;
 }
 

@@ -8,6 +8,7 @@ import { securityGroupRoutes } from "./security-groups.js";
 import { storageRoutes } from "./storage.js";
 import { vmRoutes } from "./vm.js";
 import { volumeRoutes } from "./volumes.js";
+import { zwatchRoutes } from "./zwatch.js";
 
 export { type ApiKind, type ApiRoute, crud, stateEventEnableDisable, update } from "./declare.js";
 export {
@@ -20,6 +21,7 @@ export {
   storageRoutes,
   vmRoutes,
   volumeRoutes,
+  zwatchRoutes,
 };
 
 /** Every API of the contract. */
@@ -33,4 +35,5 @@ export const apiRoutes: ApiRoute[] = [
   ...securityGroupRoutes,
   ...storageRoutes,
   ...volumeRoutes,
+  ...zwatchRoutes,
 ];

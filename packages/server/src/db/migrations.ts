@@ -1,5 +1,6 @@
 import { type Migration, sql } from "kysely";
 import { createHostCleanups } from "../compute/hosts/cleanups-migration.js";
+import { createMonitoringTables } from "../monitoring/migration.js";
 import { createNetworkTables } from "../network/migration.js";
 import { createSecurityGroupTables } from "../network/security-groups-migration.js";
 import { createVmCdRomTable } from "../storage/cdrom-migration.js";
@@ -535,6 +536,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0006_security_groups": { up: (db) => createSecurityGroupTables(db) },
     "0012_host_cleanups": { up: (db) => createHostCleanups(db) },
     "0010_volume_attach": { up: (db) => createVmCdRomTable(db) },
+    "0009_monitoring": { up: (db) => createMonitoringTables(db, dialect) },
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Generated } from "kysely";
+import type { MonitoringTables } from "../monitoring/schema.js";
 import type { NetworkTables } from "../network/schema.js";
 import type { SecurityGroupTables } from "../network/security-groups-schema.js";
 
@@ -405,7 +406,7 @@ export interface VolumeSnapshotTable extends ResourceColumns {
 }
 
 /** The whole schema, as Kysely types it. */
-export interface Database extends NetworkTables, SecurityGroupTables {
+export interface Database extends NetworkTables, SecurityGroupTables, MonitoringTables {
   resources: ResourceIndexTable;
   zones: ZoneTable;
   clusters: ClusterTable;

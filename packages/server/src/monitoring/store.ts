@@ -1,0 +1,298 @@
+import { type Kysely, sql } from "kysely";
+import type { Database } from "../db/schema.js";
+
+/** A sample ready to store, its labels already validated. */
+export interface StoredSample {
+  namespace: string;
+  metricName: string;
+  resourceUuid: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** A series matched by a query, with its labels parsed. */
+export interface SeriesRow {
+  id: number;
+  resourceUuid: string;
+  labels: Record<string, string>;
+}
+
+/** Samples of one series in one period bucket, from raw points and rollups together. */
+export interface BucketRow {
+  seriesId: number;
+  bucket: number;
+  sampleCount: number;
+  total: number;
+  minValue: number;
+  maxValue: number;
+}
+
+// SQLite (since 3.32) accepts at most 32766 bound values per statement by default; 500 rows of 3 or 6 columns stay far
+// below that, and PostgreSQL's 65535 too.
+const INSERT_CHUNK = 500;
+const SERIES_CACHE_LIMIT = 200_000;
+
+/** Returns labels as JSON with sorted keys, the form series are stored and compared in. */
+export function canonicalLabels(labels: Record<string, string>) {
+  const sorted = Object.keys(labels)
+    .sort()
+    .map((key) => [key, labels[key]]);
+  return JSON.stringify(Object.fromEntries(sorted));
+}
+
+/**
+ * Metric series and samples in the database: raw points for the raw retention, then rollups per
+ * step until the retention ends. Series ids are cached in memory, so a batch costs one
+ * insert of points once its series exist.
+ */
+export class MetricStore {
+  readonly #db: Kysely<Database>;
+  readonly #seriesIds = new Map<string, number>();
+
+  constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  /** Stores the samples of one batch at `time` (ms); a repeated batch is ignored. */
+  async insert(time: number, samples: StoredSample[]) {
+    const ids = await this.#seriesIdsOf(samples);
+    const points = samples.map((sample, index) => ({
+      seriesId: ids[index]!,
+      time,
+      value: sample.value,
+    }));
+
+    for (let start = 0; start < points.length; start += INSERT_CHUNK) {
+      await this.#db
+        .insertInto("metricPoints")
+        .values(points.slice(start, start + INSERT_CHUNK))
+        .onConflict((conflict) => conflict.columns(["seriesId", "time"]).doNothing())
+        .execute();
+    }
+  }
+
+  /** Returns the series of one metric, optionally only those of the given resources. */
+  async findSeries(
+    namespace: string,
+    metricName: string,
+    scope: { resourceUuid?: string; accountUuid?: string },
+  ): Promise<SeriesRow[]> {
+    let query = this.#db
+      .selectFrom("metricSeries")
+      .select(["id", "resourceUuid", "labels"])
+      .where("namespace", "=", namespace)
+      .where("metricName", "=", metricName);
+
+    if (scope.resourceUuid) {
+      query = query.where("resourceUuid", "=", scope.resourceUuid);
+    }
+
+    if (scope.accountUuid) {
+      const owned = this.#db
+        .selectFrom("resources")
+        .select("uuid")
+        .where("accountUuid", "=", scope.accountUuid);
+      query = query.where("resourceUuid", "in", owned);
+    }
+
+    const rows = await query.execute();
+    return rows.map((row) => ({
+      id: Number(row.id),
+      resourceUuid: row.resourceUuid,
+      labels: JSON.parse(row.labels) as Record<string, string>,
+    }));
+  }
+
+  /**
+   * Sums samples of the given series per period bucket over [startTime, endTime) in ms. Bucket n
+   * spans [origin + n * periodMs, origin + (n + 1) * periodMs). Rolled-up steps count whole, by
+   * their start time, so a period shorter than the rollup step leaves empty buckets in old data.
+   */
+  async buckets(
+    seriesIds: number[],
+    range: { startTime: number; endTime: number; periodMs: number; origin: number },
+  ) {
+    const { startTime, endTime, periodMs, origin } = range;
+    const rows: BucketRow[] = [];
+
+    // Inlined rather than bound, so SQLite divides integers instead of floating-point values.
+    const bucket = sql<number>`(${sql.ref("time")} - ${sql.lit(Math.trunc(origin))}) / ${sql.lit(Math.trunc(periodMs))}`;
+
+    for (let start = 0; start < seriesIds.length; start += INSERT_CHUNK) {
+      const chunk = seriesIds.slice(start, start + INSERT_CHUNK);
+      const raw = await this.#db
+        .selectFrom("metricPoints")
+        .select((eb) => [
+          "seriesId",
+          bucket.as("bucket"),
+          eb.fn.countAll<number>().as("sampleCount"),
+          eb.fn.sum<number>("value").as("total"),
+          eb.fn.min<number>("value").as("minValue"),
+          eb.fn.max<number>("value").as("maxValue"),
+        ])
+        .where("seriesId", "in", chunk)
+        .where("time", ">=", startTime)
+        .where("time", "<", endTime)
+        .groupBy(["seriesId", bucket])
+        .execute();
+      const rolled = await this.#db
+        .selectFrom("metricRollups")
+        .select((eb) => [
+          "seriesId",
+          bucket.as("bucket"),
+          eb.fn.sum<number>("sampleCount").as("sampleCount"),
+          eb.fn.sum<number>("total").as("total"),
+          eb.fn.min<number>("minValue").as("minValue"),
+          eb.fn.max<number>("maxValue").as("maxValue"),
+        ])
+        .where("seriesId", "in", chunk)
+        .where("time", ">=", startTime)
+        .where("time", "<", endTime)
+        .groupBy(["seriesId", bucket])
+        .execute();
+
+      // PostgreSQL returns sum() of integers as numeric, which node-postgres hands over as text.
+      for (const row of [...raw, ...rolled]) {
+        rows.push({
+          seriesId: Number(row.seriesId),
+          bucket: Number(row.bucket),
+          sampleCount: Number(row.sampleCount),
+          total: Number(row.total),
+          minValue: Number(row.minValue),
+          maxValue: Number(row.maxValue),
+        });
+      }
+    }
+
+    return rows;
+  }
+
+  /**
+   * Rolls raw points older than `rawBefore` (ms) into steps of `stepMs`, deletes rollups older
+   * than `keepAfter`, and deletes series left without data. `rawBefore` is rounded down to a step
+   * boundary, so each step is rolled up once, from all its points.
+   */
+  async sweep(rawBefore: number, keepAfter: number, stepMs: number) {
+    const cutoff = Math.floor(rawBefore / stepMs) * stepMs;
+    const step = sql<number>`(${sql.ref("time")} / ${sql.lit(Math.trunc(stepMs))}) * ${sql.lit(Math.trunc(stepMs))}`;
+
+    await this.#db.transaction().execute(async (tx) => {
+      // NOTE: a point that arrives for a step already rolled up is dropped at the next sweep.
+      await tx
+        .insertInto("metricRollups")
+        .columns(["seriesId", "time", "sampleCount", "total", "minValue", "maxValue"])
+        .expression(
+          tx
+            .selectFrom("metricPoints")
+            .select((eb) => [
+              "seriesId",
+              step.as("time"),
+              eb.fn.countAll<number>().as("sampleCount"),
+              eb.fn.sum<number>("value").as("total"),
+              eb.fn.min<number>("value").as("minValue"),
+              eb.fn.max<number>("value").as("maxValue"),
+            ])
+            .where("time", "<", cutoff)
+            .groupBy(["seriesId", step]),
+        )
+        .onConflict((conflict) => conflict.columns(["seriesId", "time"]).doNothing())
+        .execute();
+      await tx.deleteFrom("metricPoints").where("time", "<", cutoff).execute();
+      await tx.deleteFrom("metricRollups").where("time", "<", keepAfter).execute();
+      await tx
+        .deleteFrom("metricSeries")
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom("metricPoints")
+                .select("seriesId")
+                .whereRef("metricPoints.seriesId", "=", "metricSeries.id"),
+            ),
+          ),
+        )
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom("metricRollups")
+                .select("seriesId")
+                .whereRef("metricRollups.seriesId", "=", "metricSeries.id"),
+            ),
+          ),
+        )
+        .execute();
+    });
+
+    // Deleted series must not be reused from the cache; the next batch looks them up again.
+    this.#seriesIds.clear();
+  }
+
+  /** Counts stored rows, for tests and the benchmark. */
+  async counts() {
+    const count = async (table: "metricSeries" | "metricPoints" | "metricRollups") => {
+      const row = await this.#db
+        .selectFrom(table)
+        .select((eb) => eb.fn.countAll<number>().as("count"))
+        .executeTakeFirstOrThrow();
+      return Number(row.count);
+    };
+
+    return {
+      series: await count("metricSeries"),
+      points: await count("metricPoints"),
+      rollups: await count("metricRollups"),
+    };
+  }
+
+  async #seriesIdsOf(samples: StoredSample[]): Promise<number[]> {
+    const keys = samples.map((sample) => ({
+      namespace: sample.namespace,
+      metricName: sample.metricName,
+      resourceUuid: sample.resourceUuid,
+      labels: canonicalLabels(sample.labels),
+    }));
+    const missing = keys.filter((key) => !this.#seriesIds.has(cacheKey(key)));
+
+    if (missing.length > 0) {
+      await this.#createSeries(missing);
+    }
+
+    return keys.map((key) => this.#seriesIds.get(cacheKey(key))!);
+  }
+
+  async #createSeries(
+    keys: { namespace: string; metricName: string; resourceUuid: string; labels: string }[],
+  ) {
+    if (this.#seriesIds.size + keys.length > SERIES_CACHE_LIMIT) {
+      this.#seriesIds.clear();
+    }
+
+    for (let start = 0; start < keys.length; start += INSERT_CHUNK) {
+      const chunk = keys.slice(start, start + INSERT_CHUNK);
+      await this.#db
+        .insertInto("metricSeries")
+        .values(chunk)
+        .onConflict((conflict) =>
+          conflict.columns(["namespace", "metricName", "labels"]).doNothing(),
+        )
+        .execute();
+
+      const rows = await this.#db
+        .selectFrom("metricSeries")
+        .select(["id", "namespace", "metricName", "labels"])
+        .where(
+          "labels",
+          "in",
+          chunk.map((key) => key.labels),
+        )
+        .execute();
+
+      for (const row of rows) {
+        this.#seriesIds.set(cacheKey(row), Number(row.id));
+      }
+    }
+  }
+}
+
+function cacheKey(key: { namespace: string; metricName: string; labels: string }) {
+  return `${key.namespace} ${key.metricName} ${key.labels}`;
+}

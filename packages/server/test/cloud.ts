@@ -174,7 +174,8 @@ export async function buildCloud(
       killProcessesUnder(host.agentDir);
       removeLink(`br_${l2.uuid.slice(0, 12)}`);
       removeLink(`dh_${l3.uuid.slice(0, 12)}`);
-      quiet("ip", ["netns", "delete", `tstack-dhcp-${l3.uuid.slice(0, 12)}`]);
+      const prefix = process.env.TSTACK_AGENT_NETNS_PREFIX ?? "tstack-";
+      quiet("ip", ["netns", "delete", `${prefix}dhcp-${l3.uuid.slice(0, 12)}`]);
       rmSync(work, { recursive: true, force: true });
     },
   };

@@ -145,6 +145,7 @@ describe("containers on a Container host", () => {
   beforeAll(async () => {
     // The agent the test server spawns inherits the environment, so its names start with tct.
     process.env.TSTACK_AGENT_CONTAINER_PREFIX = PREFIX;
+    process.env.TSTACK_AGENT_NETNS_PREFIX = PREFIX;
     work = mkdtempSync(join(tmpdir(), "tct-e2e-"));
     const tarPath = await buildBusyboxTarball(work, CONTAINER_PINGER);
     t = await startTestServer("sqlite");

@@ -286,10 +286,13 @@ describe.each(dialects)("security group API on %s", (dialect) => {
   });
 });
 
+/** Namespace prefix of this file's agent, so its security-group table is its own: `tsg_sg`. */
+const PREFIX = "tsg-";
+
 /** Lists the host's security-group table, or returns "" when it does not exist. */
 function sgTable() {
   try {
-    return execFileSync("nft", ["list", "table", "bridge", "tstack_sg"], {
+    return execFileSync("nft", ["list", "table", "bridge", "tsg_sg"], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "ignore"],
     });
@@ -319,6 +322,8 @@ describe("security groups on the local host", () => {
   const vms: Inventory[] = [];
 
   beforeAll(async () => {
+    // The agent inherits this and names its namespaces and nftables tables after it.
+    process.env.TSTACK_AGENT_NETNS_PREFIX = PREFIX;
     t = await startTestServer("sqlite");
     admin = t.admin;
     cloud = await buildCloud(t, "172.30.86.0/24");

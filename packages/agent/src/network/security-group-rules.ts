@@ -17,11 +17,23 @@ import type { NicSecurityRules, SecurityGroupRule } from "./types.js";
 /** Packet mark bit meaning "part of an established or related connection". */
 export const ESTABLISHED_MARK = 0x00800000;
 
-/** Bridge-family table with the per-NIC chains. */
-export const SECURITY_GROUP_TABLE = "tstack_sg";
+/** Names of an agent's security-group tables in nftables. */
+export interface SecurityGroupTables {
+  /** Bridge-family table with the per-NIC chains. */
+  bridge: string;
+  /** Inet-family table that marks established connections. */
+  conntrack: string;
+}
 
-/** Inet-family table that marks established connections. */
-export const CONNTRACK_TABLE = "tstack_sg_ct";
+/**
+ * Names the security-group tables after the agent's namespace prefix: `tstack_sg` and
+ * `tstack_sg_ct` for the default `tstack-`. Each agent loads its whole table at once, so two
+ * agents on one machine (as in tests) need their own prefix to keep each other's rules.
+ */
+export function securityGroupTables(namespacePrefix = "tstack-"): SecurityGroupTables {
+  const bridge = `${namespacePrefix.replaceAll("-", "_")}sg`;
+  return { bridge, conntrack: `${bridge}_ct` };
+}
 
 const MARK = `0x${ESTABLISHED_MARK.toString(16).padStart(8, "0")}`;
 
@@ -143,6 +155,7 @@ function dispatchChain(name: string, hook: string, priority: number, map: string
 export function compileSecurityGroups(
   nics: readonly NicSecurityRules[],
   remoteGroups: Record<string, string[]>,
+  tables: SecurityGroupTables = securityGroupTables(),
 ): string {
   const sorted = [...nics].sort((a, b) => a.nicUuid.localeCompare(b.nicUuid));
   const taps = sorted.map((nic) => tapName(nic.nicUuid));
@@ -172,7 +185,7 @@ export function compileSecurityGroups(
   ].join("\n");
 
   return (
-    replaceTableScript("inet", CONNTRACK_TABLE, conntrackBody) +
-    replaceTableScript("bridge", SECURITY_GROUP_TABLE, bridgeBody)
+    replaceTableScript("inet", tables.conntrack, conntrackBody) +
+    replaceTableScript("bridge", tables.bridge, bridgeBody)
   );
 }

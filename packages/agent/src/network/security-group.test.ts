@@ -5,7 +5,7 @@ import type { NetworkHost } from "./host.js";
 import { tapName } from "./names.js";
 import { tableExists } from "./nft.js";
 import { applySecurityGroups, removeSecurityGroups } from "./security-group.js";
-import { compileRule, compileSecurityGroups } from "./security-group-rules.js";
+import { compileRule, compileSecurityGroups, securityGroupTables } from "./security-group-rules.js";
 import { Testbed } from "./testbed.js";
 import type { NicSecurityRules } from "./types.js";
 
@@ -148,7 +148,8 @@ describe("security groups on a bridge", () => {
     await removeSecurityGroups(host, { nicUuids: [NIC1, NIC2] });
 
     expect(await bed.ping(vm1, "10.88.0.2")).toBe(true);
-    expect(await tableExists(host, "bridge", "tstack_sg")).toBe(false);
-    expect(await tableExists(host, "inet", "tstack_sg_ct")).toBe(false);
+    const tables = securityGroupTables(host.namespacePrefix);
+    expect(await tableExists(host, "bridge", tables.bridge)).toBe(false);
+    expect(await tableExists(host, "inet", tables.conntrack)).toBe(false);
   });
 });

@@ -4,11 +4,7 @@ import { hostRun, type NetworkHost } from "./host.js";
 import { serialize } from "./lock.js";
 import { validateUuid } from "./names.js";
 import { applyNftScript, deleteTable } from "./nft.js";
-import {
-  CONNTRACK_TABLE,
-  compileSecurityGroups,
-  SECURITY_GROUP_TABLE,
-} from "./security-group-rules.js";
+import { compileSecurityGroups, securityGroupTables } from "./security-group-rules.js";
 import { writeFileAtomic } from "./state.js";
 import type { ApplySecurityGroupCmd, NicSecurityRules, RemoveSecurityGroupCmd } from "./types.js";
 
@@ -81,8 +77,9 @@ async function writeState(host: NetworkHost, state: SecurityGroupState, previous
  */
 async function loadTables(host: NetworkHost, state: SecurityGroupState) {
   if (state.nics.size === 0) {
-    await deleteTable(host, "bridge", SECURITY_GROUP_TABLE);
-    await deleteTable(host, "inet", CONNTRACK_TABLE);
+    const tables = securityGroupTables(host.namespacePrefix);
+    await deleteTable(host, "bridge", tables.bridge);
+    await deleteTable(host, "inet", tables.conntrack);
     return;
   }
 
@@ -91,7 +88,14 @@ async function loadTables(host: NetworkHost, state: SecurityGroupState) {
     "net.bridge.bridge-nf-call-iptables=1",
     "net.bridge.bridge-nf-call-ip6tables=1",
   ]);
-  await applyNftScript(host, compileSecurityGroups([...state.nics.values()], state.remoteGroups));
+  await applyNftScript(
+    host,
+    compileSecurityGroups(
+      [...state.nics.values()],
+      state.remoteGroups,
+      securityGroupTables(host.namespacePrefix),
+    ),
+  );
 }
 
 /** Puts the state on disk, loads it, and restores the previous files when loading fails. */

@@ -198,51 +198,6 @@ const detachIsoFromVmInstance: ApiHandler = {
   },
 };
 
-/**
- * Inserts a VM's attached ISO into its CD-ROM drive each time the VM starts. The VM start
- * command carries only disks and NICs, so the ISO follows a moment after QEMU starts.
- * NOTE: a guest that boots fast can reach its bootloader before the ISO is in, so booting
- * from the ISO is not supported.
- */
-export function insertIsoOnStart(core: Core) {
-  core.bus.subscribe("event/vm/state/change", async (message) => {
-    const event = message.body as { content?: { vmUuid?: string; newState?: string } };
-    const vmUuid = event.content?.vmUuid;
-
-    if (event.content?.newState !== "Running" || !vmUuid) {
-      return;
-    }
-
-    const cdrom = await core.kysely
-      .selectFrom("vmCdRoms")
-      .selectAll()
-      .where("vmInstanceUuid", "=", vmUuid)
-      .executeTakeFirst();
-    const vm = await core.kysely
-      .selectFrom("vmInstances")
-      .select(["state", "hostUuid"])
-      .where("uuid", "=", vmUuid)
-      .executeTakeFirst();
-
-    if (!cdrom || vm?.state !== "Running" || !vm.hostUuid) {
-      return;
-    }
-
-    try {
-      await callAgent(core, vm.hostUuid, "/vm/iso/attach", {
-        vmUuid,
-        path: cdrom.installPath,
-        format: "qcow2",
-      });
-    } catch (error) {
-      core.log.warn(
-        { err: error, vmUuid, isoUuid: cdrom.isoUuid },
-        "failed to insert the attached ISO into a started VM",
-      );
-    }
-  });
-}
-
 /** Lists the VMs an ISO may be attached to now: Running or Stopped ones with an empty drive. */
 const getCandidateVmForAttachingIso: ApiHandler = {
   async run(core, call) {

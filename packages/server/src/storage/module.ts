@@ -4,7 +4,7 @@ import { queryHandler } from "../resources/crud.js";
 import { backupStorageHandlers } from "./backup-storage.js";
 import { defineStorageConfig } from "./config.js";
 import { imageHandlers } from "./images.js";
-import { insertIsoOnStart, isoHandlers } from "./iso.js";
+import { isoHandlers } from "./iso.js";
 import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
 import { registerAttachWorkflows } from "./attach-workflows.js";
@@ -23,7 +23,6 @@ export function storageModule(): Module {
       const volumes = new StorageVolumeService(core);
       core.services.volumes = volumes;
       registerAttachWorkflows(core);
-      insertIsoOnStart(core);
       Object.assign(
         module.handlers,
         backupStorageHandlers(),

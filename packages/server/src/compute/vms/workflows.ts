@@ -29,6 +29,8 @@ export interface VmData {
   /** End state: Running, or Stopped or Created for the create strategies. */
   endState?: "Running" | "Stopped" | "Created";
   force?: boolean;
+  /** The NICs as prepared on the host, for the start command that follows. */
+  nicAttachments?: NicAttachment[];
 }
 
 function volumes(core: Core) {
@@ -165,7 +167,11 @@ export function vmSteps(core: Core) {
       progress(data, "preparing networks on the host");
 
       if (core.services.nics) {
-        await core.services.nics.prepareNicsOnHost(data.vmUuid, data.hostUuid!, signal);
+        data.nicAttachments = await core.services.nics.prepareNicsOnHost(
+          data.vmUuid,
+          data.hostUuid!,
+          signal,
+        );
       }
     },
     async rollback(data) {
@@ -181,9 +187,12 @@ export function vmSteps(core: Core) {
       progress(data, "starting QEMU");
       const vm = await loadVm(core.kysely, data.vmUuid);
       const disks: VolumeAttachment[] = await volumes(core).vmVolumes(vm.uuid);
-      const attachments: NicAttachment[] = core.services.nics
-        ? await core.services.nics.prepareNicsOnHost(vm.uuid, data.hostUuid!, signal)
-        : [];
+      const attachments = data.nicAttachments ?? [];
+      const cdrom = await core.kysely
+        .selectFrom("vmCdRoms")
+        .select("installPath")
+        .where("vmInstanceUuid", "=", vm.uuid)
+        .executeTakeFirst();
       const spec = {
         vmUuid: vm.uuid,
         memoryMiB: Math.floor(Number(vm.memorySize) / 1024 / 1024),
@@ -192,6 +201,7 @@ export function vmSteps(core: Core) {
         nics: attachments
           .sort((a, b) => a.deviceId - b.deviceId)
           .map((nic) => ({ mac: nic.mac, bridgeName: nic.bridgeName, tapName: nic.tapName })),
+        ...(cdrom ? { cdrom: { path: cdrom.installPath, format: "qcow2" } } : {}),
         vncPassword: newUuid().slice(0, 8),
       };
       const body =

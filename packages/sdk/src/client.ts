@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { Static, TSchema } from "@sinclair/typebox";
-import { type ApiRoute, apiRoutes, type Inventory, sha512Hex } from "@tstack/api";
+import {
+  type ApiRoute,
+  apiRoutes,
+  type DeclaredRoute,
+  type Inventory,
+  sha512Hex,
+} from "@tstack/api";
 import { ApiRequestError, ConnectionError, checked, isNetworkFailure } from "./errors.js";
 import { type CanonicalEvent, type EventStreamOptions, followEvents } from "./events.js";
 import { appendQuery, readBody, sleep } from "./http.js";
@@ -47,16 +53,43 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** The schema in an optional route field, or `undefined` when the route has none. */
+type SchemaIn<T> = NonNullable<T> extends TSchema ? NonNullable<T> : undefined;
+
 /** The parameter type of a route whose schema type is known statically, else a loose record. */
-export type ParamsOf<R extends ApiRoute> = R extends { params: infer S extends TSchema }
-  ? unknown extends Static<S>
-    ? Record<string, unknown>
-    : Static<S>
+export type ParamsOf<R> = R extends { params?: infer P }
+  ? SchemaIn<P> extends TSchema
+    ? unknown extends Static<SchemaIn<P>>
+      ? Record<string, unknown>
+      : Static<SchemaIn<P>>
+    : Record<string, unknown>
   : Record<string, unknown>;
 
 /** Call options whose `params` are checked against the route's TypeBox schema. */
-export type TypedCallOptions<R extends ApiRoute> = Omit<CallOptions, "params"> & {
+export type TypedCallOptions<R> = Omit<CallOptions, "params"> & {
   params?: ParamsOf<R>;
+};
+
+/** A declared route by its API name. */
+export type RouteNamed<N extends string> = Extract<DeclaredRoute, { name: N }>;
+
+/** The names of the APIs declared with literal types. */
+export type ApiName = DeclaredRoute["name"];
+
+/** The reply of a route: the inventories of a query, the inventory of a write, else a record. */
+export type ReplyOf<R> = R extends { kind: "query"; inventory?: infer I }
+  ? SchemaIn<I> extends TSchema
+    ? { inventories: Static<SchemaIn<I>>[]; total?: number }
+    : Record<string, unknown>
+  : R extends { kind: "create" | "action"; inventory?: infer I }
+    ? SchemaIn<I> extends TSchema
+      ? { inventory: Static<SchemaIn<I>> }
+      : Record<string, unknown>
+    : Record<string, unknown>;
+
+/** One method per declared API, its params and reply typed from the route's schemas. */
+export type TypedApi = {
+  [N in ApiName]: (options?: TypedCallOptions<RouteNamed<N>>) => Promise<ReplyOf<RouteNamed<N>>>;
 };
 
 const routesByName = new Map(apiRoutes.map((route) => [route.name, route]));
@@ -77,6 +110,17 @@ export class TstackClient {
   private readonly pollIntervalMs: number;
   private readonly retries: number;
   private readonly retryDelayMs: number;
+
+  /**
+   * The APIs as typed methods: `client.api.createZone({ params: { name } })` checks the params
+   * against the route's schema and returns the typed inventory.
+   */
+  readonly api: TypedApi = new Proxy({} as TypedApi, {
+    get: (_target, name) =>
+      typeof name === "string" && routesByName.has(name)
+        ? (options?: CallOptions) => this.call(name, options)
+        : undefined,
+  });
 
   constructor(options: ClientOptions) {
     this.endpoint = options.endpoint.replace(/\/+$/, "");

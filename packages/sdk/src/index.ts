@@ -1,11 +1,15 @@
 export { buildCatalog, findResource, kebab, type ResourceEntry } from "./catalog.js";
 export {
+  type ApiName,
   type CallOptions,
   type ClientOptions,
   isJobRoute,
   type JobProgress,
   type ParamsOf,
+  type ReplyOf,
+  type RouteNamed,
   TstackClient,
+  type TypedApi,
   type TypedCallOptions,
 } from "./client.js";
 export { ApiRequestError, ConnectionError } from "./errors.js";

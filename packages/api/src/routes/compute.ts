@@ -19,7 +19,7 @@ const addHostCommon = {
   ...CreateCommon,
 };
 
-export const computeRoutes: ApiRoute[] = [
+export const computeRoutes = [
   {
     name: "addKVMHost",
     method: "POST",
@@ -105,4 +105,4 @@ export const computeRoutes: ApiRoute[] = [
     adminOnly: true,
     summary: "Sum the CPU and memory capacity of hosts, by zone, cluster or host uuids",
   },
-];
+] as const satisfies readonly ApiRoute[];

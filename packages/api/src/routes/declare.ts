@@ -34,17 +34,56 @@ export const update = Strict({
   description: Type.Optional(Description),
 });
 
+/**
+ * A route whose name, kind and schemas stay literal in its type, so that a client can type a
+ * call by the API's name.
+ */
+export type Declared<
+  N extends string,
+  K extends ApiKind,
+  P extends TSchema | undefined,
+  I extends TSchema | undefined,
+> = Omit<ApiRoute, "name" | "kind" | "params" | "inventory"> & {
+  name: N;
+  kind: K;
+  params?: P;
+  inventory?: I;
+};
+
+/** The routes `crud` declares, typed by the resource's API name and schemas. */
+export type CrudRoutes<
+  A extends string,
+  I extends TSchema,
+  C extends TSchema | undefined,
+  U extends TSchema,
+  S extends boolean,
+> = Array<
+  | Declared<`query${A}`, "query", undefined, I>
+  | Declared<`delete${A}`, "delete", undefined, undefined>
+  | Declared<`update${A}`, "action", U, I>
+  | (C extends TSchema ? Declared<`create${A}`, "create", C, I> : never)
+  | (S extends true
+      ? Declared<`change${A}State`, "action", typeof stateEventEnableDisable, I>
+      : never)
+>;
+
 /** Declares the five standard routes of a resource that lives at one collection path. */
-export function crud(options: {
+export function crud<
+  const A extends string,
+  I extends TSchema,
+  C extends TSchema | undefined = undefined,
+  U extends TSchema = typeof update,
+  S extends boolean = false,
+>(options: {
   resource: string;
-  api: string;
+  api: A;
   path: string;
-  inventory: TSchema;
-  create?: TSchema;
-  update?: TSchema;
-  changeState?: boolean;
+  inventory: I;
+  create?: C;
+  update?: U;
+  changeState?: S;
   adminOnly?: boolean;
-}): ApiRoute[] {
+}): CrudRoutes<A, I, C, U, S> {
   const { resource, api, path, inventory } = options;
   const adminOnly = options.adminOnly ?? false;
   const routes: ApiRoute[] = [
@@ -107,5 +146,5 @@ export function crud(options: {
     });
   }
 
-  return routes;
+  return routes as CrudRoutes<A, I, C, U, S>;
 }

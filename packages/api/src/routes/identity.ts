@@ -9,7 +9,7 @@ const Password = Type.String({
   description: "SHA-512 hex of the password",
 });
 
-export const identityRoutes: ApiRoute[] = [
+export const identityRoutes = [
   {
     name: "logInByAccount",
     method: "PUT",
@@ -130,4 +130,4 @@ export const identityRoutes: ApiRoute[] = [
     inventory: Inventory.AuditInventory,
     summary: "Query the audit records of write APIs",
   },
-];
+] as const satisfies readonly ApiRoute[];

@@ -10,7 +10,14 @@ import { vmRoutes } from "./vm.js";
 import { volumeRoutes } from "./volumes.js";
 import { zwatchRoutes } from "./zwatch.js";
 
-export { type ApiKind, type ApiRoute, crud, stateEventEnableDisable, update } from "./declare.js";
+export {
+  type ApiKind,
+  type ApiRoute,
+  crud,
+  type Declared,
+  stateEventEnableDisable,
+  update,
+} from "./declare.js";
 export {
   computeRoutes,
   identityRoutes,
@@ -37,3 +44,19 @@ export const apiRoutes: ApiRoute[] = [
   ...volumeRoutes,
   ...zwatchRoutes,
 ];
+
+/**
+ * Every API with its literal name and schemas, for clients that type calls by name. A route
+ * list declared as plain `ApiRoute[]` adds only `string` names, which clients type loosely.
+ */
+export type DeclaredRoute =
+  | (typeof identityRoutes)[number]
+  | (typeof infrastructureRoutes)[number]
+  | (typeof platformRoutes)[number]
+  | (typeof computeRoutes)[number]
+  | (typeof vmRoutes)[number]
+  | (typeof networkRoutes)[number]
+  | (typeof securityGroupRoutes)[number]
+  | (typeof storageRoutes)[number]
+  | (typeof volumeRoutes)[number]
+  | (typeof zwatchRoutes)[number];

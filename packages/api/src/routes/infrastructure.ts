@@ -3,7 +3,7 @@ import { CreateCommon, Description, Name, StateEvent, Strict, Uuid } from "../co
 import * as Inventory from "../inventories.js";
 import { type ApiRoute, crud } from "./declare.js";
 
-export const infrastructureRoutes: ApiRoute[] = [
+export const infrastructureRoutes = [
   ...crud({
     resource: "Zone",
     api: "Zone",
@@ -69,4 +69,4 @@ export const infrastructureRoutes: ApiRoute[] = [
       ...CreateCommon,
     }),
   }),
-];
+] as const satisfies readonly ApiRoute[];

@@ -35,7 +35,12 @@ const l2Common = {
   ...CreateCommon,
 };
 
-const l2Create = (name: string, path: string, params: Record<string, unknown>, summary: string) =>
+const l2Create = <const N extends string>(
+  name: N,
+  path: string,
+  params: Record<string, unknown>,
+  summary: string,
+) =>
   ({
     name,
     method: "POST",
@@ -48,7 +53,7 @@ const l2Create = (name: string, path: string, params: Record<string, unknown>, s
     summary,
   }) satisfies ApiRoute;
 
-const l2Routes: ApiRoute[] = [
+const l2Routes = [
   ...crud({
     resource: "L2Network",
     api: "L2Network",
@@ -140,9 +145,9 @@ const l2Routes: ApiRoute[] = [
     resource: "L2Network",
     summary: "Detach an L2 network from a cluster",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-const l3Routes: ApiRoute[] = [
+const l3Routes = [
   ...crud({
     resource: "L3Network",
     api: "L3Network",
@@ -301,6 +306,6 @@ const l3Routes: ApiRoute[] = [
     inventory: Inventory.VmNicInventory,
     summary: "Query VM NICs",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-export const networkRoutes: ApiRoute[] = [...l2Routes, ...l3Routes];
+export const networkRoutes = [...l2Routes, ...l3Routes] as const satisfies readonly ApiRoute[];

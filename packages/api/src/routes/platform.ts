@@ -3,7 +3,7 @@ import { CreateCommon, Description, Name, Strict, Uuid } from "../common.js";
 import * as Inventory from "../inventories.js";
 import { type ApiRoute, crud } from "./declare.js";
 
-export const platformRoutes: ApiRoute[] = [
+export const platformRoutes = [
   {
     name: "queryGlobalConfig",
     method: "GET",
@@ -172,4 +172,4 @@ export const platformRoutes: ApiRoute[] = [
     params: Strict({}),
     summary: "Cancel a running async API job",
   },
-];
+] as const satisfies readonly ApiRoute[];

@@ -61,7 +61,7 @@ const RuleParam = Strict({
 
 const VmNicUuids = Type.Array(Uuid, { minItems: 1, maxItems: 1000 });
 
-export const securityGroupRoutes: ApiRoute[] = [
+export const securityGroupRoutes = [
   ...crud({
     resource: "SecurityGroup",
     api: "SecurityGroup",
@@ -138,4 +138,4 @@ export const securityGroupRoutes: ApiRoute[] = [
     resource: "SecurityGroup",
     summary: "Take VM NICs, given as vmNicUuids in the query string, out of a security group",
   },
-];
+] as const satisfies readonly ApiRoute[];

@@ -1,7 +1,7 @@
-import { Type } from "@sinclair/typebox";
+import { type TObject, Type } from "@sinclair/typebox";
 import { CreateCommon, Description, Name, StateEvent, Strict, Uuid } from "../common.js";
 import * as Inventory from "../inventories.js";
-import { type ApiRoute, stateEventEnableDisable, update } from "./declare.js";
+import { type ApiRoute, type Declared, stateEventEnableDisable, update } from "./declare.js";
 
 /** An absolute directory path on a host. */
 const DirectoryPath = Type.String({
@@ -20,7 +20,7 @@ const ManagementIp = Type.String({
 
 const LONG_MS = 3 * 60 * 60 * 1000;
 
-const backupStorageRoutes: ApiRoute[] = [
+const backupStorageRoutes = [
   {
     name: "addImageStoreBackupStorage",
     method: "POST",
@@ -110,9 +110,9 @@ const backupStorageRoutes: ApiRoute[] = [
     resource: "BackupStorage",
     summary: "Detach a backup storage from a zone",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-const imageRoutes: ApiRoute[] = [
+const imageRoutes = [
   {
     name: "getImageUploadUrl",
     method: "GET",
@@ -231,7 +231,7 @@ const imageRoutes: ApiRoute[] = [
     resource: "Image",
     summary: "Delete an image; recoverImage brings it back until it is expunged",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
 const addPrimaryStorageParams = Strict({
   name: Name,
@@ -241,7 +241,10 @@ const addPrimaryStorageParams = Strict({
   ...CreateCommon,
 });
 
-const primaryStorageAction = (name: string, summary: string): ApiRoute => ({
+const primaryStorageAction = <const N extends string>(
+  name: N,
+  summary: string,
+): Declared<N, "action", TObject<{}>, typeof Inventory.PrimaryStorageInventory> => ({
   name,
   method: "PUT",
   path: "/primary-storage/{uuid}/actions",
@@ -253,7 +256,7 @@ const primaryStorageAction = (name: string, summary: string): ApiRoute => ({
   summary,
 });
 
-const primaryStorageRoutes: ApiRoute[] = [
+const primaryStorageRoutes = [
   {
     name: "addLocalPrimaryStorage",
     method: "POST",
@@ -371,9 +374,9 @@ const primaryStorageRoutes: ApiRoute[] = [
     inventory: Inventory.ImageCacheInventory,
     summary: "Query the image copies cached on primary storage",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-const volumeRoutes: ApiRoute[] = [
+const volumeRoutes = [
   {
     name: "queryVolume",
     method: "GET",
@@ -383,11 +386,11 @@ const volumeRoutes: ApiRoute[] = [
     inventory: Inventory.VolumeInventory,
     summary: "Query volumes",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-export const storageRoutes: ApiRoute[] = [
+export const storageRoutes = [
   ...volumeRoutes,
   ...backupStorageRoutes,
   ...imageRoutes,
   ...primaryStorageRoutes,
-];
+] as const satisfies readonly ApiRoute[];

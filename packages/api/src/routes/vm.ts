@@ -1,12 +1,17 @@
-import { Type } from "@sinclair/typebox";
+import { type TObject, type TSchema, Type } from "@sinclair/typebox";
 import { CreateCommon, Description, Name, StateEvent, Strict, Uuid } from "../common.js";
 import * as Inventory from "../inventories.js";
-import type { ApiRoute } from "./declare.js";
+import type { ApiRoute, Declared } from "./declare.js";
 
 const path = "/vm-instances/{uuid}/actions";
 const inventory = Inventory.VmInstanceInventory;
 
-function action(name: string, summary: string, params = Strict({}), timeoutMs?: number): ApiRoute {
+function action<const N extends string, P extends TSchema = TObject<{}>>(
+  name: N,
+  summary: string,
+  params: P = Strict({}) as unknown as P,
+  timeoutMs?: number,
+): Declared<N, "action", P, typeof inventory> {
   return {
     name,
     method: "PUT",
@@ -20,7 +25,7 @@ function action(name: string, summary: string, params = Strict({}), timeoutMs?: 
   };
 }
 
-export const vmRoutes: ApiRoute[] = [
+export const vmRoutes = [
   {
     name: "createVmInstance",
     method: "POST",
@@ -106,4 +111,4 @@ export const vmRoutes: ApiRoute[] = [
     summary:
       "Return the tail of a running VM's serial console log (tstack extension); query parameter bytes, default 65536",
   },
-];
+] as const satisfies readonly ApiRoute[];

@@ -1,7 +1,7 @@
-import { Type } from "@sinclair/typebox";
+import { type TSchema, Type } from "@sinclair/typebox";
 import { CreateCommon, Description, Name, Strict, Uuid } from "../common.js";
 import * as Inventory from "../inventories.js";
-import { type ApiRoute, stateEventEnableDisable, update } from "./declare.js";
+import { type ApiRoute, type Declared, stateEventEnableDisable, update } from "./declare.js";
 
 /** ZStack's timeout of snapshot APIs: a delete merges the snapshot into its children. */
 const SNAPSHOT_MS = 3 * 60 * 60 * 1000;
@@ -12,7 +12,11 @@ const VolumeSize = Type.Integer({
   description: "new virtual size in bytes, larger than the current one",
 });
 
-const volumeAction = (name: string, params: ApiRoute["params"], summary: string): ApiRoute => ({
+const volumeAction = <const N extends string, P extends TSchema>(
+  name: N,
+  params: P,
+  summary: string,
+): Declared<N, "action", P, typeof Inventory.VolumeInventory> => ({
   name,
   method: "PUT",
   path: "/volumes/{uuid}/actions",
@@ -23,7 +27,7 @@ const volumeAction = (name: string, params: ApiRoute["params"], summary: string)
   summary,
 });
 
-const dataVolumeRoutes: ApiRoute[] = [
+const dataVolumeRoutes = [
   {
     name: "createDataVolume",
     method: "POST",
@@ -72,9 +76,9 @@ const dataVolumeRoutes: ApiRoute[] = [
     resource: "Volume",
     summary: "Delete a data volume; recoverDataVolume brings it back until it is expunged",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-const attachRoutes: ApiRoute[] = [
+const attachRoutes = [
   {
     name: "attachDataVolumeToVm",
     method: "POST",
@@ -129,9 +133,9 @@ const attachRoutes: ApiRoute[] = [
     resource: "Volume",
     summary: "Grow a data volume: qemu-img while its VM is Stopped, block_resize while Running",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-const isoRoutes: ApiRoute[] = [
+const isoRoutes = [
   {
     name: "attachIsoToVmInstance",
     method: "POST",
@@ -158,9 +162,9 @@ const isoRoutes: ApiRoute[] = [
     kind: "sync",
     summary: "List the Running or Stopped VMs with an empty CD-ROM drive that can take an ISO",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-const snapshotRoutes: ApiRoute[] = [
+const snapshotRoutes = [
   {
     name: "createVolumeSnapshot",
     method: "POST",
@@ -215,11 +219,11 @@ const snapshotRoutes: ApiRoute[] = [
     resource: "VolumeSnapshot",
     summary: "Delete a snapshot by merging it into the files based on it; its VM must be Stopped",
   },
-];
+] as const satisfies readonly ApiRoute[];
 
-export const volumeRoutes: ApiRoute[] = [
+export const volumeRoutes = [
   ...dataVolumeRoutes,
   ...attachRoutes,
   ...isoRoutes,
   ...snapshotRoutes,
-];
+] as const satisfies readonly ApiRoute[];

@@ -28,7 +28,7 @@ const AlarmRule = {
 };
 
 /** Metric queries and alarms, at ZStack's zwatch paths. */
-export const zwatchRoutes: ApiRoute[] = [
+export const zwatchRoutes = [
   {
     name: "getMetricData",
     method: "GET",
@@ -72,4 +72,4 @@ export const zwatchRoutes: ApiRoute[] = [
       labels: Type.Optional(AlarmRule.labels),
     }),
   }),
-];
+] as const satisfies readonly ApiRoute[];

@@ -635,6 +635,30 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       ).toEqual(["alice"]);
     });
 
+    it("caps open sessions per account, users included", async () => {
+      await admin.call("createAccount", {
+        params: { name: "capped", password: sha512Hex("capped-pw") },
+      });
+      const owner = t.client();
+      await owner.logInByAccount("capped", "capped-pw");
+      await owner.call("createUser", { params: { name: "bob", password: sha512Hex("bob-pw") } });
+      await t.client().logInByUser("capped", "bob", "bob-pw");
+      const cap = { path: { category: "identity", name: "session.maxConcurrent" } };
+      await admin.call("updateGlobalConfig", { ...cap, params: { value: "2" } });
+
+      try {
+        await expectApiError(
+          t.client().logInByUser("capped", "bob", "bob-pw"),
+          "ID.1000",
+          /already has 2 open sessions/,
+        );
+        await expectApiError(t.client().logInByAccount("capped", "capped-pw"), "ID.1000");
+        await t.client().logInByAccount("tenant-b", "tenant-b-pw");
+      } finally {
+        await admin.call("updateGlobalConfig", { ...cap, params: { value: "500" } });
+      }
+    });
+
     it("answers ID.1003 when a quota is exceeded", async () => {
       const account = (await tenant.query<Inventory>("queryAccount")).inventories[0]!;
       await admin.call("updateQuota", {

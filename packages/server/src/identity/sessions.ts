@@ -34,14 +34,15 @@ export class SessionService {
     const open = await this.core.kysely
       .selectFrom("sessions")
       .select((eb) => eb.fn.countAll<number>().as("count"))
-      .where("userUuid", "=", userUuid)
+      .where("accountUuid", "=", accountUuid)
       .where("expiredDate", ">", stamp)
       .executeTakeFirst();
 
+    // As in ZStack, the cap counts the sessions of the account and all its users together.
     if (Number(open?.count ?? 0) >= max) {
       throw new ApiError(
         "authentication",
-        `user ${userUuid} already has ${max} open sessions, the maximum set by identity.session.maxConcurrent; log out unused sessions or raise the limit`,
+        `account ${accountUuid} already has ${max} open sessions, the maximum set by identity.session.maxConcurrent; log out unused sessions or raise the limit`,
       );
     }
 

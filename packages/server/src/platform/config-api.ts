@@ -22,7 +22,7 @@ export function defineCoreConfig(core: Core) {
     type: "Integer",
     defaultValue: "500",
     range: [1, 100_000],
-    description: "Maximum open sessions per user",
+    description: "Maximum open sessions per account, its users included",
   });
   define({
     category: "rest",

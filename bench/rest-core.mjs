@@ -2,6 +2,7 @@
 // GET by uuid (driven by wrk) and create-then-poll of zones (a Node client, since each create
 // needs its own poll loop), and a plain Fastify route returning a constant as the ceiling.
 // Usage: npm run bench -- rest-core [--seconds 10] [--clients 50] [--database postgres://...]
+//   [--profile DIR] (writes a V8 CPU profile of tstack-server to DIR when it stops)
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,6 +16,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "10" },
     clients: { type: "string", default: "50" },
     database: { type: "string" },
+    profile: { type: "string" },
   },
 });
 const seconds = Number(values.seconds);
@@ -137,6 +139,7 @@ async function expectOk(response, status = 200) {
 
 const dataDir = mkdtempSync(join(tmpdir(), "tstack-bench-"));
 const serverArgs = (port) => [
+  ...(values.profile ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : []),
   "packages/server/dist/main.js",
   "--listen",
   `127.0.0.1:${port}`,

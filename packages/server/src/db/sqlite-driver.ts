@@ -15,23 +15,27 @@ const STATEMENT_CACHE_SIZE = 500;
  * some requests starve), and prepared statements are reused by SQL text.
  */
 export class QueuedSqliteDialect extends SqliteDialect {
+  /** The one connection; `all` on it bypasses the queue, so use it only for lone reads. */
+  readonly connection: StatementCacheConnection;
+
   constructor(private readonly database: Sqlite.Database) {
     super({ database });
+    this.connection = new StatementCacheConnection(database);
   }
 
   override createDriver(): Driver {
-    return new QueuedSqliteDriver(this.database);
+    return new QueuedSqliteDriver(this.database, this.connection);
   }
 }
 
 class QueuedSqliteDriver implements Driver {
-  private readonly connection: StatementCacheConnection;
   private readonly waiters: Array<() => void> = [];
   private busy = false;
 
-  constructor(private readonly database: Sqlite.Database) {
-    this.connection = new StatementCacheConnection(database);
-  }
+  constructor(
+    private readonly database: Sqlite.Database,
+    private readonly connection: StatementCacheConnection,
+  ) {}
 
   async init() {}
 
@@ -75,6 +79,11 @@ class StatementCacheConnection implements DatabaseConnection {
   private readonly statements = new Map<string, Sqlite.Statement>();
 
   constructor(private readonly database: Sqlite.Database) {}
+
+  /** Runs one statement that returns rows, synchronously. */
+  all<R>(sql: string, parameters: readonly unknown[]): R[] {
+    return this.prepare(sql).all(parameters) as R[];
+  }
 
   executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
     const statement = this.prepare(compiled.sql);

@@ -7,6 +7,8 @@ export interface Metrics {
   errors: Counter<"method" | "route" | "status">;
   latency: Histogram<"method" | "route">;
   workflowDuration: Histogram<"workflow" | "outcome">;
+  /** Counts one finished HTTP request and observes its latency; statuses of 400 and up also count as errors. */
+  recordRequest(method: string, route: string, status: number, seconds: number): void;
 }
 
 /** Creates the metrics; `gauges` are read at scrape time. */
@@ -60,5 +62,50 @@ export function createMetrics(gauges: {
     },
   });
 
-  return { registry, requests, errors, latency, workflowDuration };
+  return {
+    registry,
+    requests,
+    errors,
+    latency,
+    workflowDuration,
+    recordRequest: requestRecorder(requests, errors, latency),
+  };
+}
+
+/**
+ * Builds `recordRequest`. It keeps the labelled child of each metric per method, route and
+ * status, because prom-client otherwise hashes the label object on every call.
+ */
+function requestRecorder(
+  requests: Metrics["requests"],
+  errors: Metrics["errors"],
+  latency: Metrics["latency"],
+) {
+  const children = new Map<
+    string,
+    {
+      requests: { inc(): void };
+      errors?: { inc(): void };
+      latency: { observe(value: number): void };
+    }
+  >();
+
+  return (method: string, route: string, status: number, seconds: number) => {
+    const key = `${method} ${status} ${route}`;
+    let child = children.get(key);
+
+    if (!child) {
+      const code = String(status);
+      child = {
+        requests: requests.labels(method, route, code),
+        errors: status >= 400 ? errors.labels(method, route, code) : undefined,
+        latency: latency.labels(method, route),
+      };
+      children.set(key, child);
+    }
+
+    child.requests.inc();
+    child.errors?.inc();
+    child.latency.observe(seconds);
+  };
 }

@@ -35,9 +35,30 @@ export function fragment(strings: TemplateStringsArray, ...values: unknown[]): S
   return new SqlFragment(parts);
 }
 
+// Queries quote the same table, alias and column names over and over. Only names the code
+// declares reach `identifier` (request fields are checked first), so the map stays small.
+const quoted = new Map<string, string>();
+
+function quote(name: string) {
+  let text = quoted.get(name);
+
+  if (text === undefined) {
+    text = `"${name.replaceAll('"', '""')}"`;
+    quoted.set(name, text);
+  }
+
+  return text;
+}
+
 /** Quoted identifier or dotted reference, such as `"t0"."uuid"` from `identifier("t0", "uuid")`. */
 export function identifier(...names: string[]): SqlFragment {
-  return new SqlFragment([names.map((name) => `"${name.replaceAll('"', '""')}"`).join(".")]);
+  let text = quote(names[0]!);
+
+  for (let index = 1; index < names.length; index++) {
+    text += `.${quote(names[index]!)}`;
+  }
+
+  return new SqlFragment([text]);
 }
 
 /** SQL text taken as it is; only for text the code writes, never for request values. */

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { ApiError, type ApiRoute, apiRoutes } from "@tstack/api";
 import Fastify, {
   type FastifyBaseLogger,
@@ -8,7 +9,6 @@ import Fastify, {
 } from "fastify";
 import type { Logger } from "pino";
 import type { Core } from "../core/core.js";
-import { newUuid } from "../core/ids.js";
 import type { SessionService } from "../identity/sessions.js";
 import type { ApiHandlers } from "./api.js";
 import { registerApiRoutes } from "./dispatch.js";
@@ -40,7 +40,7 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLoggerFactory,
     bodyLimit: BODY_LIMIT,
-    genReqId: () => newUuid(),
+    genReqId: requestIdGenerator(),
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
   });
@@ -106,6 +106,19 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
   }
 
   return app;
+}
+
+/**
+ * Returns a generator of 32-hex request ids: a random prefix drawn once per process and a
+ * counter, so ids stay unique across restarts without drawing random bytes per request.
+ */
+function requestIdGenerator() {
+  const prefix = randomBytes(10).toString("hex");
+  let counter = 0;
+  return () => {
+    counter++;
+    return prefix + counter.toString(16).padStart(12, "0");
+  };
 }
 
 function parseJson(

@@ -5,8 +5,8 @@ type Level = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 /**
  * A request's logger that creates its pino child on first use. The gateway logs requests through
- * the root logger with the request id in the fields, so only Fastify's own rare warnings reach
- * `request.log`. A child per request cost about 2 µs in a CPU profile of the rest-core bench.
+ * the root logger with the request id in the fields, so only unexpected errors and Fastify's own
+ * warnings reach `request.log`. A child per request cost about 2 µs in a CPU profile of the rest-core bench.
  */
 class LazyChildLogger {
   private created: FastifyBaseLogger | undefined;

@@ -34,7 +34,8 @@ defineResource({
       .where("uuid", "in", uuids)
       .execute();
     const byUuid = new Map(capacities.map((capacity) => [capacity.uuid, capacity]));
-    return rows.map((row) => ({ ...byUuid.get(String(row.uuid)), ...row }));
+    // Object.assign, because spreading into a literal is slow on Node.js 20 (see commonInventory).
+    return rows.map((row) => Object.assign({}, byUuid.get(String(row.uuid)), row));
   },
   toInventory: (row) =>
     commonInventory(row, {

@@ -3,6 +3,8 @@
 // needs its own poll loop), and a plain Fastify route returning a constant as the ceiling.
 // Usage: npm run bench -- rest-core [--seconds 10] [--clients 50] [--database postgres://...]
 //   [--profile DIR] (writes a V8 CPU profile of tstack-server to DIR when it stops)
+//   [--server FILE] (the tstack-server entry point; default packages/server/dist/main.js, so an
+//   older build can be measured against the same ceiling)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +24,7 @@ const { values } = parseArgs({
     clients: { type: "string", default: "50" },
     database: { type: "string" },
     profile: { type: "string" },
+    server: { type: "string", default: "packages/server/dist/main.js" },
   },
 });
 const seconds = Number(values.seconds);
@@ -75,7 +78,7 @@ async function expectOk(response, status = 200) {
 const dataDir = mkdtempSync(join(tmpdir(), "tstack-bench-"));
 const serverArgs = (port) => [
   ...(values.profile ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : []),
-  "packages/server/dist/main.js",
+  values.server,
   "--listen",
   `127.0.0.1:${port}`,
   "--data-dir",

@@ -134,21 +134,21 @@ class StatementCacheConnection implements DatabaseConnection {
   }
 }
 
-/** Returns the cached entry for `sql`, creating it on a miss and evicting the least recently used. */
+/**
+ * Returns the cached entry for `sql`, creating it on a miss. When the cache is full it evicts the
+ * oldest entry. Hits do not reorder the map, because moving a hot entry to the end cost about
+ * 1 µs per query in the rest-core profile. A hot statement that gets evicted is prepared again.
+ */
 function cached<T>(cache: Map<string, T>, sql: string, create: () => T): T {
   let entry = cache.get(sql);
 
-  if (entry) {
-    // Re-insert, so the map's first key is the least recently used one.
-    cache.delete(sql);
-  } else {
+  if (entry === undefined) {
     entry = create();
-  }
+    cache.set(sql, entry);
 
-  cache.set(sql, entry);
-
-  if (cache.size > STATEMENT_CACHE_SIZE) {
-    cache.delete(cache.keys().next().value as string);
+    if (cache.size > STATEMENT_CACHE_SIZE) {
+      cache.delete(cache.keys().next().value as string);
+    }
   }
 
   return entry;

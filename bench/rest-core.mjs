@@ -2,93 +2,33 @@
 // GET by uuid (driven by wrk) and create-then-poll of zones (a Node client, since each create
 // needs its own poll loop), and a plain Fastify route returning a constant as the ceiling.
 // Usage: npm run bench -- rest-core [--seconds 10] [--clients 50] [--database postgres://...]
-import { spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
+//   [--profile DIR] (writes a V8 CPU profile of tstack-server to DIR when it stops)
+//   [--server FILE] (the tstack-server entry point; default packages/server/dist/main.js, so an
+//   older build can be measured against the same ceiling)
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import {
+  logIn,
+  startServerProcess,
+  stopServerProcess,
+  TABLE_HEADER,
+  tableRow,
+  wrk,
+} from "./lib/harness.mjs";
 
 const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "10" },
     clients: { type: "string", default: "50" },
     database: { type: "string" },
+    profile: { type: "string" },
+    server: { type: "string", default: "packages/server/dist/main.js" },
   },
 });
 const seconds = Number(values.seconds);
 const clients = Number(values.clients);
-const root = new URL("..", import.meta.url).pathname;
-
-async function freePort() {
-  const server = createServer();
-  await new Promise((done) => server.listen(0, "127.0.0.1", done));
-  const { port } = server.address();
-  await new Promise((done) => server.close(done));
-  return port;
-}
-
-async function start(args, env = {}) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [...args(port)], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = `http://127.0.0.1:${port}`;
-
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const ok = await fetch(`${url}/zstack/v1/zones/${"0".repeat(32)}`).then(
-      () => true,
-      () => false,
-    );
-
-    if (ok) {
-      return { child, url };
-    }
-
-    await new Promise((done) => setTimeout(done, 50));
-  }
-
-  throw new Error("server did not start");
-}
-
-/** Runs wrk against one GET URL; wrk is C, so the load generator is not what is measured. */
-function wrk(url, headers = {}) {
-  const args = [
-    "-t",
-    "2",
-    "-c",
-    String(clients),
-    "-d",
-    `${seconds}s`,
-    "--latency",
-    ...Object.entries(headers).flatMap(([name, value]) => ["-H", `${name}: ${value}`]),
-    url,
-  ];
-  const result = spawnSync("wrk", args, { encoding: "utf8" });
-
-  if (result.status !== 0) {
-    throw new Error(`wrk failed: ${result.stderr || result.error}`);
-  }
-
-  const number = (pattern) => Number(pattern.exec(result.stdout)?.[1] ?? Number.NaN);
-  const millis = (label) => {
-    const match = new RegExp(`${label}\\s+([\\d.]+)(us|ms|s)`).exec(result.stdout);
-    const scale = { us: 0.001, ms: 1, s: 1000 }[match?.[2] ?? "ms"];
-    return match ? Number(match[1]) * scale : Number.NaN;
-  };
-  const requests = number(/(\d+) requests in/);
-  const errors = number(/Non-2xx or 3xx responses: (\d+)/) || 0;
-  return {
-    requests,
-    errors,
-    perSecond: number(/Requests\/sec:\s+([\d.]+)/),
-    p50: millis("50%"),
-    p99: millis("99%"),
-  };
-}
 
 /** Runs `clients` loops of `request` for `seconds`; returns req/s and latency percentiles in ms. */
 async function load(request) {
@@ -137,7 +77,8 @@ async function expectOk(response, status = 200) {
 
 const dataDir = mkdtempSync(join(tmpdir(), "tstack-bench-"));
 const serverArgs = (port) => [
-  "packages/server/dist/main.js",
+  ...(values.profile ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : []),
+  values.server,
   "--listen",
   `127.0.0.1:${port}`,
   "--data-dir",
@@ -146,17 +87,11 @@ const serverArgs = (port) => [
   "warn",
   ...(values.database ? ["--database", values.database] : []),
 ];
-const ceiling = await start((port) => ["bench/ceiling-server.mjs", String(port)]);
-const tstack = await start(serverArgs, { TSTACK_ADMIN_PASSWORD: "password" });
+const ceiling = await startServerProcess((port) => ["bench/ceiling-server.mjs", String(port)]);
+const tstack = await startServerProcess(serverArgs, { TSTACK_ADMIN_PASSWORD: "password" });
 
 try {
-  const password = createHash("sha512").update("password").digest("hex");
-  const login = await fetch(`${tstack.url}/zstack/v1/accounts/login`, {
-    method: "PUT",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ logInByAccount: { accountName: "admin", password } }),
-  });
-  const session = JSON.parse(await expectOk(login)).inventory.uuid;
+  const session = await logIn(tstack.url, "password");
   const headers = { authorization: `OAuth ${session}`, "content-type": "application/json" };
 
   const createAndPoll = async () => {
@@ -187,29 +122,28 @@ try {
   const getUrl = `${tstack.url}/zstack/v1/zones/${zoneUuid}`;
   await expectOk(await fetch(getUrl, { headers }));
 
+  const load50 = { clients, seconds };
   const results = {
-    ceiling: wrk(`${ceiling.url}/zstack/v1/zones/${zoneUuid}`),
-    getByUuid: wrk(getUrl, { authorization: headers.authorization }),
+    ceiling: wrk(ceiling, `${ceiling.url}/zstack/v1/zones/${zoneUuid}`, load50),
+    getByUuid: wrk(tstack, getUrl, {
+      ...load50,
+      headers: { authorization: headers.authorization },
+    }),
     createThenPoll: await load(createAndPoll),
   };
 
-  const line = (name, r) =>
-    `| ${name} | ${r.requests} | ${r.errors} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`;
   console.log(
     `\nREST core, ${clients} clients, ${seconds} s each, database ${values.database ? "PostgreSQL" : "SQLite"}\n`,
   );
-  console.log(
-    "| workload | requests | errors | req/s | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- | --- |",
-  );
-  console.log(line("plain Fastify constant (ceiling)", results.ceiling));
-  console.log(line("GET /zones/{uuid}", results.getByUuid));
-  console.log(line("POST /zones then poll to 200", results.createThenPoll));
+  console.log(TABLE_HEADER);
+  console.log(tableRow("plain Fastify constant (ceiling)", results.ceiling));
+  console.log(tableRow("GET /zones/{uuid}", results.getByUuid));
+  console.log(tableRow("POST /zones then poll to 200", results.createThenPoll));
   console.log(
     `\nGET by uuid reaches ${((results.getByUuid.perSecond / results.ceiling.perSecond) * 100).toFixed(0)}% of the ceiling.`,
   );
 } finally {
-  ceiling.child.kill("SIGTERM");
-  tstack.child.kill("SIGTERM");
-  await new Promise((done) => setTimeout(done, 500));
+  await stopServerProcess(ceiling);
+  await stopServerProcess(tstack);
   rmSync(dataDir, { recursive: true, force: true });
 }

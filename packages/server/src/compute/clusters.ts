@@ -28,13 +28,13 @@ defineResource({
     type: "string",
   },
   relations: { zone: { resource: "Zone", local: "zoneUuid", foreign: "uuid" } },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    zoneUuid: row.zoneUuid,
-    state: row.state,
-    hypervisorType: row.hypervisorType,
-    type: row.type,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      zoneUuid: row.zoneUuid,
+      state: row.state,
+      hypervisorType: row.hypervisorType,
+      type: row.type,
+    }),
 });
 
 export const clusterHandlers: ApiHandlers = {

@@ -29,16 +29,16 @@ defineResource({
     state: "string",
     type: "string",
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    cpuNum: row.cpuNum,
-    cpuSpeed: row.cpuSpeed,
-    memorySize: Number(row.memorySize),
-    allocatorStrategy: row.allocatorStrategy,
-    sortKey: row.sortKey,
-    state: row.state,
-    type: row.type,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      cpuNum: row.cpuNum,
+      cpuSpeed: row.cpuSpeed,
+      memorySize: Number(row.memorySize),
+      allocatorStrategy: row.allocatorStrategy,
+      sortKey: row.sortKey,
+      state: row.state,
+      type: row.type,
+    }),
 });
 
 defineResource({
@@ -55,14 +55,14 @@ defineResource({
     state: "string",
     type: "string",
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    diskSize: Number(row.diskSize),
-    allocatorStrategy: row.allocatorStrategy,
-    sortKey: row.sortKey,
-    state: row.state,
-    type: row.type,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      diskSize: Number(row.diskSize),
+      allocatorStrategy: row.allocatorStrategy,
+      sortKey: row.sortKey,
+      state: row.state,
+      type: row.type,
+    }),
 });
 
 export const offeringHandlers: ApiHandlers = {

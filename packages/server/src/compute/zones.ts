@@ -25,7 +25,7 @@ defineResource({
   taggable: true,
   fields: { ...commonFields, state: "string", type: "string" },
   relations: { cluster: { resource: "Cluster", local: "uuid", foreign: "zoneUuid" } },
-  toInventory: (row) => ({ ...commonInventory(row), state: row.state, type: row.type }),
+  toInventory: (row) => commonInventory(row, { state: row.state, type: row.type }),
 });
 
 interface DeleteZoneData {

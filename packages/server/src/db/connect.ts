@@ -1,5 +1,5 @@
 import Sqlite from "better-sqlite3";
-import { Kysely, Migrator, PostgresDialect } from "kysely";
+import { CompiledQuery, Kysely, Migrator, PostgresDialect } from "kysely";
 import pg from "pg";
 import { migrations } from "./migrations.js";
 import type { Database } from "./schema.js";
@@ -11,6 +11,15 @@ export type DialectName = "sqlite" | "postgres";
 export interface Db {
   kysely: Kysely<Database>;
   dialect: DialectName;
+  /**
+   * Kysely for reads outside transactions. On SQLite it is a second, read-only connection: in
+   * WAL mode it reads the last committed state, so a query neither waits for a write
+   * transaction on the main connection nor sees its uncommitted rows. On PostgreSQL it is
+   * `kysely` itself. Never open a transaction on it.
+   */
+  reader: Kysely<Database>;
+  /** Runs one read-only statement through `reader`, skipping Kysely's query compiler. */
+  select<R>(sql: string, parameters: readonly unknown[]): Promise<R[]>;
   close(): Promise<void>;
 }
 
@@ -37,15 +46,47 @@ function openSqlite(path: string): Db {
   database.pragma("synchronous = NORMAL");
   database.pragma("foreign_keys = ON");
   database.pragma("busy_timeout = 5000");
+  const dialect = new QueuedSqliteDialect(database);
+  const kysely = new Kysely<Database>({ dialect });
 
-  const kysely = new Kysely<Database>({ dialect: new QueuedSqliteDialect(database) });
-  return { kysely, dialect: "sqlite", close: () => kysely.destroy() };
+  // An in-memory database is private to its connection, so there reads share the main one.
+  if (path === ":memory:" || path === "") {
+    return {
+      kysely,
+      dialect: "sqlite",
+      reader: kysely,
+      select: async (sql, parameters) => dialect.connection.all(sql, parameters),
+      close: () => kysely.destroy(),
+    };
+  }
+
+  const readerDatabase = new Sqlite(path, { readonly: true });
+  readerDatabase.pragma("busy_timeout = 5000");
+  const readerDialect = new QueuedSqliteDialect(readerDatabase);
+  const reader = new Kysely<Database>({ dialect: readerDialect });
+  return {
+    kysely,
+    dialect: "sqlite",
+    reader,
+    select: async (sql, parameters) => readerDialect.connection.all(sql, parameters),
+    close: async () => {
+      await reader.destroy();
+      await kysely.destroy();
+    },
+  };
 }
 
 function openPostgres(url: string): Db {
   const pool = new pg.Pool({ connectionString: url, max: 20 });
   const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { kysely, dialect: "postgres", close: () => kysely.destroy() };
+  return {
+    kysely,
+    dialect: "postgres",
+    reader: kysely,
+    select: async <R>(sql: string, parameters: readonly unknown[]) =>
+      (await kysely.executeQuery<R>(CompiledQuery.raw(sql, [...parameters]))).rows,
+    close: () => kysely.destroy(),
+  };
 }
 
 async function migrate(db: Db) {

@@ -6,6 +6,7 @@ import { createSecurityGroupTables } from "../network/security-groups-migration.
 import { createVmCdRomTable } from "../storage/cdrom-migration.js";
 import type { DialectName } from "./connect.js";
 import { type Db, resourceColumns, resourceIndexes, type Table } from "./migration-helpers.js";
+import { createReadIndexes } from "./read-indexes-migration.js";
 
 function serialId(dialect: DialectName) {
   return (table: Table): Table =>
@@ -537,6 +538,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0012_host_cleanups": { up: (db) => createHostCleanups(db) },
     "0010_volume_attach": { up: (db) => createVmCdRomTable(db) },
     "0009_monitoring": { up: (db) => createMonitoringTables(db, dialect) },
+    "0011_read_indexes": { up: (db) => createReadIndexes(db) },
   };
 }
 

@@ -8,7 +8,7 @@ defineResource({
   ownerColumn: "uuid",
   taggable: true,
   fields: { ...commonFields, type: "string", state: "string" },
-  toInventory: (row) => ({ ...commonInventory(row), type: row.type, state: row.state }),
+  toInventory: (row) => commonInventory(row, { type: row.type, state: row.state }),
 });
 
 defineResource({
@@ -19,11 +19,11 @@ defineResource({
   taggable: true,
   fields: { ...commonFields, accountUuid: "string", state: "string" },
   relations: { account: { resource: "Account", local: "accountUuid", foreign: "uuid" } },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    accountUuid: row.accountUuid,
-    state: row.state,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      accountUuid: row.accountUuid,
+      state: row.state,
+    }),
 });
 
 defineResource({

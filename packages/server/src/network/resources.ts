@@ -26,17 +26,15 @@ function uuidsOf(rows: Row[]) {
 }
 
 export function vniRangeInventory(row: Row) {
-  return {
-    ...commonInventory(row),
+  return commonInventory(row, {
     l2NetworkUuid: row.l2NetworkUuid,
     startVni: Number(row.startVni),
     endVni: Number(row.endVni),
-  };
+  });
 }
 
 export function ipRangeInventory(row: Row) {
-  return {
-    ...commonInventory(row),
+  return commonInventory(row, {
     l3NetworkUuid: row.l3NetworkUuid,
     startIp: row.startIp,
     endIp: row.endIp,
@@ -45,7 +43,7 @@ export function ipRangeInventory(row: Row) {
     networkCidr: row.networkCidr,
     prefixLen: Number(row.prefixLen),
     ipVersion: Number(row.ipVersion),
-  };
+  });
 }
 
 defineResource({
@@ -91,19 +89,21 @@ defineResource({
       attachedVniRanges: (ranges.get(String(row.uuid)) ?? []).map(vniRangeInventory),
     }));
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    zoneUuid: row.zoneUuid,
-    type: row.type,
-    vSwitchType: "LinuxBridge",
-    physicalInterface: row.physicalInterface ?? null,
-    vlan: row.vlan === null || row.vlan === undefined ? null : Number(row.vlan),
-    vni: row.vni === null || row.vni === undefined ? null : Number(row.vni),
-    poolUuid: row.poolUuid ?? null,
-    vtepCidr: row.vtepCidr ?? null,
-    attachedClusterUuids: row.attachedClusterUuids ?? [],
-    ...(row.type === "VxlanNetworkPool" ? { attachedVniRanges: row.attachedVniRanges ?? [] } : {}),
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      zoneUuid: row.zoneUuid,
+      type: row.type,
+      vSwitchType: "LinuxBridge",
+      physicalInterface: row.physicalInterface ?? null,
+      vlan: row.vlan === null || row.vlan === undefined ? null : Number(row.vlan),
+      vni: row.vni === null || row.vni === undefined ? null : Number(row.vni),
+      poolUuid: row.poolUuid ?? null,
+      vtepCidr: row.vtepCidr ?? null,
+      attachedClusterUuids: row.attachedClusterUuids ?? [],
+      ...(row.type === "VxlanNetworkPool"
+        ? { attachedVniRanges: row.attachedVniRanges ?? [] }
+        : {}),
+    }),
 });
 
 defineResource({
@@ -181,20 +181,20 @@ defineResource({
       };
     });
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    type: row.type,
-    zoneUuid: row.zoneUuid,
-    l2NetworkUuid: row.l2NetworkUuid,
-    state: row.state,
-    dnsDomain: row.dnsDomain ?? null,
-    system: Boolean(Number(row.system)),
-    category: row.category,
-    ipVersion: Number(row.ipVersion),
-    dns: row.dns ?? [],
-    ipRanges: row.ipRanges ?? [],
-    networkServices: row.networkServices ?? [],
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      type: row.type,
+      zoneUuid: row.zoneUuid,
+      l2NetworkUuid: row.l2NetworkUuid,
+      state: row.state,
+      dnsDomain: row.dnsDomain ?? null,
+      system: Boolean(Number(row.system)),
+      category: row.category,
+      ipVersion: Number(row.ipVersion),
+      dns: row.dns ?? [],
+      ipRanges: row.ipRanges ?? [],
+      networkServices: row.networkServices ?? [],
+    }),
 });
 
 defineResource({

@@ -74,14 +74,14 @@ defineResource({
     rules: { resource: "SecurityGroupRule", local: "uuid", foreign: "securityGroupUuid" },
   },
   enrich: enrichGroups,
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    state: row.state,
-    ipVersion: Number(row.ipVersion),
-    rules: ((row.rules as Row[] | undefined) ?? []).map(securityGroupRuleInventory),
-    attachedL3NetworkUuids: row.attachedL3NetworkUuids ?? [],
-    vmNicUuids: row.vmNicUuids ?? [],
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      state: row.state,
+      ipVersion: Number(row.ipVersion),
+      rules: ((row.rules as Row[] | undefined) ?? []).map(securityGroupRuleInventory),
+      attachedL3NetworkUuids: row.attachedL3NetworkUuids ?? [],
+      vmNicUuids: row.vmNicUuids ?? [],
+    }),
 });
 
 defineResource({

@@ -28,12 +28,12 @@ defineResource({
     accountUuid: "string",
   },
   // The secret never leaves the server: subscribers only need it to check signatures.
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    url: row.url,
-    type: row.type,
-    opaque: row.opaque ?? null,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      url: row.url,
+      type: row.type,
+      opaque: row.opaque ?? null,
+    }),
 });
 
 // Every event fans out to every matching subscription, so a tenant's subscriptions are bounded.

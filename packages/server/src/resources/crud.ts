@@ -195,7 +195,7 @@ export function queryHandler(type: string): ApiHandler {
         sortDirection: one(query.sortDirection),
         fields: one(query.fields),
       };
-      return runQuery(core.kysely, core.db.dialect, type, request, call.caller, fixed);
+      return runQuery(core.db, type, request, call.caller, fixed);
     },
   };
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { ApiError, type ApiRoute, apiRoutes } from "@tstack/api";
 import Fastify, {
   type FastifyBaseLogger,
@@ -6,8 +7,8 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
+import type { Logger } from "pino";
 import type { Core } from "../core/core.js";
-import { newUuid } from "../core/ids.js";
 import type { SessionService } from "../identity/sessions.js";
 import type { ApiHandlers } from "./api.js";
 import { registerApiRoutes } from "./dispatch.js";
@@ -15,6 +16,7 @@ import { registerEventStream } from "./event-stream.js";
 import { registerJobPolling } from "./job-polling.js";
 import type { Metrics } from "./metrics.js";
 import { openApiDocument } from "./openapi.js";
+import { lazyChildLoggerFactory } from "./request-logger.js";
 
 export const BASE_PATH = "/zstack/v1";
 const BODY_LIMIT = 1024 * 1024;
@@ -36,8 +38,9 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
     loggerInstance: core.log as FastifyBaseLogger,
     // Requests are logged once, in the onResponse hook, with the level their status deserves.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLoggerFactory,
     bodyLimit: BODY_LIMIT,
-    genReqId: () => newUuid(),
+    genReqId: requestIdGenerator(),
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
   });
@@ -46,12 +49,13 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
   app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
 
   app.addHook("onResponse", (request, reply, done) => {
-    observe(request, reply, metrics);
+    observe(core.log, request, reply, metrics);
     done();
   });
 
-  // Until start-up recovery has finished, only readiness, metrics and agent callbacks are served.
-  app.addHook("onRequest", async (request, reply) => {
+  // Until start-up recovery has finished, only readiness, metrics and agent callbacks are
+  // served. The hook takes a callback, because an async hook costs a promise per request.
+  app.addHook("onRequest", (request, reply, done) => {
     const path = request.url;
 
     if (
@@ -59,14 +63,17 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
       path.startsWith(BASE_PATH) &&
       !path.startsWith(`${BASE_PATH}/management-nodes/ready`)
     ) {
-      return sendApiError(
+      sendApiError(
         reply,
         new ApiError(
           "notReady",
           "the management node is still starting and recovering unfinished work; retry in a moment",
         ),
       );
+      return;
     }
+
+    done();
   });
 
   app.setErrorHandler((error, request, reply) => sendError(error, request, reply));
@@ -101,6 +108,19 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
   return app;
 }
 
+/**
+ * Returns a generator of 32-hex request ids: a random prefix drawn once per process and a
+ * counter, so ids stay unique across restarts without drawing random bytes per request.
+ */
+function requestIdGenerator() {
+  const prefix = randomBytes(10).toString("hex");
+  let counter = 0;
+  return () => {
+    counter++;
+    return prefix + counter.toString(16).padStart(12, "0");
+  };
+}
+
 function parseJson(
   request: FastifyRequest,
   body: string | Buffer,
@@ -126,11 +146,15 @@ function parseJson(
   }
 }
 
-function observe(request: FastifyRequest, reply: FastifyReply, metrics: Metrics) {
+/** Records a finished request in the metrics and logs it, with its id, through the root logger. */
+function observe(log: Logger, request: FastifyRequest, reply: FastifyReply, metrics: Metrics) {
   const route = request.routeOptions.url ?? "unmatched";
-  const labels = { method: request.method, route, status: String(reply.statusCode) };
-  metrics.requests.inc(labels);
-  metrics.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  metrics.recordRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+
+  if (reply.statusCode < 400 && !log.isLevelEnabled("debug")) {
+    return;
+  }
+
   const fields = {
     reqId: request.id,
     method: request.method,
@@ -140,12 +164,11 @@ function observe(request: FastifyRequest, reply: FastifyReply, metrics: Metrics)
   };
 
   if (reply.statusCode >= 500 && reply.statusCode !== 503) {
-    request.log.error(fields, "request failed");
+    log.error(fields, "request failed");
   } else if (reply.statusCode >= 400) {
-    metrics.errors.inc({ method: request.method, route, status: String(reply.statusCode) });
-    request.log.info(fields, "request rejected");
+    log.info(fields, "request rejected");
   } else {
-    request.log.debug(fields, "request completed");
+    log.debug(fields, "request completed");
   }
 }
 

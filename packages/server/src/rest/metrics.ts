@@ -1,12 +1,12 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { RequestMetrics } from "./request-metrics.js";
 
 /** The management node's Prometheus metrics. */
 export interface Metrics {
   registry: Registry;
-  requests: Counter<"method" | "route" | "status">;
-  errors: Counter<"method" | "route" | "status">;
-  latency: Histogram<"method" | "route">;
   workflowDuration: Histogram<"workflow" | "outcome">;
+  /** Counts one finished HTTP request and observes its latency. Statuses of 400 and up also count as errors. */
+  recordRequest(method: string, route: string, status: number, seconds: number): void;
 }
 
 /** Creates the metrics; `gauges` are read at scrape time. */
@@ -17,25 +17,7 @@ export function createMetrics(gauges: {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tstack_server_" });
 
-  const requests = new Counter({
-    name: "tstack_http_requests_total",
-    help: "HTTP requests by route and status",
-    labelNames: ["method", "route", "status"],
-    registers: [registry],
-  });
-  const errors = new Counter({
-    name: "tstack_http_errors_total",
-    help: "HTTP requests answered with a 4xx or 5xx status",
-    labelNames: ["method", "route", "status"],
-    registers: [registry],
-  });
-  const latency = new Histogram({
-    name: "tstack_http_request_duration_seconds",
-    help: "HTTP request latency by route",
-    labelNames: ["method", "route"],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
-  });
+  const requests = new RequestMetrics(registry);
   const workflowDuration = new Histogram({
     name: "tstack_workflow_duration_seconds",
     help: "Workflow run time by name and outcome",
@@ -60,5 +42,10 @@ export function createMetrics(gauges: {
     },
   });
 
-  return { registry, requests, errors, latency, workflowDuration };
+  return {
+    registry,
+    workflowDuration,
+    recordRequest: (method, route, status, seconds) =>
+      requests.record(method, route, status, seconds),
+  };
 }

@@ -46,18 +46,18 @@ defineResource({
         .map((ref) => ref.zoneUuid),
     }));
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    type: row.type,
-    url: row.url,
-    hostname: row.hostname,
-    state: row.state,
-    status: row.status,
-    totalCapacity: num(row.totalCapacity),
-    availableCapacity: num(row.availableCapacity),
-    attachedZoneUuids: row.attachedZoneUuids ?? [],
-    lastError: row.lastError ?? null,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      type: row.type,
+      url: row.url,
+      hostname: row.hostname,
+      state: row.state,
+      status: row.status,
+      totalCapacity: num(row.totalCapacity),
+      availableCapacity: num(row.availableCapacity),
+      attachedZoneUuids: row.attachedZoneUuids ?? [],
+      lastError: row.lastError ?? null,
+    }),
 });
 
 defineResource({
@@ -107,23 +107,23 @@ defineResource({
         })),
     }));
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    state: row.state,
-    status: row.status,
-    url: row.url,
-    mediaType: row.mediaType,
-    format: row.format,
-    platform: row.platform,
-    guestOsType: row.guestOsType ?? null,
-    size: num(row.size),
-    actualSize: num(row.actualSize),
-    md5Sum: row.md5 ?? null,
-    sha256: row.sha256 ?? null,
-    system: false,
-    backupStorageRefs: row.backupStorageRefs ?? [],
-    lastError: row.lastError ?? null,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      state: row.state,
+      status: row.status,
+      url: row.url,
+      mediaType: row.mediaType,
+      format: row.format,
+      platform: row.platform,
+      guestOsType: row.guestOsType ?? null,
+      size: num(row.size),
+      actualSize: num(row.actualSize),
+      md5Sum: row.md5 ?? null,
+      sha256: row.sha256 ?? null,
+      system: false,
+      backupStorageRefs: row.backupStorageRefs ?? [],
+      lastError: row.lastError ?? null,
+    }),
 });
 
 defineResource({
@@ -168,21 +168,21 @@ defineResource({
         .map((ref) => ref.clusterUuid),
     }));
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    type: row.type,
-    url: row.url,
-    mountPath: row.url,
-    zoneUuid: row.zoneUuid,
-    state: row.state,
-    status: row.status,
-    totalCapacity: num(row.totalCapacity),
-    availableCapacity: num(row.availableCapacity),
-    totalPhysicalCapacity: num(row.totalPhysicalCapacity),
-    availablePhysicalCapacity: num(row.availablePhysicalCapacity),
-    attachedClusterUuids: row.attachedClusterUuids ?? [],
-    lastError: row.lastError ?? null,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      type: row.type,
+      url: row.url,
+      mountPath: row.url,
+      zoneUuid: row.zoneUuid,
+      state: row.state,
+      status: row.status,
+      totalCapacity: num(row.totalCapacity),
+      availableCapacity: num(row.availableCapacity),
+      totalPhysicalCapacity: num(row.totalPhysicalCapacity),
+      availablePhysicalCapacity: num(row.availablePhysicalCapacity),
+      attachedClusterUuids: row.attachedClusterUuids ?? [],
+      lastError: row.lastError ?? null,
+    }),
 });
 
 defineResource({
@@ -240,23 +240,23 @@ defineResource({
   relations: {
     primaryStorage: { resource: "PrimaryStorage", local: "primaryStorageUuid", foreign: "uuid" },
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    type: row.type,
-    vmInstanceUuid: row.vmInstanceUuid ?? null,
-    primaryStorageUuid: row.primaryStorageUuid ?? null,
-    rootImageUuid: row.rootImageUuid ?? null,
-    diskOfferingUuid: row.diskOfferingUuid ?? null,
-    format: row.format,
-    size: num(row.size),
-    actualSize: num(row.actualSize),
-    deviceId: row.deviceId ?? null,
-    state: row.state,
-    status: row.status,
-    installPath: row.installPath ?? null,
-    isShareable: false,
-    lastError: row.lastError ?? null,
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      type: row.type,
+      vmInstanceUuid: row.vmInstanceUuid ?? null,
+      primaryStorageUuid: row.primaryStorageUuid ?? null,
+      rootImageUuid: row.rootImageUuid ?? null,
+      diskOfferingUuid: row.diskOfferingUuid ?? null,
+      format: row.format,
+      size: num(row.size),
+      actualSize: num(row.actualSize),
+      deviceId: row.deviceId ?? null,
+      state: row.state,
+      status: row.status,
+      installPath: row.installPath ?? null,
+      isShareable: false,
+      lastError: row.lastError ?? null,
+    }),
 });
 
 defineResource({
@@ -278,20 +278,20 @@ defineResource({
   relations: {
     volume: { resource: "Volume", local: "volumeUuid", foreign: "uuid" },
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    volumeUuid: row.volumeUuid,
-    primaryStorageUuid: row.primaryStorageUuid,
-    parentUuid: row.parentUuid ?? null,
-    volumeType: row.volumeType,
-    primaryStorageInstallPath: row.primaryStorageInstallPath,
-    size: num(row.size),
-    state: row.state,
-    status: row.status,
-    latest: Boolean(row.latest),
-    format: "qcow2",
-    type: "Hypervisor",
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      volumeUuid: row.volumeUuid,
+      primaryStorageUuid: row.primaryStorageUuid,
+      parentUuid: row.parentUuid ?? null,
+      volumeType: row.volumeType,
+      primaryStorageInstallPath: row.primaryStorageInstallPath,
+      size: num(row.size),
+      state: row.state,
+      status: row.status,
+      latest: Boolean(row.latest),
+      format: "qcow2",
+      type: "Hypervisor",
+    }),
 });
 
 extendWithChildren("VmInstance", "allVolumes", {

@@ -34,28 +34,29 @@ defineResource({
       .where("uuid", "in", uuids)
       .execute();
     const byUuid = new Map(capacities.map((capacity) => [capacity.uuid, capacity]));
-    return rows.map((row) => ({ ...byUuid.get(String(row.uuid)), ...row }));
+    // Object.assign, because spreading into a literal is slow on Node.js 20 (see commonInventory).
+    return rows.map((row) => Object.assign({}, byUuid.get(String(row.uuid)), row));
   },
-  toInventory: (row) => ({
-    ...commonInventory(row),
-    zoneUuid: row.zoneUuid,
-    clusterUuid: row.clusterUuid,
-    managementIp: row.managementIp,
-    hypervisorType: row.hypervisorType,
-    state: row.state,
-    status: row.status,
-    architecture: row.architecture ?? null,
-    username: row.username ?? null,
-    sshPort: row.sshPort,
-    accelerator: row.accelerator ?? null,
-    lastError: row.lastError ?? null,
-    // Filled from hostCapacities by the query handler.
-    totalCpuCapacity: Number(row.totalCpu ?? 0),
-    availableCpuCapacity: Number(row.availableCpu ?? 0),
-    cpuNum: Number(row.cpuNum ?? 0),
-    totalMemoryCapacity: Number(row.totalMemory ?? 0),
-    availableMemoryCapacity: Number(row.availableMemory ?? 0),
-  }),
+  toInventory: (row) =>
+    commonInventory(row, {
+      zoneUuid: row.zoneUuid,
+      clusterUuid: row.clusterUuid,
+      managementIp: row.managementIp,
+      hypervisorType: row.hypervisorType,
+      state: row.state,
+      status: row.status,
+      architecture: row.architecture ?? null,
+      username: row.username ?? null,
+      sshPort: row.sshPort,
+      accelerator: row.accelerator ?? null,
+      lastError: row.lastError ?? null,
+      // Filled from hostCapacities by the query handler.
+      totalCpuCapacity: Number(row.totalCpu ?? 0),
+      availableCpuCapacity: Number(row.availableCpu ?? 0),
+      cpuNum: Number(row.cpuNum ?? 0),
+      totalMemoryCapacity: Number(row.totalMemory ?? 0),
+      availableMemoryCapacity: Number(row.availableMemory ?? 0),
+    }),
 });
 
 defineResource({

@@ -15,6 +15,7 @@ import { nodeHandlers } from "./platform/nodes.js";
 import { tagHandlers } from "./platform/tags.js";
 import { webHookHandlers } from "./platform/webhooks.js";
 import type { ApiHandlers } from "./rest/api.js";
+import { simulatorModule } from "./simulator/module.js";
 import { storageModule } from "./storage/module.js";
 
 /** Handlers, routes and background tasks one domain module adds to the management node. */
@@ -47,5 +48,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     networkModule(),
     securityGroupModule(),
     storageModule(),
+    simulatorModule(),
   ];
 }

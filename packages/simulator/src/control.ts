@@ -47,6 +47,18 @@ export const ADMIN_PATHS = {
   reportVmState: "/simulator/vms/report",
 } as const;
 
+/** An admin request that the simulator rejected, with its HTTP status. */
+export class SimulatorAdminError extends Error {
+  override name = "SimulatorAdminError";
+
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
 /** The admin channel of a `tstack-simulator` process, reached over HTTP. */
 export class HttpSimulatorControl implements SimulatorControl {
   readonly url: URL;
@@ -128,8 +140,9 @@ export class HttpSimulatorControl implements SimulatorControl {
 
             if ((response.statusCode ?? 500) >= 300) {
               reject(
-                new Error(
+                new SimulatorAdminError(
                   `simulator at ${this.url.origin} rejected ${path} with HTTP ${response.statusCode}: ${reply.error ?? data.slice(0, 300)}`,
+                  response.statusCode ?? 500,
                 ),
               );
               return;

@@ -2,6 +2,7 @@ export { ASYNC_PATHS, COMMANDS, CommandError } from "./commands/index.js";
 export {
   ADMIN_PATHS,
   HttpSimulatorControl,
+  SimulatorAdminError,
   type SimulatorControl,
   type VmStateChange,
 } from "./control.js";

@@ -2,10 +2,9 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { verifyRequest } from "@tstack/agent/auth";
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 import { handleAdmin } from "./admin.js";
 import { Callbacks } from "./callbacks.js";
-import { send } from "./http.js";
 import {
   ASYNC_PATHS,
   type Body,
@@ -16,6 +15,7 @@ import {
 } from "./commands/index.js";
 import type { SimulatorControl, VmStateChange } from "./control.js";
 import { type Fault, type FaultSpec, FaultTable, parseFaultSpec } from "./faults.js";
+import { send } from "./http.js";
 import {
   type HostRegistration,
   hostState,

@@ -5,6 +5,7 @@ import { infrastructureRoutes } from "./infrastructure.js";
 import { networkRoutes } from "./network.js";
 import { platformRoutes } from "./platform.js";
 import { securityGroupRoutes } from "./security-groups.js";
+import { simulatorRoutes } from "./simulator.js";
 import { storageRoutes } from "./storage.js";
 import { vmRoutes } from "./vm.js";
 import { volumeRoutes } from "./volumes.js";
@@ -17,6 +18,7 @@ export {
   networkRoutes,
   platformRoutes,
   securityGroupRoutes,
+  simulatorRoutes,
   storageRoutes,
   vmRoutes,
   volumeRoutes,
@@ -33,4 +35,5 @@ export const apiRoutes: ApiRoute[] = [
   ...securityGroupRoutes,
   ...storageRoutes,
   ...volumeRoutes,
+  ...simulatorRoutes,
 ];

@@ -1,6 +1,7 @@
 import { type Migration, sql } from "kysely";
 import { createNetworkTables } from "../network/migration.js";
 import { createSecurityGroupTables } from "../network/security-groups-migration.js";
+import { createSimulatorTables } from "../simulator/migration.js";
 import type { DialectName } from "./connect.js";
 import { type Db, resourceColumns, resourceIndexes, type Table } from "./migration-helpers.js";
 
@@ -531,6 +532,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0004_network": { up: (db) => createNetworkTables(db) },
     "0003_storage": { up: (db) => createStorage(db) },
     "0006_security_groups": { up: (db) => createSecurityGroupTables(db) },
+    "0007_simulator": { up: (db) => createSimulatorTables(db) },
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Core } from "../../core/core.js";
 import type { AgentClient } from "../../drivers/agent-client.js";
+import { SIMULATOR } from "../../simulator/targets.js";
 import { agentTarget, setHostStatus } from "./connect.js";
 
 const MAX_RECONNECT_BACKOFF_MS = 300_000;
@@ -51,7 +52,7 @@ export class HostTracker {
     const hosts = await this.core.kysely
       .selectFrom("hosts")
       .select(["uuid", "status", "state"])
-      .where("hypervisorType", "=", "KVM")
+      .where("hypervisorType", "in", ["KVM", SIMULATOR])
       .execute();
 
     await Promise.all(

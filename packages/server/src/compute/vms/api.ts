@@ -11,6 +11,7 @@ import {
   updateHandler,
 } from "../../resources/crud.js";
 import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
+import { vmHypervisorType } from "../../simulator/hypervisor.js";
 import { agentTarget } from "../hosts/connect.js";
 import { checkAction, loadVm } from "./state.js";
 import { ALLOWED_ACTIONS } from "./states.js";
@@ -220,7 +221,7 @@ const createVm: ApiHandler = {
           rootVolumeUuid: null,
           defaultL3NetworkUuid: call.params.defaultL3NetworkUuid ?? l3NetworkUuids[0] ?? null,
           type: "UserVm",
-          hypervisorType: "KVM",
+          hypervisorType: await vmHypervisorType(tx, call.params),
           state: "Created",
           cpuNum: size.cpuNum,
           memorySize: size.memorySize,

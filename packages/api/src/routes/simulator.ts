@@ -10,7 +10,7 @@ const SimulatedPath = Type.String({
   description: "absolute path; the simulator keeps its files in memory",
 });
 
-const Bytes = Type.Integer({ minimum: 0, description: "bytes" });
+const Bytes = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: "bytes" });
 
 const FaultKind = Type.Union(
   ["fail", "delay", "timeout", "drop-callback", "host-down"].map((kind) => Type.Literal(kind)),

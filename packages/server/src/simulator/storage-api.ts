@@ -90,7 +90,13 @@ export function addSimulatorPrimaryStorage(): ApiHandler {
           .execute();
       });
 
-      await registerSimulatorStorage(core, uuid);
+      try {
+        await registerSimulatorStorage(core, uuid);
+      } catch (error) {
+        await removeStorage(core, "PrimaryStorage", uuid);
+        throw error;
+      }
+
       return { inventory: await inventoryOf(core.kysely, "PrimaryStorage", uuid) };
     },
   };
@@ -147,7 +153,7 @@ export function addSimulatorBackupStorage(): ApiHandler {
         await registerSimulatorStorage(core, uuid);
         await connectBackupStorage(core, uuid);
       } catch (error) {
-        await removeBackupStorage(core, uuid);
+        await removeStorage(core, "BackupStorage", uuid);
         throw error;
       }
 
@@ -156,17 +162,14 @@ export function addSimulatorBackupStorage(): ApiHandler {
   };
 }
 
-/** Undoes a failed add: ZStack keeps no backup storage that failed to add. */
-async function removeBackupStorage(core: Core, uuid: string) {
+/** Undoes a failed add: ZStack keeps no storage that failed to add. */
+async function removeStorage(core: Core, type: "PrimaryStorage" | "BackupStorage", uuid: string) {
   await core.transact(async (tx) => {
-    const row = await tx
-      .selectFrom("backupStorages")
-      .selectAll()
-      .where("uuid", "=", uuid)
-      .executeTakeFirst();
+    const table = type === "PrimaryStorage" ? "primaryStorages" : "backupStorages";
+    const row = await tx.selectFrom(table).selectAll().where("uuid", "=", uuid).executeTakeFirst();
 
     if (row) {
-      await deleteResourceRow(tx, "BackupStorage", row);
+      await deleteResourceRow(tx, type, row);
     }
 
     await tx.deleteFrom("simulatorStorages").where("uuid", "=", uuid).execute();

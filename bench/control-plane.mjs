@@ -95,6 +95,7 @@ async function buildCloud(admin) {
       memoryCapacity: 256 * GiB,
     }),
   );
+
   const bs = await create("addSimulatorBackupStorage", {
     name: "bench",
     url: "/bench/backup",
@@ -112,6 +113,7 @@ async function buildCloud(admin) {
     mediaType: "RootVolumeTemplate",
     backupStorageUuids: [bs.uuid],
   });
+
   const ps = await create("addSimulatorPrimaryStorage", {
     name: "bench",
     url: "/bench/primary",
@@ -122,6 +124,7 @@ async function buildCloud(admin) {
   await admin.call("attachPrimaryStorageToCluster", {
     path: { clusterUuid: cluster.uuid, primaryStorageUuid: ps.uuid },
   });
+
   const l2 = await create("createL2NoVlanNetwork", {
     name: "bench",
     zoneUuid: zone.uuid,
@@ -139,6 +142,7 @@ async function buildCloud(admin) {
     path: { l3NetworkUuid: l3.uuid },
     params: { name: "bench", networkCidr: "10.64.0.0/16" },
   });
+
   const offering = await create("createInstanceOffering", {
     name: "bench",
     cpuNum: 1,

@@ -10,9 +10,9 @@ async function create(admin: TstackClient, api: string, params: Record<string, u
 }
 
 /**
- * Builds a cloud of simulator hosts through the REST API: one zone and Simulator cluster,
- * `hosts` hosts, simulator backup storage with an image, simulator primary storage, a NoVlan L2
- * network on an interface no real host has, an L3 network with flat DHCP, and an offering.
+ * Builds a cloud of simulator hosts through the REST API. It has one zone and Simulator cluster
+ * with `hosts` hosts, simulator backup storage with an image, and simulator primary storage. Its
+ * NoVlan L2 network names an interface no real host has, under an L3 network with flat DHCP.
  */
 export async function buildSimulatorCloud(
   admin: TstackClient,

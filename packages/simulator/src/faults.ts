@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 
-/** What an injected fault does to a matching command. */
+/** Kinds of injected fault, by their effect on a matching command. */
 export const FAULT_KINDS = ["fail", "delay", "timeout", "drop-callback", "host-down"] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-/** A fault as an admin asks for it. */
+/** A fault as an admin requests it. */
 export interface FaultSpec {
   /** Agent command path such as `/vm/start`, or `*` for every path. */
   path: string;
@@ -66,7 +66,7 @@ export function parseFaultSpec(input: unknown): FaultSpec {
 
   if (kind === "host-down" && spec.path !== "*") {
     throw new FaultSpecError(
-      `invalid path ${spec.path} for a host-down fault: a down host answers no command, so give *`,
+      `invalid path ${spec.path} for a host-down fault: a down host responds to no command, so give *`,
     );
   }
 
@@ -158,7 +158,7 @@ export class FaultTable {
     return count;
   }
 
-  /** Whether a host-down fault covers the resource, without using it up. */
+  /** Returns whether a host-down fault covers the resource, without using it up. */
   isDown(resourceUuids: string[]) {
     return this.#faults.some(
       (fault) => fault.kind === "host-down" && appliesTo(fault, "*", resourceUuids),
@@ -166,11 +166,11 @@ export class FaultTable {
   }
 
   /**
-   * Finds the faults for one command and uses them up. `asynchronous` tells whether the command
+   * Finds the faults for one command and uses them up. `asynchronous` is whether the command
    * has a callback: a drop-callback fault neither matches nor is used up by other commands.
    */
   take(path: string, resourceUuids: string[], asynchronous: boolean): FaultMatch {
-    // A down host answers nothing, so no other fault of the command gets used up.
+    // A down host responds to nothing, so no other fault of the command gets used up.
     const down = this.#faults.find(
       (fault) => fault.kind === "host-down" && appliesTo(fault, path, resourceUuids),
     );

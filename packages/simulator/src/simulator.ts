@@ -48,7 +48,7 @@ const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_TASKS = 10_000;
 
 /**
- * Answers the host agent protocol for many simulated hosts and backup storages on one HTTP port,
+ * Serves the host agent protocol for many simulated hosts and backup storages on one HTTP port,
  * dispatching on the `x-resource-uuid` header that every command carries. State lives in memory
  * only, and faults injected through the admin channel change how commands are answered.
  */

@@ -98,7 +98,7 @@ export interface SimStorage extends StorageRegistration {
   files: SimPrimaryFiles;
 }
 
-/** What the simulator holds for one host or storage, as JSON for the admin channel. */
+/** The state of one simulated host or storage, as JSON for the admin channel. */
 export interface NodeState {
   uuid: string;
   kind: "host" | "primary" | "backup";

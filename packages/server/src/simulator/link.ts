@@ -2,7 +2,7 @@ import { HttpSimulatorControl, Simulator, type SimulatorControl } from "@tstack/
 import type { Core } from "../core/core.js";
 import { hostRegistration, simulatorHostRows, storageRegistration } from "./registrations.js";
 
-/** Where simulator hosts are reached and how they are registered. */
+/** The simulator's address for commands and its admin channel. */
 export interface SimulatorLink {
   control: SimulatorControl;
   /** Address and port that commands to simulator hosts and storage go to. */

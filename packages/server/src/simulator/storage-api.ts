@@ -33,8 +33,8 @@ function checkCapacities(call: ApiCall) {
 }
 
 /**
- * Adds simulator primary storage. It behaves as shared storage: every simulator host of an
- * attached cluster sees the same volumes, and its capacity is the one given here.
+ * Adds simulator primary storage. It is shared storage: every simulator host of an attached
+ * cluster reads the same volumes, and its capacity is the one given here.
  */
 export function addSimulatorPrimaryStorage(): ApiHandler {
   return {

@@ -21,8 +21,8 @@ export async function simulatorHostTarget(
 }
 
 /**
- * Returns the target of a simulator backup storage, which stands in for the host an image store
- * lives on: its `hostUuid` is its own uuid. Returns undefined for any other uuid.
+ * Returns the target of a simulator backup storage. It is its own image store host, so its
+ * `hostUuid` is its own uuid. Returns undefined for any other uuid.
  */
 export async function simulatorStorageTarget(
   core: Core,
@@ -62,6 +62,15 @@ export async function registerSimulatorHost(core: Core, hostUuid: string) {
   const { control } = await simulatorLink(core);
   const known = (await control.state(hostUuid)).length > 0;
   await control.registerHost(hostRegistration(core, row));
+
+  if (!known) {
+    // A host the simulator does not know may mean the simulator restarted and lost the storage
+    // too. Registering a known storage again keeps its files.
+    for (const storage of await core.kysely.selectFrom("simulatorStorages").selectAll().execute()) {
+      await control.registerStorage(storageRegistration(core, storage));
+    }
+  }
+
   return !known;
 }
 

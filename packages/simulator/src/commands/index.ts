@@ -7,7 +7,7 @@ import { vmCommands } from "./vm-commands.js";
 export { type Body, type Command, type CommandContext, CommandError } from "./context.js";
 export { SIMULATOR_AGENT_VERSION } from "./host-commands.js";
 
-/** Every agent command path the simulator answers. */
+/** Every agent command path the simulator serves, with its handler. */
 export const COMMANDS: Record<string, Command> = {
   ...hostCommands,
   ...vmCommands,

@@ -2,7 +2,7 @@
 // the VM is Running, with `--clients` concurrent clients. tstack-server and tstack-simulator run
 // as their own processes, so the server's CPU and RSS are its own.
 // Usage: npm run bench -- control-plane [--vms 1,10,100,1000] [--hosts 1000] [--clients 100]
-//        [--database postgres://...]
+//        [--poll-ms 20] [--database postgres://...]
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -17,12 +17,14 @@ const { values } = parseArgs({
     vms: { type: "string", default: "1,10,100,1000" },
     hosts: { type: "string", default: "1000" },
     clients: { type: "string", default: "100" },
+    "poll-ms": { type: "string", default: "20" },
     database: { type: "string" },
   },
 });
 const rounds = values.vms.split(",").map(Number);
 const hostCount = Number(values.hosts);
 const clients = Number(values.clients);
+const pollMs = Number(values["poll-ms"]);
 const root = new URL("..", import.meta.url).pathname;
 const GiB = 1024 ** 3;
 const CLOCK_TICKS = 100;
@@ -194,7 +196,7 @@ async function createVms(url, headers, cloud, count) {
         return;
       }
 
-      await new Promise((done) => setTimeout(done, 20));
+      await new Promise((done) => setTimeout(done, pollMs));
     }
   });
 
@@ -220,24 +222,26 @@ const simulator = await launch(
   async () =>
     (await fetch(`${simulatorUrl}/simulator/faults/list`, { method: "POST" })).status === 401,
 );
-const server = await launch(
-  [
-    "packages/server/dist/main.js",
-    "--listen",
-    `127.0.0.1:${serverPort}`,
-    "--data-dir",
-    dataDir,
-    "--log-level",
-    "warn",
-    "--simulator",
-    simulatorUrl,
-    ...(values.database ? ["--database", values.database] : []),
-  ],
-  { TSTACK_SIMULATOR_TOKEN: token, TSTACK_ADMIN_PASSWORD: "password" },
-  async () => (await fetch(`${url}/zstack/v1/management-nodes/ready`)).status === 200,
-);
+let server;
 
 try {
+  server = await launch(
+    [
+      "packages/server/dist/main.js",
+      "--listen",
+      `127.0.0.1:${serverPort}`,
+      "--data-dir",
+      dataDir,
+      "--log-level",
+      "warn",
+      "--simulator",
+      simulatorUrl,
+      ...(values.database ? ["--database", values.database] : []),
+    ],
+    { TSTACK_SIMULATOR_TOKEN: token, TSTACK_ADMIN_PASSWORD: "password" },
+    async () => (await fetch(`${url}/zstack/v1/management-nodes/ready`)).status === 200,
+  );
+
   const admin = new TstackClient({ endpoint: url, pollIntervalMs: 20 });
   await admin.logInByAccount("admin", "password");
   const setupBegan = performance.now();
@@ -304,7 +308,7 @@ try {
     }),
   );
 } finally {
-  server.kill("SIGTERM");
+  server?.kill("SIGTERM");
   simulator.kill("SIGTERM");
   await new Promise((done) => setTimeout(done, 1000));
   rmSync(dataDir, { recursive: true, force: true });

@@ -154,6 +154,7 @@ describe("chaos", () => {
 
     const counts: Record<string, { ok: number; failed: number }> = {};
     const known: string[] = [];
+    const volumes: string[] = [];
     const deadline = Date.now() + CHAOS_MS;
     let serverUp = true;
 
@@ -174,12 +175,30 @@ describe("chaos", () => {
       reboot: () => admin.call("rebootVmInstance", { path: { uuid: pick(known) }, params: {} }),
       destroy: () => admin.call("destroyVmInstance", { path: { uuid: pick(known) } }),
       expunge: () => admin.call("expungeVmInstance", { path: { uuid: pick(known) }, params: {} }),
+      createVolume: async () => {
+        const reply = await admin.call<{ inventory: { uuid: string } }>("createDataVolume", {
+          params: {
+            name: `tsimchaos-volume-${randomBytes(3).toString("hex")}`,
+            diskSize: 1024 ** 3,
+            primaryStorageUuid: cloud.primaryStorageUuid,
+          },
+        });
+        volumes.push(reply.inventory.uuid);
+      },
+      deleteVolume: () => admin.call("deleteDataVolume", { path: { uuid: pick(volumes) } }),
+      expungeVolume: () =>
+        admin.call("expungeDataVolume", { path: { uuid: pick(volumes) }, params: {} }),
     };
-    const weights = ["create", "create", "create", "start", "stop", "reboot", "destroy", "expunge"];
+    // Data volumes cannot be attached to VMs through the API yet, so they are only made and removed.
+    const weights = [
+      ...["create", "create", "create", "start", "stop", "reboot", "destroy", "expunge"],
+      ...["createVolume", "deleteVolume", "expungeVolume"],
+    ];
 
     const worker = async () => {
       while (Date.now() < deadline) {
-        const name = known.length === 0 ? "create" : pick(weights);
+        const first = known.length === 0 ? "create" : volumes.length === 0 ? "createVolume" : "";
+        const name = first || pick(weights);
         const tally = counts[name] ?? { ok: 0, failed: 0 };
         counts[name] = tally;
 
@@ -246,7 +265,7 @@ describe("chaos", () => {
         );
       }
 
-      const summary = { kills, killTimes, counts, vms: known.length };
+      const summary = { kills, killTimes, counts, vms: known.length, volumes: volumes.length };
 
       expect(kills).toBeGreaterThan(0);
       expect(violations, JSON.stringify(summary)).toEqual([]);
@@ -281,9 +300,11 @@ async function checkInvariants(
   }
 
   for (const volume of all(
-    "select uuid, status from volumes where status in ('Creating', 'Deleting')",
+    "select uuid, type, vmInstanceUuid, status, createDate, lastOpDate from volumes where status in ('Creating', 'Deleting')",
   )) {
-    violations.push(`volume ${volume.uuid} is still ${volume.status}`);
+    violations.push(
+      `${volume.type} volume ${volume.uuid} (VM ${volume.vmInstanceUuid}) is still ${volume.status} since ${volume.lastOpDate}, created ${volume.createDate}`,
+    );
   }
 
   for (const host of all("select uuid, status from hosts where status != 'Connected'")) {

@@ -34,7 +34,7 @@ const INTERMEDIATE_VM_STATES = [
   "VolumeRecovering",
 ];
 
-/** Faults the chaos injects: each ends within the timeouts the test sets, so ops can settle. */
+/** Faults the chaos injects: each ends within the timeouts the test sets, so operations settle. */
 const FAULTS: FaultSpec[] = [
   { path: "/vm/start", kind: "fail", errorText: "chaos: QEMU failed", count: 2 },
   { path: "/vm/stop", kind: "fail", errorText: "chaos: stop failed", count: 2 },
@@ -197,8 +197,14 @@ describe("chaos", () => {
 
     const worker = async () => {
       while (Date.now() < deadline) {
-        const first = known.length === 0 ? "create" : volumes.length === 0 ? "createVolume" : "";
-        const name = first || pick(weights);
+        let name = pick(weights);
+
+        if (known.length === 0) {
+          name = "create";
+        } else if (volumes.length === 0) {
+          name = "createVolume";
+        }
+
         const tally = counts[name] ?? { ok: 0, failed: 0 };
         counts[name] = tally;
 
@@ -288,7 +294,7 @@ async function checkInvariants(
 
   for (const vm of all("select uuid, state, lastOpDate from vmInstances")) {
     if (INTERMEDIATE_VM_STATES.includes(String(vm.state))) {
-      // The workflows that touched the VM tell where it stopped: step count, state, error, node.
+      // The workflows that touched the VM show where it stopped: step count, state, error, node.
       const workflows = all(
         "select name, state, completedSteps, error, managementNodeUuid, lastOpDate from workflows where data like ?",
         `%${String(vm.uuid)}%`,

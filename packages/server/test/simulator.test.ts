@@ -234,6 +234,30 @@ describe.each(dialects)("simulator on %s", (dialect) => {
     expect(list.code).toBe("ID.1002");
   });
 
+  it("forgets deleted simulator storage", async () => {
+    const bs = (
+      await admin.call<{ inventory: { uuid: string } }>("addSimulatorBackupStorage", {
+        params: {
+          name: "tsim-doomed",
+          url: "/tsim/doomed",
+          totalCapacity: GiB,
+          availableCapacity: GiB,
+        },
+      })
+    ).inventory;
+    const registered = await simulatorState(bs.uuid);
+
+    await admin.call("deleteBackupStorage", { path: { uuid: bs.uuid } });
+    const left = await until(
+      () => simulatorState(bs.uuid),
+      (nodes) => nodes.length === 0,
+      "the simulator forgetting the storage",
+    );
+
+    expect(registered.map((node) => node.kind)).toEqual(["backup"]);
+    expect(left).toEqual([]);
+  });
+
   it("creates 200 VMs on 50 hosts", async () => {
     const added = await pool(
       Array.from({ length: 47 }, (_, index) => index),

@@ -176,3 +176,15 @@ async function removeStorage(core: Core, type: "PrimaryStorage" | "BackupStorage
   });
   await unregisterFromSimulator(core, uuid, "storage");
 }
+
+/** Removes a deleted storage's simulator row and registration; other storage is left alone. */
+export async function forgetSimulatorStorage(core: Core, uuid: string) {
+  const removed = await core.kysely
+    .deleteFrom("simulatorStorages")
+    .where("uuid", "=", uuid)
+    .executeTakeFirst();
+
+  if (Number(removed.numDeletedRows) > 0) {
+    await unregisterFromSimulator(core, uuid, "storage");
+  }
+}

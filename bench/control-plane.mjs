@@ -2,7 +2,8 @@
 // the VM is Running, with `--clients` concurrent clients. tstack-server and tstack-simulator run
 // as their own processes, so the server's CPU and RSS are its own.
 // Usage: npm run bench -- control-plane [--vms 1,10,100,1000] [--hosts 1000] [--clients 100]
-//        [--poll-ms 20] [--database postgres://...]
+//        [--poll-ms 20] [--profile-dir DIR] [--database postgres://...]
+// --profile-dir writes a V8 CPU profile of tstack-server there when it exits.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     hosts: { type: "string", default: "1000" },
     clients: { type: "string", default: "100" },
     "poll-ms": { type: "string", default: "20" },
+    "profile-dir": { type: "string" },
     database: { type: "string" },
   },
 });
@@ -225,8 +227,12 @@ const simulator = await launch(
 let server;
 
 try {
+  const profile = values["profile-dir"]
+    ? ["--cpu-prof", "--cpu-prof-dir", values["profile-dir"]]
+    : [];
   server = await launch(
     [
+      ...profile,
       "packages/server/dist/main.js",
       "--listen",
       `127.0.0.1:${serverPort}`,

@@ -35,6 +35,11 @@ const program = new Command()
     process.env.TSTACK_DATABASE,
   )
   .option(
+    "--simulator <url>",
+    "URL of an external tstack-simulator for simulator hosts, such as http://127.0.0.1:7070; its admin token goes in env TSTACK_SIMULATOR_TOKEN (env TSTACK_SIMULATOR_URL; default: a simulator inside this process)",
+    process.env.TSTACK_SIMULATOR_URL,
+  )
+  .option(
     "--log-level <level>",
     "pino log level: fatal, error, warn, info, debug or trace (env TSTACK_LOG_LEVEL)",
     process.env.TSTACK_LOG_LEVEL ?? "info",
@@ -46,8 +51,14 @@ const options = program.opts<{
   dataDir: string;
   database?: string;
   logLevel: string;
+  simulator?: string;
 }>();
 const listen = parseListen(options.listen);
+
+if (options.simulator) {
+  // The simulator link reads it from the environment, which also serves embedders of startServer.
+  process.env.TSTACK_SIMULATOR_URL = options.simulator;
+}
 
 const server = await startServer({
   host: listen.host,

@@ -16,6 +16,7 @@ import { nodeHandlers } from "./platform/nodes.js";
 import { tagHandlers } from "./platform/tags.js";
 import { webHookHandlers } from "./platform/webhooks.js";
 import type { ApiHandlers } from "./rest/api.js";
+import { simulatorModule } from "./simulator/module.js";
 import { storageModule } from "./storage/module.js";
 
 /** Handlers, routes and background tasks one domain module adds to the management node. */
@@ -49,5 +50,6 @@ export function modules(sessions: SessionService, version: string): Module[] {
     securityGroupModule(),
     storageModule(),
     monitoringModule(),
+    simulatorModule(),
   ];
 }

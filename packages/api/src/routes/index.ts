@@ -5,6 +5,7 @@ import { infrastructureRoutes } from "./infrastructure.js";
 import { networkRoutes } from "./network.js";
 import { platformRoutes } from "./platform.js";
 import { securityGroupRoutes } from "./security-groups.js";
+import { simulatorRoutes } from "./simulator.js";
 import { storageRoutes } from "./storage.js";
 import { vmRoutes } from "./vm.js";
 import { volumeRoutes } from "./volumes.js";
@@ -25,6 +26,7 @@ export {
   networkRoutes,
   platformRoutes,
   securityGroupRoutes,
+  simulatorRoutes,
   storageRoutes,
   vmRoutes,
   volumeRoutes,
@@ -43,6 +45,7 @@ export const apiRoutes: ApiRoute[] = [
   ...storageRoutes,
   ...volumeRoutes,
   ...zwatchRoutes,
+  ...simulatorRoutes,
 ];
 
 /**
@@ -59,4 +62,5 @@ export type DeclaredRoute =
   | (typeof securityGroupRoutes)[number]
   | (typeof storageRoutes)[number]
   | (typeof volumeRoutes)[number]
-  | (typeof zwatchRoutes)[number];
+  | (typeof zwatchRoutes)[number]
+  | (typeof simulatorRoutes)[number];

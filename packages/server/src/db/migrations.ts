@@ -3,6 +3,7 @@ import { createHostCleanups } from "../compute/hosts/cleanups-migration.js";
 import { createMonitoringTables } from "../monitoring/migration.js";
 import { createNetworkTables } from "../network/migration.js";
 import { createSecurityGroupTables } from "../network/security-groups-migration.js";
+import { createSimulatorTables } from "../simulator/migration.js";
 import { createVmCdRomTable } from "../storage/cdrom-migration.js";
 import type { DialectName } from "./connect.js";
 import { type Db, resourceColumns, resourceIndexes, type Table } from "./migration-helpers.js";
@@ -539,6 +540,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0010_volume_attach": { up: (db) => createVmCdRomTable(db) },
     "0009_monitoring": { up: (db) => createMonitoringTables(db, dialect) },
     "0011_read_indexes": { up: (db) => createReadIndexes(db) },
+    "0007_simulator": { up: (db) => createSimulatorTables(db) },
   };
 }
 

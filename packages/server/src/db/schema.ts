@@ -2,6 +2,7 @@ import type { Generated } from "kysely";
 import type { MonitoringTables } from "../monitoring/schema.js";
 import type { NetworkTables } from "../network/schema.js";
 import type { SecurityGroupTables } from "../network/security-groups-schema.js";
+import type { SimulatorTables } from "../simulator/schema.js";
 
 /** Columns every resource table has; dates are ISO 8601 strings in UTC. */
 interface ResourceColumns {
@@ -406,7 +407,11 @@ export interface VolumeSnapshotTable extends ResourceColumns {
 }
 
 /** The whole schema, as Kysely types it. */
-export interface Database extends NetworkTables, SecurityGroupTables, MonitoringTables {
+export interface Database
+  extends NetworkTables,
+    SecurityGroupTables,
+    MonitoringTables,
+    SimulatorTables {
   resources: ResourceIndexTable;
   zones: ZoneTable;
   clusters: ClusterTable;

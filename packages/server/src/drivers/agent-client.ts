@@ -98,6 +98,10 @@ export class AgentClient {
       );
       this.pending.set(taskUuid, { target, path, resolve, reject, timer });
     });
+    // The timeout or an abort can reject `result` while the POST below is still waiting for its
+    // reply. The await at the end handles that rejection, but Node would see it as unhandled first
+    // and end the process, so a handler is attached now.
+    result.catch(() => undefined);
     options.signal?.addEventListener(
       "abort",
       () =>

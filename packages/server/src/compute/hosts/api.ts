@@ -15,6 +15,7 @@ import {
   updateHandler,
 } from "../../resources/crud.js";
 import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
+import { SIMULATOR, unregisterFromSimulator } from "../../simulator/targets.js";
 import { AGENT_HYPERVISORS } from "../containers.js";
 import type { ConnectData } from "./connect.js";
 import { setHostStatus } from "./connect.js";
@@ -293,18 +294,24 @@ export function hostHandlers(_agents: AgentClient): ApiHandlers {
 
         const dataDir = core.config.get("host", "agent.dataDir");
         const target = await loadResource(core.kysely, "Host", call.path.uuid!, call.caller);
-        const remote = !isLocalAddress(String(target.managementIp));
+        const simulated = target.hypervisorType === SIMULATOR;
+        const remote = !simulated && !isLocalAddress(String(target.managementIp));
 
         if (remote) {
           await stopAgentOverSsh(core, String(target.uuid), dataDir);
         }
 
+        if (simulated) {
+          await unregisterFromSimulator(core, String(target.uuid), "host");
+        }
+
         return call.commit(async (tx) => {
           const host = await loadResource(tx, "Host", call.path.uuid!, call.caller);
           await tx.deleteFrom("hostCapacities").where("uuid", "=", String(host.uuid)).execute();
+          await tx.deleteFrom("simulatorHosts").where("uuid", "=", String(host.uuid)).execute();
           await deleteResourceRow(tx, "Host", host);
 
-          if (!remote) {
+          if (!remote && !simulated) {
             // The agent was started by us on this machine; stop it so nothing keeps running unowned.
             stopLocalAgent(dataDir);
           }

@@ -6,6 +6,13 @@ import { now } from "../../core/ids.js";
 import type { Step } from "../../core/workflow.js";
 import type { AgentClient, AgentTarget } from "../../drivers/agent-client.js";
 import { run } from "../../drivers/host-tools.js";
+import {
+  registerSimulatorHost,
+  SIMULATOR,
+  simulatorHostTarget,
+  simulatorStorageTarget,
+  unregisterFromSimulator,
+} from "../../simulator/targets.js";
 import { agentBundle } from "./bundle.js";
 import { withHostSession } from "./host-ssh.js";
 import { isLocalAddress, runningAgentPid, startLocalAgent, stopLocalAgent } from "./local.js";
@@ -22,6 +29,10 @@ export interface ConnectData {
   remote?: boolean;
   /** Whether this run started the agent on a remote host. */
   startedRemote?: boolean;
+  /** Whether the host is a simulator host, which needs no checks, packages or agent. */
+  simulated?: boolean;
+  /** Whether this run registered the host with the simulator, so a failed add removes it. */
+  registeredSimulated?: boolean;
 }
 
 const HOST_PACKAGES: Record<string, string> = {
@@ -36,12 +47,22 @@ const HOST_PACKAGES: Record<string, string> = {
 export async function agentTarget(core: Core, hostUuid: string): Promise<AgentTarget> {
   const host = await core.kysely
     .selectFrom("hosts")
-    .select(["uuid", "managementIp", "agentPort", "agentSecret"])
+    .select(["uuid", "managementIp", "agentPort", "agentSecret", "hypervisorType"])
     .where("uuid", "=", hostUuid)
     .executeTakeFirst();
 
   if (!host) {
+    const storage = await simulatorStorageTarget(core, hostUuid);
+
+    if (storage) {
+      return storage;
+    }
+
     throw new ApiError("notFound", `host ${hostUuid} was not found`);
+  }
+
+  if (host.hypervisorType === SIMULATOR) {
+    return simulatorHostTarget(core, host);
   }
 
   return {
@@ -107,6 +128,12 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
       async run(data) {
         progress(data, "checking that the host is reachable");
         const row = await host(data);
+        data.simulated = row.hypervisorType === SIMULATOR;
+
+        if (data.simulated) {
+          return;
+        }
+
         data.remote = !isLocalAddress(row.managementIp);
 
         if (data.remote) {
@@ -120,6 +147,10 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
     {
       name: "preflight",
       async run(data) {
+        if (data.simulated) {
+          return;
+        }
+
         progress(data, "running preflight checks");
 
         if (data.remote) {
@@ -145,6 +176,10 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
     {
       name: "install-packages",
       async run(data) {
+        if (data.simulated) {
+          return;
+        }
+
         progress(data, "checking host packages");
 
         if (data.remote) {
@@ -185,6 +220,12 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
     {
       name: "deploy-agent",
       async run(data) {
+        if (data.simulated) {
+          progress(data, "registering the host with the simulator");
+          data.registeredSimulated = await registerSimulatorHost(core, data.hostUuid);
+          return;
+        }
+
         progress(data, "starting the agent");
         const row = await host(data);
         const dataDir = core.config.get("host", "agent.dataDir");
@@ -216,6 +257,11 @@ export function connectSteps(core: Core, agents: AgentClient): Step<ConnectData>
         });
       },
       async rollback(data) {
+        if (data.registeredSimulated) {
+          await unregisterFromSimulator(core, data.hostUuid, "host");
+          return;
+        }
+
         const dataDir = core.config.get("host", "agent.dataDir");
 
         if (data.startedRemote) {

@@ -1,5 +1,6 @@
 import type { Core } from "../../core/core.js";
 import type { AgentClient } from "../../drivers/agent-client.js";
+import { SIMULATOR } from "../../simulator/targets.js";
 import { AGENT_HYPERVISORS } from "../containers.js";
 import { agentTarget, setHostStatus } from "./connect.js";
 
@@ -52,7 +53,7 @@ export class HostTracker {
     const hosts = await this.core.kysely
       .selectFrom("hosts")
       .select(["uuid", "status", "state"])
-      .where("hypervisorType", "in", AGENT_HYPERVISORS)
+      .where("hypervisorType", "in", [...AGENT_HYPERVISORS, SIMULATOR])
       .execute();
 
     await Promise.all(

@@ -11,6 +11,7 @@ import {
   updateHandler,
 } from "../../resources/crud.js";
 import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
+import { vmHypervisorType } from "../../simulator/hypervisor.js";
 import { hypervisorTypeOfImage } from "../containers.js";
 import { agentTarget } from "../hosts/connect.js";
 import { checkAction, loadVm } from "./state.js";
@@ -154,7 +155,11 @@ const createVm: ApiHandler = {
     const { staticIps } = checkVmTags(call.systemTags, l3NetworkUuids);
     const vmUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
     const account = { uuid: call.caller.accountUuid, isAdmin: call.caller.isAdmin };
-    const hypervisorType = await hypervisorTypeOfImage(core.kysely, String(call.params.imageUuid));
+    // A container image makes a container; otherwise the requested host, cluster or image's
+    // storage decides between a KVM and a simulator VM.
+    const imageType = await hypervisorTypeOfImage(core.kysely, String(call.params.imageUuid));
+    const hypervisorType =
+      imageType === "KVM" ? await vmHypervisorType(core.kysely, call.params) : imageType;
 
     await core.transact(async (tx) => {
       await checkQuota(tx, account, "vm.num", 1);

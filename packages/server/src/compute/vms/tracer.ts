@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import type { Core } from "../../core/core.js";
 import { emitEvent } from "../../core/events.js";
 import { UUID_PATTERN } from "../../core/ids.js";
+import { SIMULATOR } from "../../simulator/targets.js";
 import { AGENT_HYPERVISORS } from "../containers.js";
 import { agentTarget } from "../hosts/connect.js";
 import { INTERMEDIATE_STATES, type VmState } from "./states.js";
@@ -133,7 +134,7 @@ export class VmTracer {
       .selectFrom("hosts")
       .select("uuid")
       .where("status", "=", "Connected")
-      .where("hypervisorType", "in", AGENT_HYPERVISORS)
+      .where("hypervisorType", "in", [...AGENT_HYPERVISORS, SIMULATOR])
       .execute();
 
     for (const host of hosts) {

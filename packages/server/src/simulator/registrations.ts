@@ -1,0 +1,45 @@
+import type { HostRegistration, StorageRegistration } from "@tstack/simulator";
+import type { Core } from "../core/core.js";
+import type { SimulatorStorageTable } from "./schema.js";
+
+/** Columns of a simulator host that its registration needs. */
+export interface SimulatorHostRow {
+  uuid: string;
+  agentSecret: string;
+  cpuCapacity: number;
+  memoryCapacity: number;
+}
+
+/** Reads the simulator host rows, all of them or one. */
+export function simulatorHostRows(core: Core, hostUuid?: string): Promise<SimulatorHostRow[]> {
+  let query = core.kysely
+    .selectFrom("hosts")
+    .innerJoin("simulatorHosts", "simulatorHosts.uuid", "hosts.uuid")
+    .select(["hosts.uuid", "hosts.agentSecret", "cpuCapacity", "memoryCapacity"]);
+
+  if (hostUuid) {
+    query = query.where("hosts.uuid", "=", hostUuid);
+  }
+
+  return query.execute();
+}
+
+export function hostRegistration(core: Core, row: SimulatorHostRow): HostRegistration {
+  return {
+    uuid: row.uuid,
+    secret: core.secrets.open(row.agentSecret),
+    cpuNum: Number(row.cpuCapacity),
+    memoryBytes: Number(row.memoryCapacity),
+  };
+}
+
+export function storageRegistration(core: Core, row: SimulatorStorageTable): StorageRegistration {
+  return {
+    uuid: row.uuid,
+    kind: row.kind === "backup" ? "backup" : "primary",
+    url: row.url,
+    totalCapacity: Number(row.totalCapacity),
+    availableCapacity: Number(row.availableCapacity),
+    ...(row.agentSecret ? { secret: core.secrets.open(row.agentSecret) } : {}),
+  };
+}

@@ -1,0 +1,358 @@
+import { rmSync } from "node:fs";
+import { sha512Hex } from "@tstack/api";
+import { ApiRequestError, type TstackClient } from "@tstack/sdk";
+import type { NodeState } from "@tstack/simulator";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { simulatorLink } from "../src/simulator/link.js";
+import { dialects, startTestServer, type TestServer } from "./harness.js";
+import { buildSimulatorCloud } from "./simulator-cloud.js";
+
+type Vm = { uuid: string; state: string; hostUuid: string | null } & Record<string, unknown>;
+type Fault = { uuid: string; usesLeft: number | null } & Record<string, unknown>;
+
+const GiB = 1024 ** 3;
+
+async function until<T>(
+  read: () => Promise<T>,
+  accept: (value: T) => boolean,
+  what: string,
+  timeoutMs = 90_000,
+) {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+
+  while (!accept(value)) {
+    if (Date.now() > deadline) {
+      throw new Error(`${what} did not happen; last value: ${JSON.stringify(value).slice(0, 500)}`);
+    }
+
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    value = await read();
+  }
+
+  return value;
+}
+
+async function apiError(promise: Promise<unknown>) {
+  const error = await promise.then(
+    () => undefined,
+    (failure: unknown) => failure,
+  );
+  expect(error).toBeInstanceOf(ApiRequestError);
+  return error as ApiRequestError;
+}
+
+/** Runs `work` over `items` with at most `limit` in flight. */
+async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>) {
+  const results: R[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: limit }, worker));
+  return results;
+}
+
+describe.each(dialects)("simulator on %s", (dialect) => {
+  let t: TestServer;
+  let admin: TstackClient;
+  let cloud: Awaited<ReturnType<typeof buildSimulatorCloud>>;
+
+  const simulatorState = async (uuid?: string) => {
+    const { control } = await simulatorLink(t.server.core);
+    return control.state(uuid);
+  };
+
+  const vmsOnSimulator = (nodes: NodeState[]) =>
+    nodes.flatMap((node) => node.vms ?? []).map((vm) => vm.vmUuid);
+
+  const createVm = async (name: string) =>
+    (
+      await admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name,
+          imageUuid: cloud.imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+        },
+      })
+    ).inventory;
+
+  const vmAction = async (api: string, uuid: string) =>
+    (await admin.call<{ inventory: Vm }>(api, { path: { uuid }, params: {} })).inventory;
+
+  beforeAll(async () => {
+    t = await startTestServer(dialect);
+    admin = t.admin;
+    cloud = await buildSimulatorCloud(admin, { hosts: 3, cidr: "10.61.0.0/22", prefix: "tsim" });
+  });
+
+  afterEach(async () => {
+    await admin.call("deleteAllSimulatorFaults", {});
+  });
+
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it("runs a VM lifecycle on simulator hosts", async () => {
+    const vm = await createVm("lifecycle");
+    const [host] = await simulatorState(vm.hostUuid!);
+
+    expect(vm.state).toBe("Running");
+    expect(host?.vms?.map((entry) => entry.vmUuid)).toEqual([vm.uuid]);
+    expect(Object.values(host?.dhcp?.[cloud.l3NetworkUuid] ?? {})).toHaveLength(1);
+
+    expect((await vmAction("stopVmInstance", vm.uuid)).state).toBe("Stopped");
+    expect(vmsOnSimulator(await simulatorState())).not.toContain(vm.uuid);
+
+    const started = await vmAction("startVmInstance", vm.uuid);
+    expect(started.state).toBe("Running");
+    expect(vmsOnSimulator(await simulatorState(started.hostUuid!))).toContain(vm.uuid);
+
+    expect((await vmAction("rebootVmInstance", vm.uuid)).state).toBe("Running");
+    expect((await vmAction("pauseVmInstance", vm.uuid)).state).toBe("Paused");
+    const [paused] = await simulatorState(started.hostUuid!);
+    expect(paused?.vms?.find((entry) => entry.vmUuid === vm.uuid)?.state).toBe("Paused");
+    expect((await vmAction("resumeVmInstance", vm.uuid)).state).toBe("Running");
+
+    expect((await vmAction("destroyVmInstance", vm.uuid)).state).toBe("Destroyed");
+    expect(vmsOnSimulator(await simulatorState())).not.toContain(vm.uuid);
+
+    await admin.call("expungeVmInstance", { path: { uuid: vm.uuid }, params: {} });
+    const [primary] = await simulatorState(cloud.primaryStorageUuid);
+    const hosts = await simulatorState();
+    const leftMacs = hosts.flatMap((node) =>
+      Object.values(node.dhcp ?? {}).flatMap((entries) => Object.keys(entries)),
+    );
+    expect(primary?.volumes?.map((volume) => volume.volumeUuid)).not.toContain(
+      String(vm.rootVolumeUuid),
+    );
+    expect(leftMacs).toEqual([]);
+  });
+
+  it("rolls back a create that fails on a fault", async () => {
+    const capacity = async () =>
+      admin.call<Record<string, number>>("getCpuMemoryCapacity", {
+        query: { clusterUuids: cloud.clusterUuid },
+      });
+    const ips = async () =>
+      admin.call<Record<string, number>>("getIpAddressCapacity", {
+        query: { l3NetworkUuids: cloud.l3NetworkUuid },
+      });
+    const capacityBefore = await capacity();
+    const ipsBefore = await ips();
+    const [primaryBefore] = await simulatorState(cloud.primaryStorageUuid);
+    await admin.call("createSimulatorFault", {
+      params: { path: "/vm/start", kind: "fail", errorText: "simulated QEMU crash", count: 1 },
+    });
+
+    const error = await apiError(createVm("doomed"));
+
+    const [primaryAfter] = await simulatorState(cloud.primaryStorageUuid);
+    const left = await admin.query<Vm>("queryVmInstance", ["name=doomed"]);
+    const volumes = await admin.query<{ uuid: string }>("queryVolume", ["name~=%doomed%"]);
+    const faults = await admin.call<{ inventories: Fault[] }>("querySimulatorFault", {});
+    expect(`${error.message} ${error.details ?? ""}`).toContain("simulated QEMU crash");
+    expect(await capacity()).toEqual(capacityBefore);
+    expect(await ips()).toEqual(ipsBefore);
+    expect(primaryAfter?.volumes?.length).toBe(primaryBefore?.volumes?.length);
+    expect(left.inventories).toEqual([]);
+    expect(volumes.inventories).toEqual([]);
+    expect(vmsOnSimulator(await simulatorState())).toEqual([]);
+    expect(faults.inventories).toEqual([]);
+  });
+
+  it("injects, lists and deletes faults", async () => {
+    const created = (
+      await admin.call<{ inventory: Fault }>("createSimulatorFault", {
+        params: {
+          path: "/host/ping",
+          resourceUuid: cloud.hostUuids[0],
+          kind: "delay",
+          delayMs: 10,
+          count: 1000,
+        },
+      })
+    ).inventory;
+    const other = (
+      await admin.call<{ inventory: Fault }>("createSimulatorFault", {
+        params: { path: "/vm/stop", kind: "timeout" },
+      })
+    ).inventory;
+    const listed = await admin.call<{ inventories: Fault[] }>("querySimulatorFault", {});
+
+    await admin.call("deleteSimulatorFault", { path: { uuid: created.uuid } });
+    const afterDelete = await admin.call<{ inventories: Fault[] }>("querySimulatorFault", {});
+    await admin.call("deleteAllSimulatorFaults", {});
+    const afterClear = await admin.call<{ inventories: Fault[] }>("querySimulatorFault", {});
+
+    expect(created).toMatchObject({ kind: "delay", resourceUuid: cloud.hostUuids[0] });
+    expect(listed.inventories.map((fault) => fault.uuid)).toEqual([created.uuid, other.uuid]);
+    expect(afterDelete.inventories.map((fault) => fault.uuid)).toEqual([other.uuid]);
+    expect(afterClear.inventories).toEqual([]);
+  });
+
+  it("rejects invalid faults", async () => {
+    const unknownResource = await apiError(
+      admin.call("createSimulatorFault", {
+        params: { path: "*", kind: "host-down", resourceUuid: "0".repeat(32) },
+      }),
+    );
+    const downOnOnePath = await apiError(
+      admin.call("createSimulatorFault", { params: { path: "/vm/start", kind: "host-down" } }),
+    );
+    const missingText = await apiError(
+      admin.call("createSimulatorFault", { params: { path: "/vm/start", kind: "fail" } }),
+    );
+    const missingFault = await apiError(
+      admin.call("deleteSimulatorFault", { path: { uuid: "1".repeat(32) } }),
+    );
+
+    expect(unknownResource.details).toMatch(/resourceUuid/);
+    expect(downOnOnePath.details).toMatch(/give \*/);
+    expect(missingText.details).toMatch(/missing errorText/);
+    expect(missingFault.details).toMatch(/was not found/);
+  });
+
+  it("denies faults to normal accounts", async () => {
+    await admin.call("createAccount", {
+      params: { name: "tsim-tenant", password: sha512Hex("tsim-tenant-pw") },
+    });
+    const tenant = t.client();
+    await tenant.logInByAccount("tsim-tenant", "tsim-tenant-pw");
+
+    const create = await apiError(
+      tenant.call("createSimulatorFault", { params: { path: "*", kind: "timeout" } }),
+    );
+    const list = await apiError(tenant.call("querySimulatorFault", {}));
+
+    expect(create.code).toBe("ID.1002");
+    expect(list.code).toBe("ID.1002");
+  });
+
+  it("forgets deleted simulator storage", async () => {
+    const bs = (
+      await admin.call<{ inventory: { uuid: string } }>("addSimulatorBackupStorage", {
+        params: {
+          name: "tsim-doomed",
+          url: "/tsim/doomed",
+          totalCapacity: GiB,
+          availableCapacity: GiB,
+        },
+      })
+    ).inventory;
+    const registered = await simulatorState(bs.uuid);
+
+    await admin.call("deleteBackupStorage", { path: { uuid: bs.uuid } });
+    const left = await until(
+      () => simulatorState(bs.uuid),
+      (nodes) => nodes.length === 0,
+      "the simulator forgetting the storage",
+    );
+
+    expect(registered.map((node) => node.kind)).toEqual(["backup"]);
+    expect(left).toEqual([]);
+  });
+
+  it("creates 200 VMs on 50 hosts", async () => {
+    const added = await pool(
+      Array.from({ length: 47 }, (_, index) => index),
+      10,
+      async (index) =>
+        (
+          await admin.call<{ inventory: { uuid: string } }>("addSimulatorHost", {
+            params: {
+              name: `tsim-scale-${index}`,
+              managementIp: `tsim-scale-${index}`,
+              clusterUuid: cloud.clusterUuid,
+              cpuCapacity: 16,
+              memoryCapacity: 64 * GiB,
+            },
+          })
+        ).inventory.uuid,
+    );
+
+    const vms = await pool(
+      Array.from({ length: 200 }, (_, index) => index),
+      50,
+      (index) => createVm(`tsim-scale-vm-${index}`),
+    );
+
+    const notRunning = await admin.query<Vm>(
+      "queryVmInstance",
+      ["name~=tsim-scale-vm-%", "state!=Running"],
+      { limit: 1000 },
+    );
+    const onSimulator = new Set(vmsOnSimulator(await simulatorState()));
+    const usedHosts = new Set(vms.map((vm) => vm.hostUuid));
+    expect(added).toHaveLength(47);
+    expect(vms.map((vm) => vm.state)).toEqual(Array(200).fill("Running"));
+    expect(notRunning.inventories.map((vm) => `${vm.uuid} is ${vm.state}`)).toEqual([]);
+    expect(vms.filter((vm) => !onSimulator.has(vm.uuid))).toEqual([]);
+    expect(usedHosts.size).toBeGreaterThan(1);
+  }, 600_000);
+});
+
+describe("simulator host tracking", () => {
+  let t: TestServer;
+  let admin: TstackClient;
+  let cloud: Awaited<ReturnType<typeof buildSimulatorCloud>>;
+
+  beforeAll(async () => {
+    // The tracker reads the ping interval when it schedules a round, so the node restarts once
+    // with a one-second interval before the cloud is built.
+    const first = await startTestServer("sqlite");
+    const settings = [
+      ["ping.interval", "1"],
+      ["ping.maxFailure", "1"],
+      ["ping.timeout", "2"],
+    ];
+
+    for (const [name, value] of settings) {
+      await first.admin.call("updateGlobalConfig", {
+        path: { category: "host", name },
+        params: { value },
+      });
+    }
+
+    await first.server.stop(5000);
+    t = await startTestServer("sqlite", { dataDir: first.dataDir, database: first.database });
+    admin = t.admin;
+    cloud = await buildSimulatorCloud(admin, {
+      hosts: 3,
+      cidr: "10.63.0.0/24",
+      prefix: "tsimtrack",
+    });
+  });
+
+  afterAll(async () => {
+    await t?.stop();
+
+    if (t) {
+      rmSync(t.dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("marks a down host Disconnected and back", async () => {
+    const hostUuid = cloud.hostUuids[2]!;
+    const status = async () =>
+      (await admin.query<{ status: string }>("queryHost", [`uuid=${hostUuid}`])).inventories[0]
+        ?.status;
+    const fault = (
+      await admin.call<{ inventory: Fault }>("createSimulatorFault", {
+        params: { path: "*", resourceUuid: hostUuid, kind: "host-down" },
+      })
+    ).inventory;
+
+    await until(status, (value) => value === "Disconnected", "the host becoming Disconnected");
+    const others = await admin.query<{ status: string }>("queryHost", [`uuid!=${hostUuid}`]);
+    await admin.call("deleteSimulatorFault", { path: { uuid: fault.uuid } });
+    await until(status, (value) => value === "Connected", "the host reconnecting");
+
+    expect(others.inventories.map((host) => host.status)).not.toContain("Disconnected");
+  }, 120_000);
+});

@@ -1,0 +1,175 @@
+/** A host as an admin registers it with the simulator. */
+export interface HostRegistration {
+  uuid: string;
+  /** Per-host secret that signs commands, callbacks and reports, as with a real agent. */
+  secret: string;
+  cpuNum: number;
+  /** Memory in bytes. */
+  memoryBytes: number;
+}
+
+/** A primary or backup storage as an admin registers it with the simulator. */
+export interface StorageRegistration {
+  uuid: string;
+  kind: "primary" | "backup";
+  /** Storage path; primary storage commands on any host with this `root` use this storage. */
+  url: string;
+  /** Bytes. */
+  totalCapacity: number;
+  /** Bytes free at registration; volumes and images written later take from it. */
+  availableCapacity: number;
+  /** Secret signing the commands sent to a backup storage; primary storage is reached via hosts. */
+  secret?: string;
+}
+
+/** A VM that a simulated host runs; stopped VMs leave the host, as QEMU processes do. */
+export interface SimVm {
+  vmUuid: string;
+  state: "Running" | "Paused";
+  cpuNum: number;
+  memoryMiB: number;
+  /** Install paths of the disks given at start. */
+  disks: string[];
+  /** MAC addresses of the NICs given at start. */
+  macs: string[];
+  vncPort: number;
+}
+
+/** One file of a volume chain (the top file or a snapshot). */
+export interface SimFile {
+  fileUuid: string;
+  path: string;
+  virtualSize: number;
+  actualSize: number;
+  backingFile?: string;
+}
+
+/** A volume on a primary storage path, with its files from base to top. */
+export interface SimVolume {
+  volumeUuid: string;
+  type: string;
+  accountUuid: string;
+  files: SimFile[];
+}
+
+/** An image in a simulated image store or image cache. */
+export interface SimImage {
+  imageUuid: string;
+  format: "qcow2" | "raw";
+  virtualSize: number;
+  actualSize: number;
+  sha256: string;
+  md5: string;
+  sourceUrl: string;
+  createdAt: string;
+}
+
+/** Files under one primary storage path: volumes and the image cache. */
+export interface SimPrimaryFiles {
+  volumes: Map<string, SimVolume>;
+  imageCache: Map<string, SimImage>;
+}
+
+/** Everything a simulated host keeps: its VMs, network devices and local storage paths. */
+export interface SimHost extends HostRegistration {
+  hostUuid: string | null;
+  sendCommandUrl: string | null;
+  bootId: string;
+  vms: Map<string, SimVm>;
+  /** L2 network uuid to bridge name. */
+  bridges: Map<string, string>;
+  /** L3 network uuid to its DHCP reservations (MAC to IP). */
+  dhcp: Map<string, Map<string, string>>;
+  /** `<l3NetworkUuid>/<ip>` to the VM uuid whose userdata is served there. */
+  userdata: Map<string, string>;
+  /** L3 network uuids with SNAT applied. */
+  nat: Set<string>;
+  /** NIC uuids with security group rules applied. */
+  securityGroupNics: Set<string>;
+  /** Primary storage paths that no registered storage owns, so they are local to this host. */
+  localFiles: Map<string, SimPrimaryFiles>;
+}
+
+/** A registered storage with its files. */
+export interface SimStorage extends StorageRegistration {
+  /** Backup storage: the images it stores. */
+  images: Map<string, SimImage>;
+  /** Primary storage: its volumes and image cache, shared by every host. */
+  files: SimPrimaryFiles;
+}
+
+/** The state of one simulated host or storage, as JSON for the admin channel. */
+export interface NodeState {
+  uuid: string;
+  kind: "host" | "primary" | "backup";
+  vms?: SimVm[];
+  bridges?: Record<string, string>;
+  dhcp?: Record<string, Record<string, string>>;
+  userdata?: string[];
+  nat?: string[];
+  securityGroupNics?: string[];
+  volumes?: SimVolume[];
+  imageCache?: string[];
+  images?: SimImage[];
+  usedCapacity?: number;
+}
+
+export function newPrimaryFiles(): SimPrimaryFiles {
+  return { volumes: new Map(), imageCache: new Map() };
+}
+
+/** Bytes that the volumes and cached images of a primary storage path take. */
+export function usedBytes(files: SimPrimaryFiles) {
+  let used = 0;
+
+  for (const volume of files.volumes.values()) {
+    for (const file of volume.files) {
+      used += file.actualSize;
+    }
+  }
+
+  for (const image of files.imageCache.values()) {
+    used += image.actualSize;
+  }
+
+  return used;
+}
+
+/** Describes a host's state as JSON. */
+export function hostState(host: SimHost): NodeState {
+  return {
+    uuid: host.uuid,
+    kind: "host",
+    vms: [...host.vms.values()].map((vm) => ({ ...vm })),
+    bridges: Object.fromEntries(host.bridges),
+    dhcp: Object.fromEntries(
+      [...host.dhcp].map(([l3, entries]) => [l3, Object.fromEntries(entries)]),
+    ),
+    userdata: [...host.userdata.keys()],
+    nat: [...host.nat],
+    securityGroupNics: [...host.securityGroupNics],
+    volumes: [...host.localFiles.values()].flatMap((files) => [...files.volumes.values()]),
+    imageCache: [...host.localFiles.values()].flatMap((files) => [...files.imageCache.keys()]),
+  };
+}
+
+/** Describes a storage's state as JSON. */
+export function storageState(storage: SimStorage): NodeState {
+  if (storage.kind === "backup") {
+    const images = [...storage.images.values()];
+    return {
+      uuid: storage.uuid,
+      kind: "backup",
+      images,
+      usedCapacity: images.reduce((sum, image) => sum + image.actualSize, 0),
+    };
+  }
+
+  return {
+    uuid: storage.uuid,
+    kind: "primary",
+    volumes: [...storage.files.volumes.values()],
+    imageCache: [...storage.files.imageCache.keys()],
+    usedCapacity: usedBytes(storage.files),
+  };
+}

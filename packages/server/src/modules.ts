@@ -26,6 +26,11 @@ export interface Module {
   register?(core: Core): void | Promise<void>;
   /** Adds routes outside the ZStack API, such as the agents' callback route. */
   routes?(app: FastifyInstance): void;
+  /**
+   * Finishes what a crash left half done outside workflows, after workflow recovery and before
+   * the node accepts requests.
+   */
+  recover?(): Promise<void>;
   /** Starts background tasks once the gateway listens. */
   start?(): void;
   /** Stops background tasks at shutdown. */

@@ -98,6 +98,11 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const port = Number(new URL(address).port);
   core.port = port;
   await recover(core);
+
+  for (const module of loaded) {
+    await module.recover?.();
+  }
+
   await core.relay.start();
   const sweepers = startSweepers(core, sessions);
   const leave = await joinManagementNodes(core, port, VERSION);
@@ -254,7 +259,7 @@ async function recover(core: Core) {
   }
 
   for (const job of await core.jobs.orphans()) {
-    const details = `the management node restarted before job ${job.uuid} (${job.apiName}) finished; nothing was left half done, retry the request`;
+    const details = `the management node restarted before job ${job.uuid} (${job.apiName}) finished; what it had started was undone at start-up, so retry the request`;
     await core.transact((tx) =>
       core.jobs.finish(
         tx,

@@ -12,13 +12,15 @@ import { snapshotHandlers } from "./snapshots-api.js";
 import { attachHandlers } from "./volume-attach.js";
 import { resizeHandlers } from "./volume-resize.js";
 import { StorageVolumeService } from "./volume-service.js";
-import { volumeHandlers } from "./volumes-api.js";
+import { removeUnfinishedDataVolumes, volumeHandlers } from "./volumes-api.js";
 
 /** Storage: image stores, images, primary storage, image caches and root volumes. */
 export function storageModule(): Module {
+  let moduleCore: Core | undefined;
   const module: Module = {
     handlers: {},
     register(core: Core) {
+      moduleCore = core;
       defineStorageConfig(core);
       const volumes = new StorageVolumeService(core);
       core.services.volumes = volumes;
@@ -36,6 +38,7 @@ export function storageModule(): Module {
         { queryVolume: queryHandler("Volume") },
       );
     },
+    recover: () => removeUnfinishedDataVolumes(moduleCore!),
   };
   return module;
 }

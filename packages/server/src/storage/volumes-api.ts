@@ -259,6 +259,33 @@ async function createDataVolume(core: Core, call: ApiCall) {
   });
 }
 
+/**
+ * Removes the data volumes a crash left in Creating: the request that creates one runs outside
+ * a workflow, so after a restart nothing else would finish it. Their file on the host (if made),
+ * their capacity and their row go, as a failed create leaves them.
+ */
+export async function removeUnfinishedDataVolumes(core: Core) {
+  const unfinished = await core.kysely
+    .selectFrom("volumes")
+    .selectAll()
+    .where("status", "=", "Creating")
+    .where("type", "=", "Data")
+    .where("vmInstanceUuid", "is", null)
+    .execute();
+
+  for (const volume of unfinished) {
+    try {
+      await expungeVolume(core, volume);
+      core.log.info({ volumeUuid: volume.uuid }, "removed a data volume a restart left Creating");
+    } catch (error) {
+      core.log.error(
+        { err: error, volumeUuid: volume.uuid },
+        "failed to remove a data volume a restart left Creating",
+      );
+    }
+  }
+}
+
 /** Makes the data volume's qcow2 file; on failure gives back the capacity and drops the row. */
 async function createFile(
   core: Core,

@@ -52,8 +52,17 @@ export class VmTracer {
     );
   }
 
-  /** Applies one observed state of a VM on a host. */
-  async apply(hostUuid: string, vmUuid: string, observed: VmState, reason: string) {
+  /**
+   * Applies one observed state of a VM on a host. With `seenState`, the state the database had
+   * before the host was asked, a VM whose state changed since is left for the next sync.
+   */
+  async apply(
+    hostUuid: string,
+    vmUuid: string,
+    observed: VmState,
+    reason: string,
+    seenState?: string,
+  ) {
     const vm = await this.core.kysely
       .selectFrom("vmInstances")
       .selectAll()
@@ -78,7 +87,12 @@ export class VmTracer {
       return;
     }
 
-    if (vm.hostUuid !== hostUuid || vm.state === observed || this.busy(vmUuid, vm.state)) {
+    if (
+      vm.hostUuid !== hostUuid ||
+      vm.state === observed ||
+      (seenState !== undefined && vm.state !== seenState) ||
+      this.busy(vmUuid, vm.state)
+    ) {
       return;
     }
 
@@ -100,17 +114,19 @@ export class VmTracer {
 
   /** Compares the VMs a host runs with the database. */
   async sync(hostUuid: string) {
+    // The database is read before the agent, so that a VM whose start finishes in between is
+    // seen as Starting (and left alone), not as Running while the agent's list lacks it.
+    const known = await this.core.kysely
+      .selectFrom("vmInstances")
+      .select(["uuid", "state"])
+      .where("hostUuid", "=", hostUuid)
+      .execute();
     const target = await agentTarget(this.core, hostUuid);
     const reply = await this.core.agents.call<{ states: Record<string, string> }>(
       target,
       "/vm/vmsync",
       {},
     );
-    const known = await this.core.kysely
-      .selectFrom("vmInstances")
-      .select(["uuid", "state"])
-      .where("hostUuid", "=", hostUuid)
-      .execute();
 
     for (const vm of known) {
       const state = reply.states[vm.uuid];
@@ -119,6 +135,7 @@ export class VmTracer {
         vm.uuid,
         state ? (REPORTED[state] ?? "Unknown") : "Stopped",
         state ? "vm sync" : "the host no longer runs it",
+        vm.state,
       );
     }
 

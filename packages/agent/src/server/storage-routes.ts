@@ -23,6 +23,7 @@ const ASYNC_PATHS = new Set<keyof StorageCommands>([
   "/imagestore/upload",
   "/storage/imagecache/fill",
   "/storage/snapshot/delete",
+  "/storage/volume/export",
 ]);
 
 /** File in the agent's data directory with the URL policy of image downloads. */

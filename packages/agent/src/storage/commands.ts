@@ -20,6 +20,7 @@ import {
 import { removeSmpMarker, verifySmpMarker, writeSmpMarker } from "./smp-marker.js";
 import type { FilesystemCapacity } from "./statfs.js";
 import type { UrlPolicy } from "./url-policy.js";
+import { exportVolume } from "./volume-export.js";
 import {
   deleteVolumeSnapshot,
   listVolumeFiles,
@@ -102,6 +103,13 @@ export interface ResizeVolumeCommand extends VolumeCommand {
   size: number;
 }
 
+/** Body of `/storage/volume/export`: flatten a volume into an image and upload it. */
+export interface ExportVolumeCommand extends VolumeCommand {
+  topFileUuid: string;
+  /** Signed upload URL of the image store that receives the image. */
+  uploadUrl: string;
+}
+
 /** Body of `/storage/snapshot/take`. */
 export interface TakeSnapshotCommand extends VolumeCommand {
   topFileUuid: string;
@@ -156,6 +164,7 @@ export interface StorageCommands {
   "/storage/volume/delete": [VolumeCommand, Record<string, never>];
   "/storage/volume/files": [VolumeCommand, { files: VolumeFileInfo[] }];
   "/storage/volume/resize": [ResizeVolumeCommand, VolumeFileInfo];
+  "/storage/volume/export": [ExportVolumeCommand, { size: number }];
   "/storage/snapshot/take": [
     TakeSnapshotCommand,
     { snapshot: VolumeFileInfo; newTop: VolumeFileInfo },
@@ -222,6 +231,8 @@ export function storageCommandHandlers(policy: UrlPolicy): StorageCommandHandler
     }),
     "/storage/volume/resize": async (body) =>
       growVolume(checkRoot(body), body.volume, body.topFileUuid, body.size),
+    "/storage/volume/export": async (body, context) =>
+      exportVolume(checkRoot(body), body.volume, body.topFileUuid, body.uploadUrl, context),
     "/storage/snapshot/take": async (body) => takeVolumeSnapshot(checkRoot(body), body),
     "/storage/snapshot/revert": async (body) => revertVolumeSnapshot(checkRoot(body), body),
     "/storage/snapshot/delete": async (body) => deleteVolumeSnapshot(checkRoot(body), body),

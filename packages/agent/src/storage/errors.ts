@@ -5,6 +5,7 @@ export type StorageErrorCode =
   | "ALREADY_EXISTS"
   | "URL_NOT_ALLOWED"
   | "DOWNLOAD_FAILED"
+  | "UPLOAD_FAILED"
   | "TOO_LARGE"
   | "CORRUPT_IMAGE"
   | "UNSUPPORTED_IMAGE"

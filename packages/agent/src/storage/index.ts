@@ -12,5 +12,6 @@ export * from "./qemu-img.js";
 export * from "./smp-marker.js";
 export * from "./statfs.js";
 export * from "./url-policy.js";
+export * from "./volume-export.js";
 export * from "./volume-snapshots.js";
 export * from "./volumes.js";

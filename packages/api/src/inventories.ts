@@ -296,7 +296,9 @@ export const ImageBackupStorageRefInventory = Type.Object({
 export const ImageInventory = Type.Object({
   ...InventoryCommon,
   state: Type.Union([Type.Literal("Enabled"), Type.Literal("Disabled")]),
-  status: Type.Union(["Downloading", "Ready", "Error", "Deleted"].map((s) => Type.Literal(s))),
+  status: Type.Union(
+    ["Creating", "Downloading", "Ready", "Error", "Deleted"].map((s) => Type.Literal(s)),
+  ),
   url: Type.String({ description: "source URL without its query string" }),
   mediaType: Type.String(),
   format: Type.String({

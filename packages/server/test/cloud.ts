@@ -157,6 +157,7 @@ export async function buildCloud(
   return {
     ...host,
     imageUuid: image.uuid,
+    backupStorageUuid: bs.uuid,
     l3NetworkUuid: l3.uuid,
     l2NetworkUuid: l2.uuid,
     instanceOfferingUuid: offering.uuid,

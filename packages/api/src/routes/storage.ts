@@ -112,6 +112,29 @@ const backupStorageRoutes = [
   },
 ] as const satisfies readonly ApiRoute[];
 
+/** An API that copies a volume into the chosen image stores as a new image. */
+const templateFromVolume = <const N extends string>(name: N, path: string, summary: string) =>
+  ({
+    name,
+    method: "POST",
+    path,
+    kind: "create",
+    timeoutMs: LONG_MS,
+    params: Strict({
+      name: Name,
+      description: Type.Optional(Description),
+      platform: Type.Optional(
+        Type.Union(["Linux", "Windows", "Other"].map((value) => Type.Literal(value))),
+      ),
+      guestOsType: Type.Optional(Type.String({ maxLength: 255 })),
+      backupStorageUuids: Type.Array(Uuid, { minItems: 1, maxItems: 16, uniqueItems: true }),
+      ...CreateCommon,
+    }),
+    inventory: Inventory.ImageInventory,
+    resource: "Image",
+    summary,
+  }) satisfies ApiRoute;
+
 const imageRoutes = [
   {
     name: "getImageUploadUrl",
@@ -160,6 +183,16 @@ const imageRoutes = [
     resource: "Image",
     summary: "Add an image: each chosen image store downloads it from the URL",
   },
+  templateFromVolume(
+    "createRootVolumeTemplateFromRootVolume",
+    "/images/root-volume-templates/from/volumes/{rootVolumeUuid}",
+    "Create an image from a root volume whose VM is stopped",
+  ),
+  templateFromVolume(
+    "createDataVolumeTemplateFromVolume",
+    "/images/data-volume-templates/from/volumes/{volumeUuid}",
+    "Create an image from a data volume that no running VM uses",
+  ),
   {
     name: "queryImage",
     method: "GET",

@@ -24,7 +24,7 @@ import { refreshBackupStorageCapacity } from "./backup-storage.js";
 import { checkImageUrl, redactUrl } from "./image-url.js";
 
 /** Facts the agent records for an image it downloaded, from qemu-img and the hashes it took. */
-interface StoredImage {
+export interface StoredImage {
   imageUuid: string;
   format: "qcow2" | "raw" | "tar";
   virtualSize: number;
@@ -52,7 +52,7 @@ function checkImageStatus(api: string, image: Record<string, unknown>) {
   }
 }
 
-async function usableBackupStorages(core: Core, uuids: string[]) {
+export async function usableBackupStorages(core: Core, uuids: string[]) {
   const stores = await core.kysely
     .selectFrom("backupStorages")
     .selectAll()
@@ -103,6 +103,17 @@ async function downloadToStore(
       onProgress: report,
     },
   );
+  await recordStoredCopy(core, imageUuid, store, stored);
+  return stored;
+}
+
+/** Marks an image's copy in one image store Ready at its path, and refreshes the store's capacity. */
+export async function recordStoredCopy(
+  core: Core,
+  imageUuid: string,
+  store: { uuid: string; url: string },
+  stored: StoredImage,
+) {
   await core.kysely
     .updateTable("imageBackupStorageRefs")
     .set({
@@ -116,7 +127,6 @@ async function downloadToStore(
   await refreshBackupStorageCapacity(core, store.uuid).catch((error) =>
     core.log.warn({ err: error, backupStorageUuid: store.uuid }, "capacity refresh failed"),
   );
-  return stored;
 }
 
 function isUpload(url: string) {
@@ -208,7 +218,7 @@ async function addImage(core: Core, call: ApiCall) {
   return { inventory: await inventoryOf(core.kysely, "Image", imageUuid) };
 }
 
-async function recordFailures(
+export async function recordFailures(
   core: Core,
   imageUuid: string,
   stores: { uuid: string }[],
@@ -226,7 +236,7 @@ async function recordFailures(
   }
 }
 
-async function markImage(core: Core, imageUuid: string, changes: Record<string, unknown>) {
+export async function markImage(core: Core, imageUuid: string, changes: Record<string, unknown>) {
   await core.transact(async (tx) => {
     const row = await tx
       .selectFrom("images")
@@ -303,6 +313,32 @@ async function expungeImage(core: Core, call: ApiCall) {
     await deleteResourceRow(tx, "Image", row);
     return {};
   });
+}
+
+/**
+ * Fails the images a crash left Downloading or Creating: the job that waited for their transfer
+ * ran in a process that is gone.
+ * NOTE: an agent still transferring when the node died finishes and keeps the file in its
+ * store; deleting and expunging the failed image removes it.
+ */
+export async function failUnfinishedImages(core: Core) {
+  const unfinished = await core.kysely
+    .selectFrom("images")
+    .select("uuid")
+    .where("status", "in", ["Downloading", "Creating"])
+    .execute();
+  const lastError = "the management node restarted before the image was stored; add it again";
+
+  for (const { uuid } of unfinished) {
+    await core.kysely
+      .updateTable("imageBackupStorageRefs")
+      .set({ status: "Error", lastError, lastOpDate: now() })
+      .where("imageUuid", "=", uuid)
+      .where("status", "in", ["Downloading", "Creating"])
+      .execute();
+    await markImage(core, uuid, { status: "Error", lastError });
+    core.log.warn({ imageUuid: uuid }, "failed an image a restart left unfinished");
+  }
 }
 
 export function imageHandlers(): ApiHandlers {

@@ -3,12 +3,13 @@ import type { Module } from "../modules.js";
 import { queryHandler } from "../resources/crud.js";
 import { backupStorageHandlers } from "./backup-storage.js";
 import { defineStorageConfig } from "./config.js";
-import { imageHandlers } from "./images.js";
+import { failUnfinishedImages, imageHandlers } from "./images.js";
 import { isoHandlers } from "./iso.js";
 import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
 import { registerAttachWorkflows } from "./attach-workflows.js";
 import { snapshotHandlers } from "./snapshots-api.js";
+import { templateHandlers } from "./templates.js";
 import { attachHandlers } from "./volume-attach.js";
 import { resizeHandlers } from "./volume-resize.js";
 import { StorageVolumeService } from "./volume-service.js";
@@ -34,11 +35,15 @@ export function storageModule(): Module {
         snapshotHandlers(),
         attachHandlers(),
         resizeHandlers(),
+        templateHandlers(),
         isoHandlers(volumes),
         { queryVolume: queryHandler("Volume") },
       );
     },
-    recover: () => removeUnfinishedDataVolumes(moduleCore!),
+    async recover() {
+      await removeUnfinishedDataVolumes(moduleCore!);
+      await failUnfinishedImages(moduleCore!);
+    },
   };
   return module;
 }

@@ -25,7 +25,8 @@ interface VolumeFileInfo {
 type Row = Record<string, unknown>;
 
 /** Location of one volume's files: storage root, host and agent volume reference. */
-interface VolumeTarget {
+/** A volume with the primary storage root and the host whose agent reaches its files. */
+export interface VolumeTarget {
   volume: Row;
   root: string;
   hostUuid: string;
@@ -72,7 +73,8 @@ async function checkOffline(core: Core, volume: Row, action: string) {
   }
 }
 
-async function volumeTarget(core: Core, volume: Row): Promise<VolumeTarget> {
+/** Finds where a volume's files are: its storage root and a connected host that reaches it. */
+export async function volumeTarget(core: Core, volume: Row): Promise<VolumeTarget> {
   const ps = await core.kysely
     .selectFrom("primaryStorages")
     .select("url")

@@ -65,9 +65,15 @@ export async function checkDisks(spec: ResolvedVmSpec) {
 
 export async function createTaps(spec: ResolvedVmSpec, reverter: Reverter) {
   for (const nic of spec.nics) {
+    // Tap names come from NIC uuids, so an existing one was left by this VM's last run: a QEMU
+    // killed a moment ago can still hold it open. It is removed before the new run uses the name.
+    if (await tapExists(nic.tapName)) {
+      await deleteTap(nic.tapName);
+    }
+
     if (await tapExists(nic.tapName)) {
       throw new ValidationError(
-        `tap ${nic.tapName} already exists: another VM uses it, or destroy this VM first`,
+        `tap ${nic.tapName} of VM ${spec.vmUuid} still exists after its last run ended: a process holds it open; find it with 'ip link show ${nic.tapName}', end it, then start the VM again`,
       );
     }
 

@@ -239,6 +239,8 @@ export interface HostCapacityTable {
 export interface HostCleanupTable {
   uuid: string;
   hostUuid: string;
+  /** The VM the cleanup undoes work of, if any; a start of that VM on the host runs it first. */
+  vmUuid: string | null;
   path: string;
   /** JSON body of the command. */
   body: string;

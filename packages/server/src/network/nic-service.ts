@@ -227,6 +227,7 @@ export class FlatNicService implements NicService {
       this.core,
       refs.map((ref) => ref.nicUuid),
       hostUuid,
+      vmUuid,
     );
 
     // Per-NIC entries go even from an unreachable host, since the cleanup is kept until it returns.
@@ -234,12 +235,14 @@ export class FlatNicService implements NicService {
       const reason = `release VM NIC ${ref.nicUuid}`;
       await cleanUpOnHost(this.core, {
         hostUuid,
+        vmUuid,
         path: "/network/userdata/release",
         body: { l3NetworkUuid: ref.l3NetworkUuid, ip: ref.ip },
         reason,
       });
       await cleanUpOnHost(this.core, {
         hostUuid,
+        vmUuid,
         path: "/network/dhcp/release",
         body: { l3NetworkUuid: ref.l3NetworkUuid, macs: [ref.mac] },
         reason,

@@ -181,7 +181,12 @@ export function pushSecurityGroups(core: Core, nicUuids: string[], onlyHost?: st
 }
 
 /** Removes the rules of NICs leaving a host, for a VM stop. NICs in no group are skipped. */
-export async function removeSecurityGroupsOnHost(core: Core, nicUuids: string[], hostUuid: string) {
+export async function removeSecurityGroupsOnHost(
+  core: Core,
+  nicUuids: string[],
+  hostUuid: string,
+  vmUuid?: string,
+) {
   if (nicUuids.length === 0) {
     return;
   }
@@ -201,6 +206,7 @@ export async function removeSecurityGroupsOnHost(core: Core, nicUuids: string[],
   await core.queues.run(PUSH_QUEUE, () =>
     cleanUpOnHost(core, {
       hostUuid,
+      vmUuid,
       path: "/network/securitygroup/remove",
       body: { nicUuids: groupedUuids },
       reason: `remove security group rules of VM NICs ${groupedUuids.join(", ")}`,

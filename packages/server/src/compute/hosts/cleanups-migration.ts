@@ -8,6 +8,7 @@ export async function createHostCleanups(db: Db) {
     .addColumn("hostUuid", "varchar(32)", (column) =>
       column.notNull().references("hosts.uuid").onDelete("cascade"),
     )
+    .addColumn("vmUuid", "varchar(32)")
     .addColumn("path", "varchar(255)", (column) => column.notNull())
     .addColumn("body", "text", (column) => column.notNull())
     .addColumn("async", "integer", (column) => column.notNull())

@@ -6,6 +6,8 @@ import { agentTarget } from "./connect.js";
 /** An agent command that removes something from a host, such as a VM's QEMU process. */
 export interface CleanupCommand {
   hostUuid: string;
+  /** The VM whose leftovers it removes; the VM's next start on the host runs it first. */
+  vmUuid?: string;
   path: string;
   body: Record<string, unknown>;
   /** Sent with a task uuid and a callback, like `/vm/destroy`. */
@@ -72,6 +74,7 @@ async function keep(core: Core, command: CleanupCommand, error: string) {
     .values({
       uuid: newUuid(),
       hostUuid: command.hostUuid,
+      vmUuid: command.vmUuid ?? null,
       path: command.path,
       body: JSON.stringify(command.body),
       async: command.async ? 1 : 0,
@@ -89,18 +92,29 @@ async function keep(core: Core, command: CleanupCommand, error: string) {
 }
 
 /**
- * Runs the cleanups kept for a host, oldest first, and deletes each that succeeds. One that
- * fails stays with its error, and the next replay tries it again.
+ * Runs the cleanups kept for a host, oldest first, or only those of one VM, and deletes each
+ * that succeeds. One that fails stays with its error for the next replay. Returns how many are
+ * still kept. Replays of one host run one at a time, so a VM's start that flushes its cleanups
+ * never overlaps a replay running them too.
  */
-export async function replayCleanups(core: Core, hostUuid: string) {
-  const rows = await core.kysely
+export function replayCleanups(core: Core, hostUuid: string, vmUuid?: string) {
+  return core.queues.run(`host-cleanups:${hostUuid}`, () => replay(core, hostUuid, vmUuid));
+}
+
+async function replay(core: Core, hostUuid: string, vmUuid: string | undefined) {
+  let query = core.kysely
     .selectFrom("hostCleanups")
     .selectAll()
     .where("hostUuid", "=", hostUuid)
-    .orderBy("createDate")
-    .execute();
+    .orderBy("createDate");
 
-  for (const row of rows) {
+  if (vmUuid) {
+    query = query.where("vmUuid", "=", vmUuid);
+  }
+
+  let kept = 0;
+
+  for (const row of await query.execute()) {
     const command = {
       hostUuid,
       path: row.path,
@@ -114,6 +128,7 @@ export async function replayCleanups(core: Core, hostUuid: string) {
       await core.kysely.deleteFrom("hostCleanups").where("uuid", "=", row.uuid).execute();
       core.log.info({ hostUuid, path: row.path, reason: row.reason }, "kept cleanup ran");
     } catch (error) {
+      kept++;
       await core.kysely
         .updateTable("hostCleanups")
         .set({
@@ -126,6 +141,8 @@ export async function replayCleanups(core: Core, hostUuid: string) {
       core.log.warn({ err: error, hostUuid, path: row.path }, "kept cleanup failed again");
     }
   }
+
+  return kept;
 }
 
 /** Replays kept cleanups whenever a host connects. */

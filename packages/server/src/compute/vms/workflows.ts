@@ -5,7 +5,7 @@ import type { Step } from "../../core/workflow.js";
 import { AgentError } from "../../drivers/agent-client.js";
 import { deleteResourceRow } from "../../resources/crud.js";
 import { CONTAINER_HYPERVISOR, containerStartSpec } from "../containers.js";
-import { cleanUpOnHost } from "../hosts/cleanups.js";
+import { cleanUpOnHost, replayCleanups } from "../hosts/cleanups.js";
 import { agentTarget } from "../hosts/connect.js";
 import type { NicAttachment, VolumeAttachment } from "../vm-resources.js";
 import { allocateHost, release } from "./allocator.js";
@@ -165,6 +165,7 @@ export function vmSteps(core: Core) {
     name: "prepare-nics",
     async run(data, signal) {
       progress(data, "preparing networks on the host");
+      await flushCleanups(core, data.vmUuid, data.hostUuid!);
 
       if (core.services.nics) {
         data.nicAttachments = await core.services.nics.prepareNicsOnHost(
@@ -272,6 +273,22 @@ export function vmSteps(core: Core) {
 }
 
 /**
+ * Runs what an earlier run of the VM on this host left to clean up while the host was down,
+ * such as its old QEMU process or DHCP entry, before the VM starts there again.
+ */
+async function flushCleanups(core: Core, vmUuid: string, hostUuid: string) {
+  const kept = await replayCleanups(core, hostUuid, vmUuid);
+
+  if (kept > 0) {
+    throw new ApiError(
+      "operationFailed",
+      `host ${hostUuid} still has ${kept} cleanups of an earlier run of VM ${vmUuid} that failed`,
+      "see the management node log for their errors, fix the host, then retry the start",
+    );
+  }
+}
+
+/**
  * Stops and removes a VM's QEMU process and taps on a host; a VM the agent does not know is fine.
  * On an unreachable host the destroy is kept and runs when the host connects again.
  */
@@ -279,6 +296,7 @@ export async function destroyOnHost(core: Core, vmUuid: string, hostUuid: string
   try {
     await cleanUpOnHost(core, {
       hostUuid,
+      vmUuid,
       path: "/vm/destroy",
       body: { vmUuid },
       async: true,

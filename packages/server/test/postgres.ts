@@ -28,18 +28,15 @@ function postgresUser() {
   return { uid, gid };
 }
 
-let server: ChildProcess | undefined;
-let directory: string | undefined;
-
 /**
- * Vitest global setup: starts one throwaway PostgreSQL cluster on a loopback port for the whole
- * run and hands its URL to the tests. PostgreSQL refuses to run as root, so it runs as the
- * `postgres` user that Debian's package creates.
+ * Vitest global setup: starts one throwaway PostgreSQL cluster on a loopback port for the test
+ * project and hands its URL to the tests; the returned teardown stops it. PostgreSQL refuses to
+ * run as root, so it runs as the `postgres` user that Debian's package creates.
  */
 export async function setup(project: TestProject) {
   const bin = postgresBin();
   const user = postgresUser();
-  directory = mkdtempSync(join(tmpdir(), "tstack-pg-"));
+  const directory = mkdtempSync(join(tmpdir(), "tstack-pg-"));
   chmodSync(directory, 0o777);
   const data = join(directory, "data");
   const port = 20000 + Math.floor(Math.random() * 20000);
@@ -49,7 +46,7 @@ export async function setup(project: TestProject) {
     ["-D", data, "-U", "tstack", "--auth=trust", "-E", "UTF8", "--no-sync"],
     { uid: user.uid, gid: user.gid, stdio: "ignore" },
   );
-  server = spawn(
+  const server: ChildProcess = spawn(
     join(bin, "postgres"),
     [
       "-D",
@@ -71,6 +68,15 @@ export async function setup(project: TestProject) {
   const url = `postgres://tstack@127.0.0.1:${port}/postgres`;
   await waitForPostgres(url);
   project.provide("postgresUrl", url);
+
+  return async () => {
+    if (server.exitCode === null && server.signalCode === null) {
+      server.kill("SIGINT");
+      await new Promise((resolve) => server.once("exit", resolve));
+    }
+
+    rmSync(directory, { recursive: true, force: true });
+  };
 }
 
 async function waitForPostgres(url: string) {
@@ -89,17 +95,6 @@ async function waitForPostgres(url: string) {
   }
 
   throw new Error(`PostgreSQL did not accept connections at ${url} within 10 s`);
-}
-
-export async function teardown() {
-  if (server?.pid) {
-    server.kill("SIGINT");
-    await new Promise((resolve) => server?.once("exit", resolve));
-  }
-
-  if (directory) {
-    rmSync(directory, { recursive: true, force: true });
-  }
 }
 
 declare module "vitest" {

@@ -10,6 +10,7 @@ import {
   type ParamFlag,
   paramFlags,
   referencedResource,
+  referenceName,
   toOption,
 } from "./params.js";
 import { ProgressBar } from "./progress.js";
@@ -240,7 +241,8 @@ function pathArgumentsOf(route: ApiRoute, entry: ResourceEntry, resources: Resou
     }
 
     const reference = referencedResource(variable, resources);
-    return { variable, label: reference?.command ?? variable, reference };
+    const label = reference ? referenceName(variable, reference) : variable;
+    return { variable, label, reference };
   });
 }
 

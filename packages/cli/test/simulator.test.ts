@@ -12,6 +12,7 @@ interface Vm {
   state: string;
   hostUuid: string | null;
   rootVolumeUuid: string;
+  defaultL3NetworkUuid: string;
   vmNics: Array<{ ip: string; l3NetworkUuid: string }>;
 }
 
@@ -230,6 +231,12 @@ describe("VMs", () => {
 
     expect(stopped.uuid).toBe(vm.uuid);
     expect(shown.state).toBe("Stopped");
+  });
+
+  it("resolves a qualified reference by name", async () => {
+    const vm = await createVm("cli-default-l3", "--default-l3-network", "tcli-l3");
+
+    expect(vm.defaultL3NetworkUuid).toBe(cloud.l3NetworkUuid);
   });
 
   it("places a VM on a host given by name", async () => {

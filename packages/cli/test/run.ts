@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -28,8 +28,19 @@ export function tstack(
   env: Record<string, string> = {},
   input?: string,
 ): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(
+  return startTstack(config, args, env, input).done;
+}
+
+/** Starts `tstack` like `tstack()` and also returns the child, for tests that signal it. */
+export function startTstack(
+  config: string,
+  args: string[],
+  env: Record<string, string> = {},
+  input?: string,
+): { child: ChildProcess; done: Promise<Run> } {
+  let child!: ChildProcess;
+  const done = new Promise<Run>((resolve) => {
+    child = execFile(
       process.execPath,
       [MAIN, ...args],
       { env: { ...cleanEnvironment(), TSTACK_CONFIG: config, ...env }, timeout: 30_000 },
@@ -41,6 +52,8 @@ export function tstack(
 
     child.stdin?.end(input ?? "");
   });
+
+  return { child, done };
 }
 
 /** This process's environment without the variables that change what tstack does. */

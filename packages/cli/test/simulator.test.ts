@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ADMIN_PASSWORD, type TestServer } from "../../server/test/harness.js";
+import { ADMIN_PASSWORD, type TestServer, until } from "../../server/test/harness.js";
 import { type SimulatorCloud, startSimulatorCloud } from "../../server/test/simulator-cloud.js";
-import { requireBuild, tstack } from "./run.js";
+import { requireBuild, startTstack, tstack } from "./run.js";
 
 interface Vm {
   uuid: string;
@@ -425,6 +425,47 @@ describe("errors", () => {
     expect(result.stderr).toMatch(/^elaboration: add or enable hosts/m);
     expect(result.stderr).not.toMatch(/\n\s+at /);
     expect(await vmsNamed("cli-huge")).toEqual([]);
+  });
+
+  it("cancels the job on SIGINT", async () => {
+    await t.admin.call("createSimulatorFault", {
+      params: { path: "/vm/start", kind: "delay", delayMs: 5000, count: 1 },
+    });
+    const { child, done } = startTstack(config, [
+      "vm",
+      "create",
+      "--name",
+      "cli-interrupted",
+      ...placement(),
+    ]);
+    const runningJob = async () =>
+      (
+        await t.admin.query<{ uuid: string; progressText: string | null }>("queryApiJob", [
+          "apiName=createVmInstance",
+          "state=Running",
+        ])
+      ).inventories.find((job) => job.progressText === "starting QEMU");
+    const job = await until(runningJob, (found) => found !== undefined, "the VM start");
+
+    child.kill("SIGINT");
+    const result = await done;
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe("error: interrupted; cancelled the job\n");
+    const ended = await until(
+      async () =>
+        (await t.admin.query<{ state: string }>("queryApiJob", [`uuid=${job!.uuid}`]))
+          .inventories[0],
+      (found) => found?.state !== "Running",
+      "the cancelled job ending",
+    );
+    expect(ended?.state).toBe("Failed");
+    const left = await until(
+      () => vmsNamed("cli-interrupted"),
+      (vms) => vms.length === 0,
+      "the rollback of the interrupted VM",
+    );
+    expect(left).toEqual([]);
   });
 
   it("fails a create cleanly on a fault", async () => {

@@ -1,7 +1,7 @@
 import { type JobProgress, TstackClient } from "@tstack/sdk";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { simulatorLink } from "../../server/src/simulator/link.js";
-import type { TestServer } from "../../server/test/harness.js";
+import { type TestServer, until } from "../../server/test/harness.js";
 import { type SimulatorCloud, startSimulatorCloud } from "../../server/test/simulator-cloud.js";
 import { FaultyProxy } from "./proxy.js";
 
@@ -22,22 +22,6 @@ async function delayVmStart(delayMs: number) {
   await t.admin.api.createSimulatorFault({
     params: { path: "/vm/start", kind: "delay", delayMs, count: 1 },
   });
-}
-
-async function until<T>(read: () => Promise<T>, accept: (value: T) => boolean, what: string) {
-  const deadline = Date.now() + 30_000;
-  let value = await read();
-
-  while (!accept(value)) {
-    if (Date.now() > deadline) {
-      throw new Error(`${what} did not happen; last value: ${JSON.stringify(value)}`);
-    }
-
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    value = await read();
-  }
-
-  return value;
 }
 
 async function vmsOnSimulator() {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_PASSWORD, type TestServer, until } from "../../server/test/harness.js";
 import { type SimulatorCloud, startSimulatorCloud } from "../../server/test/simulator-cloud.js";
-import { requireBuild, startTstack, tstack } from "./run.js";
+import { requireBuild, startTstack, tstack, tstackOnTerminal } from "./run.js";
 
 interface Vm {
   uuid: string;
@@ -181,6 +181,27 @@ describe("VMs", () => {
     const done = (await t.admin.waitForJob(location)) as { inventory: Vm };
     expect(done.inventory.name).toBe("cli-later");
     expect(done.inventory.state).toBe("Running");
+  });
+
+  it("draws a progress bar on a terminal", async () => {
+    await t.admin.call("createSimulatorFault", {
+      params: { path: "/vm/start", kind: "delay", delayMs: 1500, count: 1 },
+    });
+
+    const result = await tstackOnTerminal(config, [
+      "vm",
+      "create",
+      "--name",
+      "cli-terminal",
+      ...placement(),
+      "--wait",
+    ]);
+
+    expect(result.code).toBe(0);
+    expect(result.output).toMatch(/\[[#-]{30}\] \S+ starting QEMU/);
+    // The bar's line is cleared before the result prints.
+    expect(result.output).toMatch(/\r\x1b\[2Kuuid +[0-9a-f]{32}\r?\n/);
+    expect(result.output).toMatch(/^state +Running\r?$/m);
   });
 
   it("lists VMs with state and IP columns", async () => {

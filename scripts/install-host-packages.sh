@@ -19,6 +19,8 @@ packages=(
   runc xz-utils
   # Benchmarks: a load generator that is not the bottleneck on two cores.
   wrk
+  # CLI tests: the generated zsh completion is loaded and run in a real zsh.
+  zsh
 )
 
 missing=()

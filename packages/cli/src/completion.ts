@@ -22,17 +22,19 @@ export function addCompletionCommand(program: Command, context: CliContext) {
 export function completionCases(program: Command): Map<string, string[]> {
   const cases = new Map<string, string[]>();
   const globalFlags = ["--output"];
-  cases.set("", [...program.commands.map((command) => command.name()), ...flagsOf(program)]);
+  const namesOf = (command: Command) => [command.name(), ...command.aliases()];
+  cases.set("", [...program.commands.flatMap(namesOf), ...flagsOf(program)]);
 
+  // An alias such as `vm` for `vm-instance` gets the same arms as the command's own name.
   for (const command of program.commands) {
     const children = command.commands.map((child) => child.name());
-    cases.set(
-      command.name(),
-      children.length > 0 ? children : [...flagsOf(command), ...globalFlags],
-    );
 
-    for (const child of command.commands) {
-      cases.set(`${command.name()} ${child.name()}`, [...flagsOf(child), ...globalFlags]);
+    for (const name of namesOf(command)) {
+      cases.set(name, children.length > 0 ? children : [...flagsOf(command), ...globalFlags]);
+
+      for (const child of command.commands) {
+        cases.set(`${name} ${child.name()}`, [...flagsOf(child), ...globalFlags]);
+      }
     }
   }
 

@@ -51,7 +51,11 @@ export function paramFlags(schema: TSchema | undefined, resources: ResourceEntry
     );
 }
 
-/** Returns the resource a property such as `zoneUuid` or `l3NetworkUuids` refers to. */
+/**
+ * Returns the resource a property such as `zoneUuid` or `l3NetworkUuids` refers to. A qualified
+ * name such as `defaultL3NetworkUuid` or `rootVolumeUuid` refers to the resource of its longest
+ * camel-case tail that names one.
+ */
 export function referencedResource(name: string, resources: ResourceEntry[]) {
   const match = /^(.+)Uuids?$/.exec(name);
 
@@ -59,8 +63,29 @@ export function referencedResource(name: string, resources: ResourceEntry[]) {
     return undefined;
   }
 
-  const type = match[1]!.charAt(0).toUpperCase() + match[1]!.slice(1);
-  return resources.find((entry) => entry.name === type && entry.query);
+  const words = match[1]!.split(/(?=[A-Z])/);
+
+  for (let start = 0; start < words.length; start++) {
+    const tail = words.slice(start).join("");
+    const type = tail.charAt(0).toUpperCase() + tail.slice(1);
+    const entry = resources.find((candidate) => candidate.name === type && candidate.query);
+
+    if (entry) {
+      return entry;
+    }
+  }
+
+  return undefined;
+}
+
+/**
+ * Returns the flag or argument name of a property that refers to a resource: the resource's
+ * command for `zoneUuid`, and the kebab-case qualified name for `defaultL3NetworkUuid`, so it
+ * cannot clash with the flag of `l3NetworkUuids`.
+ */
+export function referenceName(property: string, reference: ResourceEntry) {
+  const prefix = property.replace(/Uuids?$/, "");
+  return prefix.toLowerCase() === reference.name.toLowerCase() ? reference.command : kebab(prefix);
 }
 
 function toFlag(
@@ -72,7 +97,7 @@ function toFlag(
   const array = schema.type === "array";
   const item = (array ? schema.items : schema) as TSchema;
   const reference = referencedResource(property, resources);
-  let flag = reference ? reference.command : kebab(property);
+  let flag = reference ? referenceName(property, reference) : kebab(property);
 
   if (RESERVED_FLAGS.has(flag)) {
     flag = `param-${flag}`;

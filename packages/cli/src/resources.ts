@@ -1,15 +1,16 @@
 import type { ApiRoute } from "@tstack/api";
 import { isJobRoute, type ResourceEntry, resolveUuid, type TstackClient } from "@tstack/sdk";
 import { type Command, Option } from "commander";
+import { LIST_COLUMNS } from "./columns.js";
 import type { CliContext } from "./context.js";
 import { CliError } from "./errors.js";
-import { LIST_COLUMNS } from "./columns.js";
 import { formatResult } from "./output.js";
 import {
   nonNegativeInteger,
   type ParamFlag,
   paramFlags,
   referencedResource,
+  referenceName,
   toOption,
 } from "./params.js";
 import { ProgressBar } from "./progress.js";
@@ -127,6 +128,8 @@ function addWriteOptions(command: Command, route: ApiRoute) {
   }
 
   if (isJobRoute(route)) {
+    // Waiting is the default. `--wait` is accepted so scripts can state it, and the last flag wins.
+    command.option("--wait", "wait for the job to end, with a progress bar on a terminal");
     command.option("--no-wait", "print the job location instead of waiting for the job");
     command.option(
       "--timeout <seconds>",
@@ -238,7 +241,8 @@ function pathArgumentsOf(route: ApiRoute, entry: ResourceEntry, resources: Resou
     }
 
     const reference = referencedResource(variable, resources);
-    return { variable, label: reference?.command ?? variable, reference };
+    const label = reference ? referenceName(variable, reference) : variable;
+    return { variable, label, reference };
   });
 }
 

@@ -102,6 +102,16 @@ describe("generated commands", () => {
     expect(flags(create).some((flag) => flag?.startsWith("--l3-network"))).toBe(true);
   });
 
+  it("resolves qualified uuid properties", () => {
+    const create = find(program, "vm-instance", "create");
+    const fromRoot = find(program, "image", "create-root-volume-template-from-root-volume");
+
+    expect(flags(create)).toContain("--default-l3-network");
+    expect(flags(create)).toContain("--l3-network");
+    expect(fromRoot?.registeredArguments[0]?.name()).toBe("root-volume");
+    expect(fromRoot?.registeredArguments[0]?.description).toBe("Volume name or uuid");
+  });
+
   it("keeps today's resources", () => {
     const today = buildProgram(new CliContext(() => {}));
 

@@ -87,9 +87,21 @@ export type ReplyOf<R> = R extends { kind: "query"; inventory?: infer I }
       : Record<string, unknown>
     : Record<string, unknown>;
 
-/** One method per declared API, its params and reply typed from the route's schemas. */
+/** The 202 body of a job started with `noWait`: where to poll it and its timeout in seconds. */
+export interface JobAccepted {
+  location: string;
+  apiTimeout?: number;
+}
+
+/**
+ * One method per declared API, its params and reply typed from the route's schemas. With
+ * `noWait: true` the method returns the job's 202 body instead of its result.
+ */
 export type TypedApi = {
-  [N in ApiName]: (options?: TypedCallOptions<RouteNamed<N>>) => Promise<ReplyOf<RouteNamed<N>>>;
+  [N in ApiName]: {
+    (options: TypedCallOptions<RouteNamed<N>> & { noWait: true }): Promise<JobAccepted>;
+    (options?: TypedCallOptions<RouteNamed<N>>): Promise<ReplyOf<RouteNamed<N>>>;
+  };
 };
 
 const routesByName = new Map(apiRoutes.map((route) => [route.name, route]));

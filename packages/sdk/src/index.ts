@@ -4,6 +4,7 @@ export {
   type CallOptions,
   type ClientOptions,
   isJobRoute,
+  type JobAccepted,
   type JobProgress,
   type ParamsOf,
   type ReplyOf,

@@ -166,3 +166,28 @@ export async function addLocalHost(t: TestServer, hypervisorType: "KVM" | "Conta
     },
   };
 }
+
+/**
+ * Polls `read` every 100 ms until `accept` takes its value, and returns that value. Throws with
+ * `what` and the last value when `timeoutMs` passes first.
+ */
+export async function until<T>(
+  read: () => Promise<T>,
+  accept: (value: T) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+) {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+
+  while (!accept(value)) {
+    if (Date.now() > deadline) {
+      throw new Error(`${what} did not happen; last value: ${JSON.stringify(value)}`);
+    }
+
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    value = await read();
+  }
+
+  return value;
+}

@@ -1,5 +1,6 @@
 import type { TstackClient } from "@tstack/sdk";
 import { FLAT_PROVIDER } from "./cloud.js";
+import { startTestServer, type TestServer } from "./harness.js";
 
 type Inventory = { uuid: string } & Record<string, unknown>;
 
@@ -104,4 +105,25 @@ export async function buildSimulatorCloud(
     l3NetworkUuid: l3.uuid,
     instanceOfferingUuid: offering.uuid,
   };
+}
+
+export type SimulatorCloud = Awaited<ReturnType<typeof buildSimulatorCloud>>;
+
+/**
+ * Starts a management node in this process on SQLite and builds a simulator cloud in it, for
+ * client tests that need hosts and VMs. Stops the node again when building fails.
+ */
+export async function startSimulatorCloud(options: {
+  hosts: number;
+  cidr: string;
+  prefix: string;
+}): Promise<{ t: TestServer; cloud: SimulatorCloud }> {
+  const t = await startTestServer("sqlite");
+
+  try {
+    return { t, cloud: await buildSimulatorCloud(t.admin, options) };
+  } catch (error) {
+    await t.stop();
+    throw error;
+  }
 }

@@ -13,6 +13,7 @@ import { signRequest } from "../packages/agent/dist/auth.js";
 import { TstackClient } from "../packages/sdk/dist/index.js";
 import { openDatabase } from "../packages/server/dist/db/connect.js";
 import { MetricStore } from "../packages/server/dist/monitoring/store.js";
+import { percentile, timeQueries } from "./lib/metric-queries.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -200,25 +201,6 @@ async function pushBatches(url, host, step) {
   }
 
   return latencies;
-}
-
-function percentile(values, p) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-async function timeQueries(admin, runs, query) {
-  const latencies = [];
-  let points = 0;
-
-  for (let run = 0; run < runs; run++) {
-    const started = performance.now();
-    const { data } = await admin.call("getMetricData", { query: query(run) });
-    latencies.push(performance.now() - started);
-    points = data.length;
-  }
-
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), points };
 }
 
 const fmt = (value) => value.toFixed(1);

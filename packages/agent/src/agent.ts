@@ -59,7 +59,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     namePrefix: process.env.TSTACK_AGENT_CONTAINER_PREFIX,
   });
   await adoptContainers(containers, dataDir, logger, onReport);
-  const monitor = new Monitor({ dataDir, secret: () => secret, logger, driver });
+  const monitor = new Monitor({
+    dataDir,
+    secret: () => secret,
+    logger,
+    driver,
+    containers,
+  });
 
   const app = buildServer({
     dataDir,

@@ -5,6 +5,7 @@ import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCloud } from "./cloud.js";
 import { type Dialect, dialects, startTestServer, type TestServer } from "./harness.js";
+import { until } from "./poll.js";
 
 type Inventory = { uuid: string } & Record<string, unknown>;
 type Point = { time: number; value: number; labels: Record<string, string> };
@@ -31,30 +32,6 @@ async function expectApiError(promise: Promise<unknown>, code: string, details?:
   if (details) {
     expect((error as ApiRequestError).details).toMatch(details);
   }
-}
-
-/** Polls `read` until `accept` takes its value, or fails after `timeoutMs` with the last value. */
-async function until<T>(
-  read: () => Promise<T>,
-  accept: (value: T) => boolean,
-  what: string,
-  timeoutMs: number,
-) {
-  const deadline = Date.now() + timeoutMs;
-  let value = await read();
-
-  while (!accept(value)) {
-    if (Date.now() > deadline) {
-      throw new Error(
-        `${what} did not happen within ${timeoutMs} ms; last value: ${JSON.stringify(value).slice(0, 2000)}`,
-      );
-    }
-
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    value = await read();
-  }
-
-  return value;
 }
 
 /** Starts a webhook receiver on 127.0.0.1 that keeps every event body it gets. */

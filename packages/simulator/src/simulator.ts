@@ -16,6 +16,7 @@ import {
 import type { SimulatorControl, VmStateChange } from "./control.js";
 import { type Fault, type FaultSpec, FaultTable, parseFaultSpec } from "./faults.js";
 import { send } from "./http.js";
+import { MetricsPusher } from "./metrics.js";
 import {
   type HostRegistration,
   hostState,
@@ -63,6 +64,7 @@ export class Simulator implements SimulatorControl {
   /** Requests a timeout fault keeps unanswered, closed when the simulator stops. */
   readonly #held = new Set<ServerResponse>();
   readonly #callbacks: Callbacks;
+  readonly #metrics: MetricsPusher;
   #server: Server | undefined;
   #address: AddressInfo | undefined;
 
@@ -70,6 +72,11 @@ export class Simulator implements SimulatorControl {
     this.#options = options;
     this.log = options.logger ?? pino({ level: "silent" });
     this.#callbacks = new Callbacks(this.log);
+    this.#metrics = new MetricsPusher({
+      hosts: () => this.#hosts.values(),
+      isDown: (hostUuid) => this.faults.isDown([hostUuid]),
+      log: this.log,
+    });
   }
 
   /** Starts listening; returns the address. */
@@ -87,6 +94,7 @@ export class Simulator implements SimulatorControl {
     });
     this.#server = server;
     this.#address = server.address() as AddressInfo;
+    this.#metrics.start();
     this.log.info({ address: this.#address }, "simulator listening");
     return { host: this.#address.address, port: this.#address.port };
   }
@@ -107,6 +115,7 @@ export class Simulator implements SimulatorControl {
 
     this.#held.clear();
     this.#callbacks.stop();
+    this.#metrics.stop();
     const server = this.#server;
     this.#server = undefined;
 

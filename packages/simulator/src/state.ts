@@ -32,6 +32,8 @@ export interface SimVm {
   disks: string[];
   /** MAC addresses of the NICs given at start. */
   macs: string[];
+  /** Tap names of the NICs given at start, the InterfaceName label of NIC metrics. */
+  tapNames: string[];
   vncPort: number;
 }
 
@@ -88,6 +90,15 @@ export interface SimHost extends HostRegistration {
   securityGroupNics: Set<string>;
   /** Primary storage paths that no registered storage owns, so they are local to this host. */
   localFiles: Map<string, SimPrimaryFiles>;
+  /** The last `/monitoring/config`; without one the host pushes no metrics. */
+  monitoring?: SimMonitoring;
+}
+
+/** Where and how often a simulated host pushes synthetic metric batches. */
+export interface SimMonitoring {
+  intervalSeconds: number;
+  /** Management node URL of the host's signed metric batches; null pushes nothing. */
+  pushUrl: string | null;
 }
 
 /** A registered storage with its files. */

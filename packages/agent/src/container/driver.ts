@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import type { HypervisorDriver, HypervisorStopOptions } from "../hypervisor.js";
 import { KeyedQueue } from "../keyed-queue.js";
+import type { MonitoredContainer } from "../monitoring/collector.js";
 import { Reverter } from "../reverter.js";
 import { assertInteger, assertUuid, ValidationError } from "../validate.js";
 import { readPidFile } from "../vm/process.js";
@@ -167,6 +168,22 @@ export class ContainerDriver implements HypervisorDriver {
 
   list(): VmInfo[] {
     return [...this.#entries.values()].map(toInfo);
+  }
+
+  /** Lists the containers whose init runs, paused ones included, for the metrics collector. */
+  runningContainers(): MonitoredContainer[] {
+    return [...this.#entries.values()].flatMap((entry) =>
+      entry.pid === undefined
+        ? []
+        : [
+            {
+              vmUuid: entry.vmUuid,
+              pid: entry.pid,
+              cpuNum: entry.spec.cpuNum,
+              tapNames: entry.spec.nics.map((nic) => nic.tapName),
+            },
+          ],
+    );
   }
 
   /** Checks every init once, so a container that ended since the last check shows its new state. */

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { run } from "../exec.js";
 import { filesystemCapacity } from "../storage/statfs.js";
 import { diskIndex, parseBlockStats, volumeUuidOfPath } from "./blockstats.js";
+import { type CgroupMounts, parseCgroupMounts, readCgroupUsage } from "./cgroup.js";
 import {
   type InterfaceCounters,
   parseCpuTimes,
@@ -31,13 +32,32 @@ export interface VmSource {
   queryBlockStats(vmUuid: string): Promise<unknown>;
 }
 
-/** Reads one snapshot of host and VM counters from /proc, statfs and QMP. */
+/** A running container as the collector needs it: its init and the host ends of its veths. */
+export interface MonitoredContainer {
+  vmUuid: string;
+  /** Process id of the container's init, whose cgroups are the container's. */
+  pid: number;
+  cpuNum: number;
+  tapNames: string[];
+}
+
+/** Source of running containers; the container driver in production. */
+export interface ContainerSource {
+  runningContainers(): MonitoredContainer[];
+}
+
+/**
+ * Reads one snapshot of host, VM and container counters from /proc, cgroups, statfs and QMP.
+ * Containers become VM readings, so their samples have the same names and labels as a VM's.
+ */
 export class Collector {
   #ticksPerSecond: number | undefined;
   readonly #vms: VmSource;
+  readonly #containers: ContainerSource | undefined;
 
-  constructor(vms: VmSource) {
+  constructor(vms: VmSource, containers?: ContainerSource) {
     this.#vms = vms;
+    this.#containers = containers;
   }
 
   async collect(storages: MonitoredPrimaryStorage[]): Promise<Snapshot> {
@@ -50,7 +70,7 @@ export class Collector {
       readFile("/proc/net/dev", "utf8"),
     ]);
     const interfaces = parseNetDev(netDev);
-    const vms = await this.#readVms(interfaces);
+    const vms = [...(await this.#readVms(interfaces)), ...(await this.#readContainers(interfaces))];
 
     // Loopback traffic is the host talking to itself, and each tap is reported per VM NIC.
     interfaces.delete("lo");
@@ -82,6 +102,24 @@ export class Collector {
     return readings.filter((reading): reading is VmReading => reading !== undefined);
   }
 
+  async #readContainers(interfaces: Map<string, InterfaceCounters>): Promise<VmReading[]> {
+    const running = this.#containers?.runningContainers() ?? [];
+
+    if (running.length === 0) {
+      return [];
+    }
+
+    const mounts = parseCgroupMounts(await readFile("/proc/self/mountinfo", "utf8"));
+    const readings = await Promise.all(
+      running.map((container) =>
+        readContainer(container, mounts, interfaces).catch(() => undefined),
+      ),
+    );
+
+    // A container whose init ended between the listing and the reads is left out, like a VM.
+    return readings.filter((reading): reading is VmReading => reading !== undefined);
+  }
+
   async #readVm(vm: MonitoredVm, interfaces: Map<string, InterfaceCounters>): Promise<VmReading> {
     const [stat, status, blockStats] = await Promise.all([
       readFile(`/proc/${vm.pid}/stat`, "utf8"),
@@ -100,11 +138,6 @@ export class Collector {
       }
     }
 
-    const nics = vm.tapNames.flatMap((tapName) => {
-      const counters = interfaces.get(tapName);
-      return counters ? [{ tapName, counters }] : [];
-    });
-
     return {
       vmUuid: vm.vmUuid,
       pid: vm.pid,
@@ -112,9 +145,39 @@ export class Collector {
       cpuSeconds: parseProcessCpuTicks(stat) / this.#ticksPerSecond!,
       residentBytes: parseResidentBytes(status),
       volumes,
-      nics,
+      nics: nicReadings(vm.tapNames, interfaces),
     };
   }
+}
+
+/**
+ * Reads a container from its cgroups. It has no volume readings: its root volume is an overlay
+ * directory, and cgroup v1 blkio does not charge buffered writeback to the writer's cgroup.
+ */
+async function readContainer(
+  container: MonitoredContainer,
+  mounts: CgroupMounts,
+  interfaces: Map<string, InterfaceCounters>,
+): Promise<VmReading> {
+  const usage = await readCgroupUsage(container.pid, mounts);
+
+  return {
+    vmUuid: container.vmUuid,
+    pid: container.pid,
+    cpuNum: container.cpuNum,
+    cpuSeconds: usage.cpuSeconds,
+    residentBytes: usage.memoryBytes,
+    volumes: [],
+    nics: nicReadings(container.tapNames, interfaces),
+  };
+}
+
+// The host end of a container's veth has the tap name, and counts traffic as a tap does.
+function nicReadings(tapNames: string[], interfaces: Map<string, InterfaceCounters>) {
+  return tapNames.flatMap((tapName) => {
+    const counters = interfaces.get(tapName);
+    return counters ? [{ tapName, counters }] : [];
+  });
 }
 
 async function readStorages(storages: MonitoredPrimaryStorage[]): Promise<StorageSpace[]> {

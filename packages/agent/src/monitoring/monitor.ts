@@ -5,7 +5,7 @@ import { postSigned } from "../server/signed-post.js";
 import type { QemuDriver } from "../vm/driver.js";
 import { readSpec } from "../vm/lifecycle.js";
 import { vmPaths } from "../vm/paths.js";
-import { Collector, type MonitoredVm, type VmSource } from "./collector.js";
+import { Collector, type ContainerSource, type MonitoredVm, type VmSource } from "./collector.js";
 import { readMonitoringConfig, saveMonitoringConfig } from "./config.js";
 import { renderPrometheus } from "./prometheus.js";
 import { toSamples } from "./samples.js";
@@ -20,6 +20,8 @@ export interface MonitorOptions {
   /** Source of running VMs; the driver's VMs when unset. */
   vms?: VmSource;
   driver: QemuDriver;
+  /** Source of running containers, reported in the VM namespace; none when unset. */
+  containers?: ContainerSource;
 }
 
 const BLOCKSTATS_TIMEOUT_MS = 2_000;
@@ -41,7 +43,10 @@ export class Monitor {
   constructor(options: MonitorOptions) {
     this.#options = options;
     this.#log = options.logger.child({ component: "monitor" });
-    this.#collector = new Collector(options.vms ?? driverVmSource(options.driver, options.dataDir));
+    this.#collector = new Collector(
+      options.vms ?? driverVmSource(options.driver, options.dataDir),
+      options.containers,
+    );
   }
 
   /** Loads the saved configuration and starts collecting. */

@@ -88,7 +88,7 @@ function vmFamilies(snapshot: Snapshot): Family[] {
     family(
       "tstack_vm_cpu_seconds_total",
       "counter",
-      "CPU time of the VM's QEMU process, user plus system",
+      "CPU time of the VM's QEMU process or the container's cgroup, user plus system",
       vms.map(([labels, vm]) => [labels, vm.cpuSeconds]),
     ),
     family(
@@ -100,7 +100,7 @@ function vmFamilies(snapshot: Snapshot): Family[] {
     family(
       "tstack_vm_memory_resident_bytes",
       "gauge",
-      "Resident memory of the VM's QEMU process",
+      "Resident memory of the VM's QEMU process, or the working set of the container's cgroup",
       vms.map(([labels, vm]) => [labels, vm.residentBytes]),
     ),
     family(

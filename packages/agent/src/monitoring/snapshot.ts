@@ -19,13 +19,15 @@ export interface NicReading {
   counters: InterfaceCounters;
 }
 
-/** Raw readings of one running VM. */
+/** Raw readings of one running VM or container. */
 export interface VmReading {
   vmUuid: string;
+  /** QEMU process id, or the container init's. A new one means the counters started again. */
   pid: number;
   cpuNum: number;
-  /** CPU time of the QEMU process, user plus system, in seconds. */
+  /** CPU time of the QEMU process or the container's cgroup, user plus system, in seconds. */
   cpuSeconds: number;
+  /** Resident memory of the QEMU process, or the working set of the container's cgroup. */
   residentBytes: number;
   volumes: VolumeReading[];
   nics: NicReading[];

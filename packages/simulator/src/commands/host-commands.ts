@@ -50,6 +50,11 @@ export const hostCommands: Record<string, Command> = {
       accelReason: "simulated host",
     };
   },
+  "/monitoring/config": (context, body) => {
+    const host = hostOf(context, "/monitoring/config");
+    host.monitoring = parseMonitoringConfig(body);
+    return {};
+  },
   "/host/capacity": (context) => {
     const host = hostOf(context, "/host/capacity");
     let used = 0;
@@ -65,3 +70,27 @@ export const hostCommands: Record<string, Command> = {
     };
   },
 };
+
+/** Validates `/monitoring/config` as the agent does; primary storages are not simulated. */
+function parseMonitoringConfig(body: Body) {
+  const intervalSeconds = body.intervalSeconds;
+  const pushUrl = body.pushUrl ?? null;
+
+  if (
+    !Number.isInteger(intervalSeconds) ||
+    Number(intervalSeconds) < 1 ||
+    Number(intervalSeconds) > 3600
+  ) {
+    throw new CommandError(
+      `invalid intervalSeconds ${JSON.stringify(intervalSeconds)}: expected an integer from 1 to 3600`,
+    );
+  }
+
+  if (pushUrl !== null && (typeof pushUrl !== "string" || !/^https?:\/\/\S+$/.test(pushUrl))) {
+    throw new CommandError(
+      `invalid pushUrl ${JSON.stringify(pushUrl)}: expected an http URL or null`,
+    );
+  }
+
+  return { intervalSeconds: intervalSeconds as number, pushUrl };
+}

@@ -38,7 +38,9 @@ function startVm(host: SimHost, body: Body) {
   }
 
   const disks = Array.isArray(body.disks) ? (body.disks as { path?: unknown }[]) : [];
-  const nics = Array.isArray(body.nics) ? (body.nics as { mac?: unknown }[]) : [];
+  const nics = Array.isArray(body.nics)
+    ? (body.nics as { mac?: unknown; tapName?: unknown }[])
+    : [];
   const vm: SimVm = {
     vmUuid,
     state: "Running",
@@ -46,6 +48,7 @@ function startVm(host: SimHost, body: Body) {
     memoryMiB: Number(body.memoryMiB ?? 0),
     disks: disks.map((disk) => String(disk.path ?? "")),
     macs: nics.map((nic) => String(nic.mac ?? "")),
+    tapNames: nics.map((nic) => String(nic.tapName ?? "")),
     vncPort: freeVncPort(host),
   };
   host.vms.set(vmUuid, vm);

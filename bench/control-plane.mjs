@@ -2,7 +2,8 @@
 // the VM is Running, with `--clients` concurrent clients. tstack-server and tstack-simulator run
 // as their own processes, so the server's CPU and RSS are its own.
 // Usage: npm run bench -- control-plane [--vms 1,10,100,1000] [--hosts 1000] [--clients 100]
-//        [--poll-ms 20] [--profile-dir DIR] [--database postgres://...]
+//        [--poll-ms 20] [--wait-seconds 0] [--profile-dir DIR] [--database postgres://...]
+// --wait-seconds N long-polls each job with `?waitSeconds=N` instead of polling every --poll-ms.
 // --profile-dir writes a V8 CPU profile of tstack-server there when it exits.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     hosts: { type: "string", default: "1000" },
     clients: { type: "string", default: "100" },
     "poll-ms": { type: "string", default: "20" },
+    "wait-seconds": { type: "string", default: "0" },
     "profile-dir": { type: "string" },
     database: { type: "string" },
   },
@@ -27,6 +29,7 @@ const rounds = values.vms.split(",").map(Number);
 const hostCount = Number(values.hosts);
 const clients = Number(values.clients);
 const pollMs = Number(values["poll-ms"]);
+const waitSeconds = Number(values["wait-seconds"]);
 const root = new URL("..", import.meta.url).pathname;
 const GiB = 1024 ** 3;
 const CLOCK_TICKS = 100;
@@ -183,9 +186,11 @@ async function createVms(url, headers, cloud, count) {
     }
 
     accepted.push(performance.now() - began);
+    const location =
+      waitSeconds > 0 ? `${body.location}?waitSeconds=${waitSeconds}` : body.location;
 
     for (;;) {
-      const poll = await fetch(body.location, { headers });
+      const poll = await fetch(location, { headers });
       const result = await poll.json().catch(() => ({}));
 
       if (poll.status === 200 && result.inventory?.state === "Running") {
@@ -198,7 +203,9 @@ async function createVms(url, headers, cloud, count) {
         return;
       }
 
-      await new Promise((done) => setTimeout(done, pollMs));
+      if (waitSeconds === 0) {
+        await new Promise((done) => setTimeout(done, pollMs));
+      }
     }
   });
 
@@ -288,7 +295,7 @@ try {
 
   const database = values.database ? "PostgreSQL" : "SQLite";
   console.log(
-    `\nControl plane: ${hostCount} simulator hosts (added in ${setupSeconds.toFixed(1)} s), ${clients} clients, ${database}\n`,
+    `\nControl plane: ${hostCount} simulator hosts (added in ${setupSeconds.toFixed(1)} s), ${clients} clients, ${database}, ${waitSeconds > 0 ? `long polls of ${waitSeconds} s` : `polls every ${pollMs} ms`}\n`,
   );
   console.log(
     "| VMs | failed | wall s | VMs/s | 202 p50 ms | 202 p99 ms | to Running p50 ms | to Running p99 ms | server CPU % | server RSS MiB |",
@@ -310,6 +317,8 @@ try {
       database,
       hosts: hostCount,
       clients,
+      waitSeconds,
+      pollMs,
       rows,
     }),
   );

@@ -2,7 +2,11 @@
 // the VM is Running, with `--clients` concurrent clients. tstack-server and tstack-simulator run
 // as their own processes, so the server's CPU and RSS are its own.
 // Usage: npm run bench -- control-plane [--vms 1,10,100,1000] [--hosts 1000] [--clients 100]
-//        [--poll-ms 20] [--profile-dir DIR] [--database postgres://...]
+//        [--poll-ms 20] [--wait-seconds 0] [--profile-dir DIR] [--database postgres://...]
+//        [--server FILE]
+// --server FILE runs another build of tstack-server (default packages/server/dist/main.js), so
+// a before/after pair runs back to back on the same machine.
+// --wait-seconds N long-polls each job with `?waitSeconds=N` instead of polling every --poll-ms.
 // --profile-dir writes a V8 CPU profile of tstack-server there when it exits.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -19,14 +23,17 @@ const { values } = parseArgs({
     hosts: { type: "string", default: "1000" },
     clients: { type: "string", default: "100" },
     "poll-ms": { type: "string", default: "20" },
+    "wait-seconds": { type: "string", default: "0" },
     "profile-dir": { type: "string" },
     database: { type: "string" },
+    server: { type: "string", default: "packages/server/dist/main.js" },
   },
 });
 const rounds = values.vms.split(",").map(Number);
 const hostCount = Number(values.hosts);
 const clients = Number(values.clients);
 const pollMs = Number(values["poll-ms"]);
+const waitSeconds = Number(values["wait-seconds"]);
 const root = new URL("..", import.meta.url).pathname;
 const GiB = 1024 ** 3;
 const CLOCK_TICKS = 100;
@@ -183,9 +190,11 @@ async function createVms(url, headers, cloud, count) {
     }
 
     accepted.push(performance.now() - began);
+    const location =
+      waitSeconds > 0 ? `${body.location}?waitSeconds=${waitSeconds}` : body.location;
 
     for (;;) {
-      const poll = await fetch(body.location, { headers });
+      const poll = await fetch(location, { headers });
       const result = await poll.json().catch(() => ({}));
 
       if (poll.status === 200 && result.inventory?.state === "Running") {
@@ -198,7 +207,9 @@ async function createVms(url, headers, cloud, count) {
         return;
       }
 
-      await new Promise((done) => setTimeout(done, pollMs));
+      if (waitSeconds === 0) {
+        await new Promise((done) => setTimeout(done, pollMs));
+      }
     }
   });
 
@@ -233,7 +244,7 @@ try {
   server = await launch(
     [
       ...profile,
-      "packages/server/dist/main.js",
+      values.server,
       "--listen",
       `127.0.0.1:${serverPort}`,
       "--data-dir",
@@ -265,10 +276,12 @@ try {
 
   for (const count of rounds) {
     const before = processUsage(server.pid);
+    const simulatorBefore = processUsage(simulator.pid);
     const began = performance.now();
     const result = await createVms(url, headers, cloud, count);
     const wallSeconds = (performance.now() - began) / 1000;
     const after = processUsage(server.pid);
+    const simulatorAfter = processUsage(simulator.pid);
     const accepted = result.accepted.sort((a, b) => a - b);
     const running = result.running.sort((a, b) => a - b);
     rows.push({
@@ -281,6 +294,9 @@ try {
       runningP50: percentile(running, 0.5),
       runningP99: percentile(running, 0.99),
       serverCpuPercent: ((after.cpuSeconds - before.cpuSeconds) / wallSeconds) * 100,
+      serverCpuMsPerVm: ((after.cpuSeconds - before.cpuSeconds) * 1000) / count,
+      simulatorCpuPercent:
+        ((simulatorAfter.cpuSeconds - simulatorBefore.cpuSeconds) / wallSeconds) * 100,
       serverRssMiB: after.rssMiB,
       serverPeakRssMiB: after.peakRssMiB,
     });
@@ -288,16 +304,16 @@ try {
 
   const database = values.database ? "PostgreSQL" : "SQLite";
   console.log(
-    `\nControl plane: ${hostCount} simulator hosts (added in ${setupSeconds.toFixed(1)} s), ${clients} clients, ${database}\n`,
+    `\nControl plane: ${hostCount} simulator hosts (added in ${setupSeconds.toFixed(1)} s), ${clients} clients, ${database}, ${waitSeconds > 0 ? `long polls of ${waitSeconds} s` : `polls every ${pollMs} ms`}\n`,
   );
   console.log(
-    "| VMs | failed | wall s | VMs/s | 202 p50 ms | 202 p99 ms | to Running p50 ms | to Running p99 ms | server CPU % | server RSS MiB |",
+    "| VMs | failed | wall s | VMs/s | 202 p50 ms | 202 p99 ms | to Running p50 ms | to Running p99 ms | server CPU % | server CPU ms/VM | simulator CPU % | server RSS MiB |",
   );
-  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 
   for (const row of rows) {
     console.log(
-      `| ${row.vms} | ${row.failures} | ${row.wallSeconds.toFixed(1)} | ${row.vmsPerSecond.toFixed(1)} | ${row.acceptedP50.toFixed(0)} | ${row.acceptedP99.toFixed(0)} | ${row.runningP50.toFixed(0)} | ${row.runningP99.toFixed(0)} | ${row.serverCpuPercent.toFixed(0)} | ${row.serverRssMiB.toFixed(0)} |`,
+      `| ${row.vms} | ${row.failures} | ${row.wallSeconds.toFixed(1)} | ${row.vmsPerSecond.toFixed(1)} | ${row.acceptedP50.toFixed(0)} | ${row.acceptedP99.toFixed(0)} | ${row.runningP50.toFixed(0)} | ${row.runningP99.toFixed(0)} | ${row.serverCpuPercent.toFixed(0)} | ${row.serverCpuMsPerVm.toFixed(1)} | ${row.simulatorCpuPercent.toFixed(0)} | ${row.serverRssMiB.toFixed(0)} |`,
     );
   }
 
@@ -310,6 +326,8 @@ try {
       database,
       hosts: hostCount,
       clients,
+      waitSeconds,
+      pollMs,
       rows,
     }),
   );

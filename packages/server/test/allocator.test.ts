@@ -122,6 +122,18 @@ describe.each(dialects)("host allocator on %s", (dialect) => {
     expect(capacity.availableCpu).toBe(40);
   });
 
+  it("picks the host with most free memory", async () => {
+    // host h0 has all 4 GiB back from the test above, and h1 gets 1 GiB back here.
+    await t.server.core.transact((tx) => release(tx, hosts[1]!, 1, GiB));
+
+    const chosen = await t.server.core.transact((tx) =>
+      allocateHost(tx, { cpuNum: 1, memorySize: 512 * 1024 ** 2, hypervisorType: "KVM" }),
+    );
+    await t.server.core.transact((tx) => release(tx, chosen.uuid, 1, 512 * 1024 ** 2));
+
+    expect(chosen.uuid).toBe(hosts[0]);
+  });
+
   it("honours a designated host and explains the refusal", async () => {
     const error = await t.server.core
       .transact((tx) =>

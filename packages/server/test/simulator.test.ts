@@ -4,7 +4,7 @@ import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import type { NodeState } from "@tstack/simulator";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { simulatorLink } from "../src/simulator/link.js";
-import { dialects, startTestServer, type TestServer } from "./harness.js";
+import { dialects, raw, startTestServer, type TestServer } from "./harness.js";
 import { buildSimulatorCloud } from "./simulator-cloud.js";
 
 type Vm = { uuid: string; state: string; hostUuid: string | null } & Record<string, unknown>;
@@ -164,6 +164,37 @@ describe.each(dialects)("simulator on %s", (dialect) => {
     expect(volumes.inventories).toEqual([]);
     expect(vmsOnSimulator(await simulatorState())).toEqual([]);
     expect(faults.inventories).toEqual([]);
+  });
+
+  it("long-polls a create to its end", async () => {
+    const headers = {
+      authorization: `OAuth ${admin.session}`,
+      "content-type": "application/json",
+    };
+    await admin.call("createSimulatorFault", {
+      params: { path: "/vm/start", kind: "delay", delayMs: 1500, count: 1 },
+    });
+    const accepted = await raw(t.server, "POST", "/vm-instances", {
+      headers,
+      body: JSON.stringify({
+        params: {
+          name: "long-poll",
+          imageUuid: cloud.imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+        },
+      }),
+    });
+    const jobPath = new URL(String(accepted.json.location)).pathname.replace("/zstack/v1", "");
+
+    const ended = await raw(t.server, "GET", `${jobPath}?waitSeconds=30`, { headers });
+    const invalid = await raw(t.server, "GET", `${jobPath}?waitSeconds=61`, { headers });
+
+    expect(accepted.status).toBe(202);
+    expect(ended.status).toBe(200);
+    expect((ended.json.inventory as Vm).state).toBe("Running");
+    expect(invalid.status).toBe(400);
+    expect(JSON.stringify(invalid.json)).toContain("waitSeconds '61'");
   });
 
   it("injects, lists and deletes faults", async () => {

@@ -5,7 +5,7 @@ import type { Db } from "../db/connect.js";
 import type { Database } from "../db/schema.js";
 import type { AgentClient } from "../drivers/agent-client.js";
 import type { Bus } from "./bus.js";
-import type { Relay } from "./events.js";
+import { type Relay, relayDueAfter } from "./events.js";
 import type { GlobalConfig } from "./global-config.js";
 import type { JobService } from "./jobs.js";
 import type { KeyedQueue } from "./queues.js";
@@ -39,8 +39,19 @@ export interface Core {
 /** Builds `Core.transact` over a database and a relay. */
 export function transactor(kysely: Kysely<Database>, relay: Relay) {
   return async <T>(work: (tx: Transaction<Database>) => Promise<T>): Promise<T> => {
-    const result = await kysely.transaction().execute(work);
-    relay.kick();
+    let due = false;
+    const result = await kysely.transaction().execute(async (tx) => {
+      const value = await work(tx);
+      due = relayDueAfter(tx);
+      return value;
+    });
+
+    // A pass costs two queries. A VM create commits about seven transactions, and about
+    // three of them queue nothing.
+    if (due) {
+      relay.kick();
+    }
+
     return result;
   };
 }

@@ -17,6 +17,29 @@ export interface CanonicalEvent {
 
 export type Executor = Kysely<Database> | Transaction<Database>;
 
+/** Transactions that queued an event or a delivery, so their commit needs a relay pass. */
+const queuedIn = new WeakSet<object>();
+/** Whether an event or delivery was written outside a transaction since the last commit. */
+let queuedOutside = false;
+
+function markQueued(tx: Executor) {
+  if (tx.isTransaction) {
+    queuedIn.add(tx);
+  } else {
+    queuedOutside = true;
+  }
+}
+
+/**
+ * Returns whether a relay pass is due after `tx` commits: it queued something, or a write
+ * outside any transaction did since the last call. Clears the outside flag.
+ */
+export function relayDueAfter(tx: Transaction<Database>) {
+  const due = queuedIn.has(tx) || queuedOutside;
+  queuedOutside = false;
+  return due;
+}
+
 /**
  * Writes an event in the caller's transaction, together with one webhook delivery per matching
  * subscription, so the state change and its announcement commit or roll back together.
@@ -39,6 +62,7 @@ export async function emitEvent(
     })
     .returning("id")
     .executeTakeFirstOrThrow();
+  markQueued(tx);
 
   const hooks = await tx
     .selectFrom("webHooks")
@@ -105,6 +129,7 @@ export async function queueDelivery(
       createDate,
     })
     .execute();
+  markQueued(tx);
 }
 
 /** Matches an event path against a glob where `*` is one segment and `**` any number. */

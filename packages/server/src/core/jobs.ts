@@ -35,6 +35,8 @@ export function failure(error: ErrorBody): JobOutcome {
  */
 export class JobService {
   private readonly controllers = new Map<string, AbortController>();
+  /** Long polls waiting for a job of this node to end, woken by `untrack`. */
+  private readonly waiters = new Map<string, Array<() => void>>();
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -82,8 +84,49 @@ export class JobService {
     return controller.signal;
   }
 
+  /** Forgets a job whose end is committed, and wakes the long polls waiting for it. */
   untrack(jobUuid: string) {
     this.controllers.delete(jobUuid);
+    this.wake(jobUuid);
+  }
+
+  /** Wakes the long polls of a job whose end is committed. */
+  wake(jobUuid: string) {
+    const waiting = this.waiters.get(jobUuid);
+    this.waiters.delete(jobUuid);
+
+    for (const wake of waiting ?? []) {
+      wake();
+    }
+  }
+
+  /**
+   * Waits until a job running in this process ends or `ms` pass. Resolves at once for a job
+   * this process does not run, because no `untrack` would wake the wait.
+   */
+  waitForEnd(jobUuid: string, ms: number): Promise<void> {
+    if (!this.controllers.has(jobUuid) || ms <= 0) {
+      return Promise.resolve();
+    }
+
+    return new Promise((resolve) => {
+      const waiting = this.waiters.get(jobUuid) ?? [];
+      const timer = setTimeout(() => {
+        const index = waiting.indexOf(wake);
+
+        if (index >= 0) {
+          waiting.splice(index, 1);
+        }
+
+        resolve();
+      }, ms);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      waiting.push(wake);
+      this.waiters.set(jobUuid, waiting);
+    });
   }
 
   /**

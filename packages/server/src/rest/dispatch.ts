@@ -461,6 +461,7 @@ async function runJob(
 
 async function endWithAbort(core: Core, jobUuid: string, reason: unknown) {
   await core.transact((tx) => core.jobs.finish(tx, jobUuid, failure(toApiError(reason).toBody())));
+  core.jobs.wake(jobUuid);
 }
 
 /** Turns anything a handler throws into an ApiError, keeping the cause's text. */

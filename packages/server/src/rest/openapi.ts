@@ -40,7 +40,16 @@ export function openApiDocument(routes: ApiRoute[], version: string) {
     get: {
       operationId: "pollApiJob",
       summary: "Poll an async API job: 202 running, 200 result, 503 error, 404 expired",
-      parameters: [pathParameter("uuid")],
+      parameters: [
+        pathParameter("uuid"),
+        {
+          name: "waitSeconds",
+          in: "query",
+          required: false,
+          description: "Seconds (0 to 60) to hold a 202 until the job ends",
+          schema: { type: "integer", minimum: 0, maximum: 60 },
+        },
+      ],
       responses: {
         200: { description: "The job succeeded" },
         202: { description: "Still running" },

@@ -11,6 +11,7 @@ const HOST_TESTS = [
   "packages/agent/src/vm/driver.test.ts",
   "packages/agent/src/vm/hotplug.test.ts",
   "packages/agent/src/container/driver.test.ts",
+  "packages/server/test/container-metrics.test.ts",
   "packages/server/test/containers.test.ts",
   "packages/server/test/debian.test.ts",
   "packages/server/test/monitoring.test.ts",

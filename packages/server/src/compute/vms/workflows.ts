@@ -105,7 +105,7 @@ export function vmSteps(core: Core) {
           .where("uuid", "=", data.vmUuid)
           .executeTakeFirst();
 
-        if (!vm || !vm.hostUuid) {
+        if (!vm?.hostUuid) {
           return;
         }
 

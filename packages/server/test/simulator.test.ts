@@ -337,7 +337,7 @@ describe("simulator host tracking", () => {
     // The tracker reads the ping interval when it schedules a round, so the node restarts once
     // with a one-second interval before the cloud is built.
     const first = await startTestServer("sqlite");
-    const settings = [
+    const settings: Array<[string, string]> = [
       ["ping.interval", "1"],
       ["ping.maxFailure", "1"],
       ["ping.timeout", "2"],

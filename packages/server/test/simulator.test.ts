@@ -166,6 +166,51 @@ describe.each(dialects)("simulator on %s", (dialect) => {
     expect(faults.inventories).toEqual([]);
   });
 
+  it("failed first start returns to Created", async () => {
+    const capacity = async () =>
+      admin.call<Record<string, number>>("getCpuMemoryCapacity", {
+        query: { clusterUuids: cloud.clusterUuid },
+      });
+    const ips = async () =>
+      admin.call<Record<string, number>>("getIpAddressCapacity", {
+        query: { l3NetworkUuids: cloud.l3NetworkUuid },
+      });
+    const capacityBefore = await capacity();
+    const ipsBefore = await ips();
+    const created = (
+      await admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name: "just-created",
+          imageUuid: cloud.imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+          strategy: "JustCreate",
+        },
+      })
+    ).inventory;
+    await admin.call("createSimulatorFault", {
+      params: { path: "/vm/start", kind: "fail", errorText: "simulated QEMU crash", count: 1 },
+    });
+
+    const error = await apiError(vmAction("startVmInstance", created.uuid));
+
+    const [after] = (await admin.query<Vm>("queryVmInstance", [`uuid=${created.uuid}`]))
+      .inventories;
+    expect(`${error.message} ${error.details ?? ""}`).toContain("simulated QEMU crash");
+    expect(after).toMatchObject({ state: "Created", hostUuid: null, rootVolumeUuid: null });
+    expect(after?.vmNics).toEqual([]);
+    expect(after?.allVolumes).toEqual([]);
+    expect(await capacity()).toEqual(capacityBefore);
+    expect(await ips()).toEqual(ipsBefore);
+
+    const started = await vmAction("startVmInstance", created.uuid);
+    expect(started.state).toBe("Running");
+    expect(started.vmNics).toHaveLength(1);
+
+    await vmAction("destroyVmInstance", created.uuid);
+    await admin.call("expungeVmInstance", { path: { uuid: created.uuid }, params: {} });
+  });
+
   it("long-polls a create to its end", async () => {
     const headers = {
       authorization: `OAuth ${admin.session}`,

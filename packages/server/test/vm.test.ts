@@ -391,6 +391,84 @@ describe("VM on real QEMU through the REST API", () => {
     expect(await memory()).toBe(free);
   });
 
+  it("JustCreate allocates at first start", async () => {
+    const free = await memory();
+    const created = (
+      await admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name: "vm3",
+          imageUuid: cloud.imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+          strategy: "JustCreate",
+        },
+      })
+    ).inventory;
+    expect(created).toMatchObject({ state: "Created", hostUuid: null, rootVolumeUuid: null });
+    expect(created.vmNics).toEqual([]);
+    expect(created.allVolumes).toEqual([]);
+    expect(await memory()).toBe(free);
+
+    const started = (
+      await admin.call<{ inventory: Vm }>("startVmInstance", {
+        path: { uuid: created.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(started.state).toBe("Running");
+    expect(started.rootVolumeUuid).toMatch(/^[0-9a-f]{32}$/);
+    expect(started.vmNics[0]?.ip).toMatch(/^172\.30\.77\.\d+$/);
+    expect(qemuPid(created.uuid)).toBeGreaterThan(0);
+    expect(await memory()).toBe(free - 128 * 1024 * 1024);
+
+    // A second start reuses the root volume and NIC of the first.
+    await admin.call("stopVmInstance", { path: { uuid: created.uuid }, params: { type: "cold" } });
+    const again = (
+      await admin.call<{ inventory: Vm }>("startVmInstance", {
+        path: { uuid: created.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(again.rootVolumeUuid).toBe(started.rootVolumeUuid);
+    expect(again.allVolumes.map((volume) => volume.uuid)).toEqual([started.rootVolumeUuid]);
+    expect(again.vmNics.map((nic) => nic.ip)).toEqual([started.vmNics[0]!.ip]);
+
+    await admin.call("destroyVmInstance", { path: { uuid: created.uuid } });
+    await admin.call("expungeVmInstance", { path: { uuid: created.uuid }, params: {} });
+    expect(await memory()).toBe(free);
+  });
+
+  it("recovers a never-started VM to Created", async () => {
+    const created = (
+      await admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name: "vm4",
+          imageUuid: cloud.imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          strategy: "JustCreate",
+        },
+      })
+    ).inventory;
+    await admin.call("destroyVmInstance", { path: { uuid: created.uuid } });
+
+    const recovered = (
+      await admin.call<{ inventory: Vm }>("recoverVmInstance", {
+        path: { uuid: created.uuid },
+        params: {},
+      })
+    ).inventory;
+    expect(recovered.state).toBe("Created");
+
+    await admin.call("destroyVmInstance", { path: { uuid: created.uuid } });
+    await admin.call("expungeVmInstance", { path: { uuid: created.uuid }, params: {} });
+    const specs = await t.server.core.kysely
+      .selectFrom("vmCreationSpecs")
+      .selectAll()
+      .where("vmInstanceUuid", "=", created.uuid)
+      .execute();
+    expect(specs).toEqual([]);
+  });
+
   it("destroys, recovers and expunges, leaving nothing behind", async () => {
     const nics = (
       await admin.query<{ uuid: string }>("queryVmNic", [`vmInstanceUuid=${vm.uuid}`])

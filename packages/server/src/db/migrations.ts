@@ -1,5 +1,6 @@
 import { type Migration, sql } from "kysely";
 import { createHostCleanups } from "../compute/hosts/cleanups-migration.js";
+import { createVmCreationSpecs } from "../compute/vms/creation-spec-migration.js";
 import { createMonitoringTables } from "../monitoring/migration.js";
 import { createNetworkTables } from "../network/migration.js";
 import { createSecurityGroupTables } from "../network/security-groups-migration.js";
@@ -541,6 +542,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0009_monitoring": { up: (db) => createMonitoringTables(db, dialect) },
     "0011_read_indexes": { up: (db) => createReadIndexes(db) },
     "0007_simulator": { up: (db) => createSimulatorTables(db) },
+    "0013_vm_creation_specs": { up: (db) => createVmCreationSpecs(db) },
   };
 }
 

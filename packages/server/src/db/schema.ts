@@ -236,6 +236,13 @@ export interface HostCapacityTable {
 }
 
 /** An agent command kept until its unreachable host connects again. */
+/** What a VM created with the JustCreate strategy asked for; its first start allocates it. */
+export interface VmCreationSpecTable {
+  vmInstanceUuid: string;
+  /** JSON of the L3 networks, static IPs, root disk size and placement of the create call. */
+  spec: string;
+}
+
 export interface HostCleanupTable {
   uuid: string;
   hostUuid: string;
@@ -437,6 +444,7 @@ export interface Database
   hostCapacities: HostCapacityTable;
   hostCleanups: HostCleanupTable;
   vmInstances: VmInstanceTable;
+  vmCreationSpecs: VmCreationSpecTable;
   backupStorages: BackupStorageTable;
   backupStorageZoneRefs: BackupStorageZoneRefTable;
   images: ImageTable;

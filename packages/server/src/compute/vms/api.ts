@@ -14,6 +14,7 @@ import type { ApiCall, ApiHandler, ApiHandlers } from "../../rest/api.js";
 import { vmHypervisorType } from "../../simulator/hypervisor.js";
 import { hypervisorTypeOfImage } from "../containers.js";
 import { agentTarget } from "../hosts/connect.js";
+import { type CreationSpec, loadCreationSpec, saveCreationSpec } from "./creation-spec.js";
 import { checkAction, loadVm } from "./state.js";
 import { ALLOWED_ACTIONS } from "./states.js";
 import { checkHostnameFree, checkVmTags } from "./tags.js";
@@ -107,13 +108,6 @@ function workflowFailure(error: unknown) {
   return error;
 }
 
-/** The state each create strategy ends in. */
-const END_STATES: Record<string, VmData["endState"]> = {
-  InstantStart: "Running",
-  JustCreate: "Created",
-  CreateStopped: "Stopped",
-};
-
 const createVm: ApiHandler = {
   async check(core, call) {
     if (
@@ -160,6 +154,14 @@ const createVm: ApiHandler = {
     const imageType = await hypervisorTypeOfImage(core.kysely, String(call.params.imageUuid));
     const hypervisorType =
       imageType === "KVM" ? await vmHypervisorType(core.kysely, call.params) : imageType;
+    const strategy = String(call.params.strategy ?? "InstantStart");
+    const spec: CreationSpec = {
+      l3NetworkUuids,
+      staticIps,
+      rootDiskSize: call.params.rootDiskSize as number | undefined,
+      requestedHostUuid: call.params.hostUuid as string | undefined,
+      requestedClusterUuid: call.params.clusterUuid as string | undefined,
+    };
 
     await core.transact(async (tx) => {
       await checkQuota(tx, account, "vm.num", 1);
@@ -192,24 +194,25 @@ const createVm: ApiHandler = {
         },
         { ...call, params: { ...call.params, resourceUuid: vmUuid } },
       );
+
+      if (strategy === "JustCreate") {
+        await saveCreationSpec(tx, vmUuid, spec);
+      }
     });
 
-    const strategy = String(call.params.strategy ?? "InstantStart");
-    const data: VmData = {
-      vmUuid,
-      jobUuid: call.jobUuid,
-      l3NetworkUuids,
-      staticIps,
-      rootDiskSize: call.params.rootDiskSize as number | undefined,
-      requestedHostUuid: call.params.hostUuid as string | undefined,
-      requestedClusterUuid: call.params.clusterUuid as string | undefined,
-      endState: END_STATES[strategy] ?? "Running",
-    };
+    if (strategy === "JustCreate") {
+      return { inventory: await inventoryOf(core.kysely, "VmInstance", vmUuid) };
+    }
 
     try {
       await core.workflows.run(
         strategy === "InstantStart" ? "create-vm" : "create-vm-stopped",
-        data,
+        {
+          vmUuid,
+          jobUuid: call.jobUuid,
+          ...spec,
+          endState: strategy === "InstantStart" ? "Running" : "Stopped",
+        },
         { jobUuid: call.jobUuid, signal: call.signal },
       );
     } catch (error) {
@@ -220,12 +223,23 @@ const createVm: ApiHandler = {
   },
 };
 
+/** The workflow an action runs and the data it starts with. */
+type ActionPlan = (
+  core: Core,
+  call: ApiCall,
+) => Promise<{ workflow: string; data: Partial<VmData> }>;
+
 /** An action that checks the VM's state, then runs a workflow in the VM's queue. */
 function vmAction(
   apiName: string,
   workflow: string,
   data: (call: ApiCall) => Partial<VmData> = () => ({}),
 ): ApiHandler {
+  return plannedVmAction(apiName, async (_core, call) => ({ workflow, data: data(call) }));
+}
+
+/** Like `vmAction`, with the workflow chosen when the action runs. */
+function plannedVmAction(apiName: string, plan: ActionPlan): ApiHandler {
   return {
     async check(core, call) {
       await loadResource(core.kysely, "VmInstance", call.path.uuid!, call.caller);
@@ -234,11 +248,12 @@ function vmAction(
     async run(core, call) {
       const vm = await loadVm(core.kysely, call.path.uuid!);
       checkAction(vm, apiName, ALLOWED_ACTIONS[apiName]!);
+      const { workflow, data } = await plan(core, call);
 
       try {
         await core.workflows.run(
           workflow,
-          { vmUuid: vm.uuid, jobUuid: call.jobUuid, ...data(call) },
+          { vmUuid: vm.uuid, jobUuid: call.jobUuid, ...data },
           { jobUuid: call.jobUuid, signal: call.signal },
         );
       } catch (error) {
@@ -252,14 +267,38 @@ function vmAction(
   };
 }
 
+/**
+ * Starts a VM. The first start of a JustCreate VM allocates what its create call asked for,
+ * with the host or cluster of the start call taking precedence.
+ */
+const startVm = plannedVmAction("startVmInstance", async (core, call) => {
+  const hostUuid = call.params.hostUuid as string | undefined;
+  const clusterUuid = call.params.clusterUuid as string | undefined;
+  const spec = await loadCreationSpec(core.kysely, call.path.uuid!);
+
+  if (!spec) {
+    return {
+      workflow: "start-vm",
+      data: { requestedHostUuid: hostUuid, requestedClusterUuid: clusterUuid },
+    };
+  }
+
+  return {
+    workflow: "start-created-vm",
+    data: {
+      ...spec,
+      firstStart: true,
+      requestedHostUuid: hostUuid ?? spec.requestedHostUuid,
+      requestedClusterUuid: clusterUuid ?? spec.requestedClusterUuid,
+    },
+  };
+});
+
 export const vmHandlers: ApiHandlers = {
   createVmInstance: createVm,
   queryVmInstance: queryHandler("VmInstance"),
   updateVmInstance: updateHandler("VmInstance"),
-  startVmInstance: vmAction("startVmInstance", "start-vm", (call) => ({
-    requestedHostUuid: call.params.hostUuid as string | undefined,
-    requestedClusterUuid: call.params.clusterUuid as string | undefined,
-  })),
+  startVmInstance: startVm,
   stopVmInstance: vmAction("stopVmInstance", "stop-vm", (call) => ({
     force: call.params.type === "cold",
   })),
@@ -282,7 +321,13 @@ export const vmHandlers: ApiHandlers = {
         const { setVmState } = await import("./state.js");
         const vm = await loadVm(tx, call.path.uuid!);
         checkAction(vm, "recoverVmInstance", ALLOWED_ACTIONS.recoverVmInstance!);
-        await setVmState(tx, vm, "Stopped", { expungeDate: null });
+        // A JustCreate VM that never started has nothing to start from: it goes back to Created.
+        const spec = await tx
+          .selectFrom("vmCreationSpecs")
+          .select("vmInstanceUuid")
+          .where("vmInstanceUuid", "=", vm.uuid)
+          .executeTakeFirst();
+        await setVmState(tx, vm, spec ? "Created" : "Stopped", { expungeDate: null });
         return { inventory: await inventoryOf(tx, "VmInstance", vm.uuid) };
       }),
   },

@@ -89,6 +89,14 @@ export function registerVmWorkflows(core: Core) {
     steps.instantiateVolume,
     steps.finish,
   ]);
+  register("start-created-vm", [
+    steps.allocate,
+    steps.allocateResources,
+    steps.instantiateVolume,
+    steps.prepareNics,
+    steps.startOnHost,
+    steps.finish,
+  ]);
   register("start-vm", [
     steps.allocate,
     steps.instantiateVolume,

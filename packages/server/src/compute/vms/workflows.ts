@@ -9,6 +9,7 @@ import { cleanUpOnHost, replayCleanups } from "../hosts/cleanups.js";
 import { agentTarget } from "../hosts/connect.js";
 import type { NicAttachment, VolumeAttachment } from "../vm-resources.js";
 import { allocateHost, release } from "./allocator.js";
+import { forgetCreationSpec } from "./creation-spec.js";
 import { loadVm, setVmState } from "./state.js";
 import type { VmState } from "./states.js";
 
@@ -26,9 +27,11 @@ export interface VmData {
   l3NetworkUuids?: string[];
   staticIps?: Record<string, string>;
   rootDiskSize?: number;
-  /** End state: Running, or Stopped or Created for the create strategies. */
-  endState?: "Running" | "Stopped" | "Created";
+  /** End state: Running, or Stopped for the CreateStopped strategy. */
+  endState?: "Running" | "Stopped";
   force?: boolean;
+  /** Set on the first start of a JustCreate VM, whose creation spec `finish` removes. */
+  firstStart?: boolean;
   /** The NICs as prepared on the host, for the start command that follows. */
   nicAttachments?: NicAttachment[];
 }
@@ -149,6 +152,12 @@ export function vmSteps(core: Core) {
     async rollback(data) {
       await core.services.nics?.deleteNics(data.vmUuid);
       await core.services.volumes?.deleteVmVolumes(data.vmUuid);
+      // A JustCreate VM stays for its next first start, so it must not name the deleted volume.
+      await core.kysely
+        .updateTable("vmInstances")
+        .set({ rootVolumeUuid: null })
+        .where("uuid", "=", data.vmUuid)
+        .execute();
     },
   };
 
@@ -220,7 +229,10 @@ export function vmSteps(core: Core) {
     },
   };
 
-  /** Ends a create or start: Running, or for the create strategies Stopped / Created with capacity returned. */
+  /**
+   * Ends a create or start: Running, or Stopped with capacity returned for CreateStopped. The
+   * first start of a JustCreate VM consumes its creation spec in the same transaction.
+   */
   const finish: Step<VmData> = {
     name: "finish",
     async run(data) {
@@ -228,13 +240,17 @@ export function vmSteps(core: Core) {
         const vm = await loadVm(tx, data.vmUuid);
         const end = data.endState ?? "Running";
 
+        if (data.firstStart) {
+          await forgetCreationSpec(tx, vm.uuid);
+        }
+
         if (end === "Running") {
           await setVmState(tx, vm, "Running", { lastHostUuid: data.hostUuid });
           return;
         }
 
         await release(tx, data.hostUuid!, vm.cpuNum, Number(vm.memorySize));
-        await setVmState(tx, vm, end === "Created" ? "Stopped" : end, {
+        await setVmState(tx, vm, end, {
           hostUuid: null,
           lastHostUuid: data.hostUuid,
         });

@@ -55,7 +55,8 @@ describe.each(dialects)("VXLAN peers of joining hosts on %s", (dialect) => {
     await t?.stop();
   });
 
-  it("syncs peers when hosts join and leave", async () => {
+  it.each(["pool", "network"] as const)("syncs peers with the %s attached", async (attach) => {
+    syncs.length = 0;
     const zone = await create("createZone", { name: "z" });
     const cluster = await create("createCluster", {
       zoneUuid: zone.uuid,
@@ -70,7 +71,7 @@ describe.each(dialects)("VXLAN peers of joining hosts on %s", (dialect) => {
         cpuCapacity: 4,
         memoryCapacity: 8 * 1024 ** 3,
       });
-    const first = await addHost(`tvp-${dialect}-a`);
+    const first = await addHost(`tvp-${dialect}-${attach}-a`);
 
     const pool = await create("createL2VxlanNetworkPool", {
       name: "pool",
@@ -84,13 +85,16 @@ describe.each(dialects)("VXLAN peers of joining hosts on %s", (dialect) => {
         l2NetworkUuid: pool.uuid,
       },
     );
-    await admin.call("attachL2NetworkToCluster", {
-      path: { l2NetworkUuid: pool.uuid, clusterUuid: cluster.uuid },
-    });
     const vxlan = await create("createL2VxlanNetwork", {
       name: "vx",
       zoneUuid: zone.uuid,
       poolUuid: pool.uuid,
+    });
+    await admin.call("attachL2NetworkToCluster", {
+      path: {
+        l2NetworkUuid: attach === "pool" ? pool.uuid : vxlan.uuid,
+        clusterUuid: cluster.uuid,
+      },
     });
 
     // A NIC on the VXLAN network is prepared on the first host, so that host has the device.
@@ -109,7 +113,8 @@ describe.each(dialects)("VXLAN peers of joining hosts on %s", (dialect) => {
       .execute();
     expect(syncs).toEqual([]);
 
-    const second = await addHost(`tvp-${dialect}-b`);
+    const second = await addHost(`tvp-${dialect}-${attach}-b`);
+    const [firstVtep, secondVtep] = [vteps.get(first.uuid), vteps.get(second.uuid)];
     const recorded = await t.server.core.kysely
       .selectFrom("vteps")
       .select(["hostUuid", "vtepIp"])
@@ -117,13 +122,13 @@ describe.each(dialects)("VXLAN peers of joining hosts on %s", (dialect) => {
       .orderBy("vtepIp")
       .execute();
     expect(recorded).toEqual([
-      { hostUuid: first.uuid, vtepIp: "10.9.0.1" },
-      { hostUuid: second.uuid, vtepIp: "10.9.0.2" },
+      { hostUuid: first.uuid, vtepIp: firstVtep },
+      { hostUuid: second.uuid, vtepIp: secondVtep },
     ]);
     expect(syncs).toEqual([
       {
         hostUuid: first.uuid,
-        body: { vni: VNI, vtepCidr: VTEP_CIDR, peerVteps: ["10.9.0.1", "10.9.0.2"] },
+        body: { vni: VNI, vtepCidr: VTEP_CIDR, peerVteps: [firstVtep, secondVtep] },
       },
     ]);
 
@@ -136,7 +141,7 @@ describe.each(dialects)("VXLAN peers of joining hosts on %s", (dialect) => {
     expect(left).toEqual([{ hostUuid: first.uuid }]);
     expect(syncs.at(-1)).toEqual({
       hostUuid: first.uuid,
-      body: { vni: VNI, vtepCidr: VTEP_CIDR, peerVteps: ["10.9.0.1"] },
+      body: { vni: VNI, vtepCidr: VTEP_CIDR, peerVteps: [firstVtep] },
     });
   });
 });

@@ -20,15 +20,7 @@ export async function recordHostVteps(core: Core, hostUuid: string) {
     return;
   }
 
-  const pools = await core.kysely
-    .selectFrom("l2Networks")
-    .innerJoin("l2NetworkClusterRefs", "l2NetworkClusterRefs.l2NetworkUuid", "l2Networks.uuid")
-    .select(["l2Networks.uuid", "l2Networks.vtepCidr"])
-    .where("l2Networks.type", "=", "VxlanNetworkPool")
-    .where("l2NetworkClusterRefs.clusterUuid", "=", host.clusterUuid)
-    .execute();
-
-  for (const pool of pools) {
+  for (const pool of await poolsOfCluster(core, host.clusterUuid)) {
     const target = await agentTarget(core, hostUuid);
     const reply = await core.agents
       .call<{ vtepIp?: string }>(target, "/network/l2/check", { vtepCidr: pool.vtepCidr })
@@ -59,6 +51,31 @@ export async function recordHostVteps(core: Core, hostUuid: string) {
       .execute();
     await pushVxlanPeers(core, pool.uuid, String(pool.vtepCidr));
   }
+}
+
+/** VXLAN pools attached to a cluster, or with one of their VXLAN networks attached to it. */
+async function poolsOfCluster(core: Core, clusterUuid: string) {
+  const attached = await core.kysely
+    .selectFrom("l2Networks")
+    .innerJoin("l2NetworkClusterRefs", "l2NetworkClusterRefs.l2NetworkUuid", "l2Networks.uuid")
+    .select(["l2Networks.uuid", "l2Networks.type", "l2Networks.poolUuid"])
+    .where("l2NetworkClusterRefs.clusterUuid", "=", clusterUuid)
+    .where("l2Networks.type", "in", ["VxlanNetworkPool", "VxlanNetwork"])
+    .execute();
+  const poolUuids = new Set(
+    attached.map((l2) => (l2.type === "VxlanNetworkPool" ? l2.uuid : String(l2.poolUuid))),
+  );
+
+  if (poolUuids.size === 0) {
+    return [];
+  }
+
+  return core.kysely
+    .selectFrom("l2Networks")
+    .select(["uuid", "vtepCidr"])
+    .where("uuid", "in", [...poolUuids])
+    .orderBy("uuid")
+    .execute();
 }
 
 /** Deletes a deleted host's VTEPs and takes them out of the other hosts' replication lists. */

@@ -3,8 +3,8 @@ import type { Core } from "../core/core.js";
 import { now } from "../core/ids.js";
 
 /**
- * Records a connected host's VTEP in every VXLAN pool attached to its cluster, then sends each
- * pool's VTEP list to the hosts that have one of its VXLAN devices. A host added after its cluster
+ * Records a connected host's VTEP in every VXLAN pool its cluster uses, then sends each pool's
+ * VTEP list to the hosts that have one of its VXLAN devices. A host added after its cluster
  * got the pool thus joins the head-end replication of the hosts already there. ZStack checks the
  * pools on connect too, but fails the connect when a check fails. Here the failure is logged and
  * the pool skipped, so VMs on that pool then fail to start on the host with the agent's error.
@@ -20,8 +20,9 @@ export async function recordHostVteps(core: Core, hostUuid: string) {
     return;
   }
 
+  const target = await agentTarget(core, hostUuid);
+
   for (const pool of await poolsOfCluster(core, host.clusterUuid)) {
-    const target = await agentTarget(core, hostUuid);
     const reply = await core.agents
       .call<{ vtepIp?: string }>(target, "/network/l2/check", { vtepCidr: pool.vtepCidr })
       .catch((error: Error) => {
@@ -32,7 +33,15 @@ export async function recordHostVteps(core: Core, hostUuid: string) {
         return {} as { vtepIp?: string };
       });
 
-    if (!reply.vtepIp) {
+    const recorded = await core.kysely
+      .selectFrom("vteps")
+      .select("vtepIp")
+      .where("poolUuid", "=", pool.uuid)
+      .where("hostUuid", "=", hostUuid)
+      .executeTakeFirst();
+
+    // A reconnect with an unchanged VTEP leaves the peers as they are.
+    if (!reply.vtepIp || reply.vtepIp === recorded?.vtepIp) {
       continue;
     }
 

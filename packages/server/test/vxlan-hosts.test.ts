@@ -246,7 +246,7 @@ describe("VXLAN network across two namespace hosts", () => {
     expect(lab ? lab.leftovers() : []).toEqual([]);
   });
 
-  it("records the VTEP of each host", async () => {
+  it("pins the VMs and records VTEPs", async () => {
     expect(vms.map((vm) => vm.hostUuid)).toEqual(hostUuids);
 
     const vteps = await t.server.core.kysely

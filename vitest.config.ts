@@ -21,6 +21,7 @@ const HOST_TESTS = [
   "packages/server/test/vm-crash.test.ts",
   "packages/server/test/vm.test.ts",
   "packages/server/test/volume-attach.test.ts",
+  "packages/server/test/vxlan-hosts.test.ts",
 ];
 
 export default defineConfig({

@@ -57,16 +57,16 @@ export function guestImage() {
     .pop()!;
 }
 
-/** Serves one file over HTTP on 127.0.0.1, the way a user's image server would. */
-export async function serveFile(path: string) {
+/** Serves one file over HTTP on `host` (127.0.0.1 by default), the way a user's image server would. */
+export async function serveFile(path: string, host = "127.0.0.1") {
   const server: Server = createServer((_request, response) => {
     response.writeHead(200, { "content-length": statSync(path).size });
     createReadStream(path).pipe(response);
   });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  await new Promise<void>((done) => server.listen(0, host, done));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}/guest.qcow2`,
+    url: `http://${host}:${port}/guest.qcow2`,
     close: () => new Promise((done) => server.close(done)),
   };
 }

@@ -42,17 +42,20 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** Starts a management node in this process on a loopback port and logs in as admin. */
+/**
+ * Starts a management node in this process and logs in as admin. It listens on a loopback port
+ * unless `host` names another local address, such as one that agents in a namespace reach.
+ */
 export async function startTestServer(
   dialect: Dialect,
-  options: { dataDir?: string; database?: string } = {},
+  options: { dataDir?: string; database?: string; host?: string } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "tstack-test-"));
   const database =
     options.database ??
     (dialect === "postgres" ? await createPostgresDatabase() : join(dataDir, "tstack.db"));
   const server = await startServer({
-    host: "127.0.0.1",
+    host: options.host ?? "127.0.0.1",
     port: 0,
     dataDir,
     database,

@@ -177,6 +177,56 @@ describe.each(dialects)("networks on %s", (dialect) => {
     );
   });
 
+  it("attaches a pool's VXLAN networks with the pool", async () => {
+    const cluster = await create(admin, "createCluster", {
+      zoneUuid: zone.uuid,
+      name: "vx",
+      hypervisorType: "KVM",
+    });
+    const pool = await create(admin, "createL2VxlanNetworkPool", {
+      name: "attached-pool",
+      zoneUuid: zone.uuid,
+      vtepCidr: "192.168.78.0/24",
+    });
+    await create(
+      admin,
+      "createVniRange",
+      { name: "r", startVni: 7000, endVni: 7009 },
+      { l2NetworkUuid: pool.uuid },
+    );
+    const vxlan = () =>
+      create(admin, "createL2VxlanNetwork", {
+        name: "vx",
+        zoneUuid: zone.uuid,
+        poolUuid: pool.uuid,
+      });
+    const attachedClusters = async (uuid: string) => {
+      const [l2] = (
+        await admin.call<{ inventories: Inventory[] }>("queryL2Network", { path: { uuid } })
+      ).inventories;
+      return l2!.attachedClusterUuids;
+    };
+
+    const before = await vxlan();
+    await admin.call("attachL2NetworkToCluster", {
+      path: { l2NetworkUuid: pool.uuid, clusterUuid: cluster.uuid },
+    });
+    const after = await vxlan();
+    expect(await attachedClusters(pool.uuid)).toEqual([cluster.uuid]);
+    expect(await attachedClusters(before.uuid)).toEqual([cluster.uuid]);
+    expect(after.attachedClusterUuids).toEqual([cluster.uuid]);
+
+    const l3 = await create(admin, "createL3Network", { name: "l3", l2NetworkUuid: after.uuid });
+    expect(await nics.clustersReaching!([l3.uuid])).toEqual([cluster.uuid]);
+
+    await admin.call("detachL2NetworkFromCluster", {
+      path: { l2NetworkUuid: pool.uuid, clusterUuid: cluster.uuid },
+    });
+    expect(await attachedClusters(pool.uuid)).toEqual([]);
+    expect(await attachedClusters(before.uuid)).toEqual([]);
+    expect(await attachedClusters(after.uuid)).toEqual([]);
+  });
+
   it("validates IP ranges: one CIDR, no overlap, gateway outside, sane CIDR", async () => {
     const l2 = await create(admin, "createL2NoVlanNetwork", { name: "l2", zoneUuid: zone.uuid });
     const l3 = await create(admin, "createL3Network", { name: "l3", l2NetworkUuid: l2.uuid });

@@ -13,6 +13,7 @@ import {
 } from "./dnsmasq-config.js";
 import {
   hostRun,
+  ipJson,
   linkExists,
   listNamespaces,
   type NetworkHost,
@@ -88,8 +89,9 @@ async function prepareLocked(host: NetworkHost, l3: L3NetworkSpec): Promise<Dhcp
       reverter.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
     }
 
-    await writeFileAtomic(join(dir, "l3.json"), `${JSON.stringify(l3, null, 2)}\n`);
-    await ensureDnsmasq(host, server, l3, reverter);
+    const spec = await withTunnelMtu(host, l3, devices.uplink);
+    await writeFileAtomic(join(dir, "l3.json"), `${JSON.stringify(spec, null, 2)}\n`);
+    await ensureDnsmasq(host, server, spec, reverter);
 
     if (await ensureMetadataServer(host, server, l3)) {
       reverter.add("stop metadata server", () => stopMetadataServer(host, l3.l3NetworkUuid));
@@ -101,6 +103,20 @@ async function prepareLocked(host: NetworkHost, l3: L3NetworkSpec): Promise<Dhcp
 
     return server;
   });
+}
+
+/**
+ * Gives a VXLAN network without an MTU the MTU of its VXLAN device, which the kernel sets to the
+ * underlay's minus the 50 bytes of encapsulation. Guests left at 1500 bytes would send frames
+ * that the bridge drops before the tunnel.
+ */
+async function withTunnelMtu(host: NetworkHost, l3: L3NetworkSpec, uplink: string | undefined) {
+  if (l3.mtu !== undefined || l3.l2.type !== "Vxlan" || uplink === undefined) {
+    return l3;
+  }
+
+  const [link] = await ipJson<{ mtu?: number }>(host, ["link", "show", "dev", uplink]);
+  return link?.mtu === undefined ? l3 : { ...l3, mtu: link.mtu };
 }
 
 async function ensureNamespace(namespace: string, reverter: Reverter) {

@@ -120,6 +120,41 @@ async function chooseVni(tx: Transaction<Database>, poolUuid: string, requested?
   );
 }
 
+/**
+ * Attaches a new VXLAN network to every cluster its pool is attached to. As in ZStack, a pool's
+ * VXLAN networks follow the pool's cluster attachments, so a VM can use a network created after
+ * the pool was attached.
+ */
+async function inheritPoolClusters(tx: Transaction<Database>, poolUuid: string, l2Uuid: string) {
+  const refs = await tx
+    .selectFrom("l2NetworkClusterRefs")
+    .select("clusterUuid")
+    .where("l2NetworkUuid", "=", poolUuid)
+    .execute();
+
+  for (const ref of refs) {
+    await tx
+      .insertInto("l2NetworkClusterRefs")
+      .values({ l2NetworkUuid: l2Uuid, clusterUuid: ref.clusterUuid, createDate: now() })
+      .onConflict((conflict) => conflict.columns(["l2NetworkUuid", "clusterUuid"]).doNothing())
+      .execute();
+  }
+}
+
+/** The L2 network and, for a VXLAN pool, the VXLAN networks in it: what attaches together. */
+async function attachedTogether(db: Core["kysely"] | Transaction<Database>, l2: Row) {
+  if (l2.type !== "VxlanNetworkPool") {
+    return [String(l2.uuid)];
+  }
+
+  const members = await db
+    .selectFrom("l2Networks")
+    .select("uuid")
+    .where("poolUuid", "=", String(l2.uuid))
+    .execute();
+  return [String(l2.uuid), ...members.map((member) => member.uuid)];
+}
+
 const createVxlanNetwork: ApiHandler = {
   async check(core, call) {
     const pool = await loadPool(core.kysely, call.params.poolUuid, "params.poolUuid");
@@ -151,6 +186,7 @@ const createVxlanNetwork: ApiHandler = {
         },
         call,
       );
+      await inheritPoolClusters(tx, poolUuid, String(row.uuid));
       return { inventory: await inventoryOf(tx, "L2Network", String(row.uuid)) };
     }),
   // VNIs of one pool are chosen one create at a time.
@@ -358,11 +394,14 @@ const attachL2NetworkToCluster: ApiHandler = {
 
     return call.commit(async (tx) => {
       const stamp = now();
-      await tx
-        .insertInto("l2NetworkClusterRefs")
-        .values({ l2NetworkUuid: l2Uuid, clusterUuid, createDate: stamp })
-        .onConflict((conflict) => conflict.columns(["l2NetworkUuid", "clusterUuid"]).doNothing())
-        .execute();
+
+      for (const l2NetworkUuid of await attachedTogether(tx, l2)) {
+        await tx
+          .insertInto("l2NetworkClusterRefs")
+          .values({ l2NetworkUuid, clusterUuid, createDate: stamp })
+          .onConflict((conflict) => conflict.columns(["l2NetworkUuid", "clusterUuid"]).doNothing())
+          .execute();
+      }
 
       for (const vtep of vteps) {
         await tx
@@ -394,24 +433,26 @@ const detachL2NetworkFromCluster: ApiHandler = {
     call.commit(async (tx) => {
       const l2Uuid = call.path.l2NetworkUuid!;
       const clusterUuid = call.path.clusterUuid!;
+      const l2 = await referenced(tx, "l2Networks", l2Uuid, "l2NetworkUuid", "L2 network");
+      const detached = await attachedTogether(tx, l2);
       const inUse = await tx
         .selectFrom("vmNicHostRefs")
         .innerJoin("hosts", "hosts.uuid", "vmNicHostRefs.hostUuid")
-        .select(["vmNicHostRefs.nicUuid", "hosts.uuid as hostUuid"])
-        .where("vmNicHostRefs.l2NetworkUuid", "=", l2Uuid)
+        .select(["vmNicHostRefs.nicUuid", "vmNicHostRefs.l2NetworkUuid", "hosts.uuid as hostUuid"])
+        .where("vmNicHostRefs.l2NetworkUuid", "in", detached)
         .where("hosts.clusterUuid", "=", clusterUuid)
         .executeTakeFirst();
 
       if (inUse) {
         throw new ApiError(
           "invalidState",
-          `VM NIC ${inUse.nicUuid} uses L2 network ${l2Uuid} on host ${inUse.hostUuid} of cluster ${clusterUuid}; stop or migrate its VM first`,
+          `VM NIC ${inUse.nicUuid} uses L2 network ${inUse.l2NetworkUuid} on host ${inUse.hostUuid} of cluster ${clusterUuid}; stop or migrate its VM first`,
         );
       }
 
       await tx
         .deleteFrom("l2NetworkClusterRefs")
-        .where("l2NetworkUuid", "=", l2Uuid)
+        .where("l2NetworkUuid", "in", detached)
         .where("clusterUuid", "=", clusterUuid)
         .execute();
       await tx

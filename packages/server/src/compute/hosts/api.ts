@@ -305,7 +305,7 @@ export function hostHandlers(_agents: AgentClient): ApiHandlers {
           await unregisterFromSimulator(core, String(target.uuid), "host");
         }
 
-        return call.commit(async (tx) => {
+        const result = await call.commit(async (tx) => {
           const host = await loadResource(tx, "Host", call.path.uuid!, call.caller);
           await tx.deleteFrom("hostCapacities").where("uuid", "=", String(host.uuid)).execute();
           await tx.deleteFrom("simulatorHosts").where("uuid", "=", String(host.uuid)).execute();
@@ -323,6 +323,8 @@ export function hostHandlers(_agents: AgentClient): ApiHandlers {
           });
           return {};
         });
+        await core.bus.publish("host.deleted", { hostUuid: String(target.uuid) });
+        return result;
       },
     },
     getCpuMemoryCapacity: {

@@ -1,8 +1,7 @@
-import { access, mkdir, rm } from "node:fs/promises";
+import { access, mkdir, open, rm } from "node:fs/promises";
 import path from "node:path";
 import { StorageError } from "./errors.js";
 import { findCachedImage } from "./image-cache.js";
-import { createOverlay } from "./overlay.js";
 import { imageCacheFile, type VolumeRef, volumeDir, volumeFile } from "./primary.js";
 import {
   createImage,
@@ -22,6 +21,12 @@ export interface VolumeFileInfo {
   backingFile?: string;
   backingFormat?: ImageFormat;
 }
+
+/** Bytes of the qcow2 header fields up to and including the virtual size. */
+const QCOW2_HEADER_BYTES = 32;
+
+/** "QFI\xfb", the first four bytes of every qcow2 file. */
+const QCOW2_MAGIC = 0x514649fb;
 
 /** Options of `createRootVolume`. */
 export interface CreateRootVolumeOptions {
@@ -72,13 +77,49 @@ export async function createRootVolume(
     );
   }
 
+  // The path is rebuilt from the UUID, never read from the metadata file.
+  const backingFile = imageCacheFile(root, options.imageUuid);
+
   return inNewVolumeDir(root, volume, file, async () => {
-    const info = await createOverlay(cached.path, file, {
-      allowedDirs: [root],
-      size: options.size,
+    await createImage(file, {
+      format: "qcow2",
+      backingFile,
+      backingFormat: "qcow2",
+      size: options.size ?? cached.virtualSize,
     });
-    return toVolumeFile(volume.volumeUuid, info);
+    return newOverlayInfo(volume.volumeUuid, file, backingFile);
   });
+}
+
+/**
+ * Describes an overlay that `qemu-img create` just made, from its qcow2 header and `stat`, so a
+ * root volume costs one qemu-img process. The cache file needs no `qemu-img info` here: the fill
+ * checked it (qcow2, no backing file) before writing its metadata, and nothing writes it later.
+ */
+async function newOverlayInfo(fileUuid: string, file: string, backingFile: string) {
+  const header = Buffer.alloc(QCOW2_HEADER_BYTES);
+  const handle = await open(file, "r");
+
+  try {
+    await handle.read(header, 0, QCOW2_HEADER_BYTES, 0);
+
+    if (header.readUInt32BE(0) !== QCOW2_MAGIC) {
+      throw new StorageError("CORRUPT_IMAGE", `${file} has no qcow2 header after qemu-img create`);
+    }
+
+    const { blocks } = await handle.stat();
+    return {
+      fileUuid,
+      path: file,
+      // qcow2 header: magic at byte 0, virtual size as a big-endian u64 at byte 24.
+      virtualSize: Number(header.readBigUInt64BE(24)),
+      actualSize: blocks * 512,
+      backingFile,
+      backingFormat: "qcow2" as const,
+    };
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

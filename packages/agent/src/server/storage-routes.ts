@@ -22,6 +22,7 @@ const ASYNC_PATHS = new Set<keyof StorageCommands>([
   "/imagestore/download",
   "/imagestore/upload",
   "/storage/imagecache/fill",
+  "/storage/imagecache/gc",
   "/storage/snapshot/delete",
   "/storage/volume/export",
 ]);

@@ -182,6 +182,28 @@ function readAgentLog(imageUuid) {
   return { downloads, fills, overlayMs };
 }
 
+/**
+ * Reads the agent's log until it shows `count` root volume creations. Fastify logs "request
+ * completed" after the response is sent, so the last line can arrive after the create's job ended.
+ */
+async function waitForAgentLog(imageUuid, count) {
+  const deadline = Date.now() + 30_000;
+  let log = readAgentLog(imageUuid);
+
+  while (log.overlayMs.length < count) {
+    if (Date.now() > deadline) {
+      throw new Error(
+        `agent.log shows ${log.overlayMs.length} root volume creations, not ${count}`,
+      );
+    }
+
+    await sleep(100);
+    log = readAgentLog(imageUuid);
+  }
+
+  return log;
+}
+
 async function expungeAll(client) {
   const { inventories } = await client.query("queryVmInstance");
 
@@ -251,14 +273,7 @@ async function main() {
     serialCreates.push(await createOne(admin, imageUuid, `serial-${index}`));
   }
 
-  const log = readAgentLog(imageUuid);
-
-  if (log.overlayMs.length !== vmCount + serialCount) {
-    throw new Error(
-      `agent.log shows ${log.overlayMs.length} root volume creations, not ${vmCount + serialCount}`,
-    );
-  }
-
+  const log = await waitForAgentLog(imageUuid, vmCount + serialCount);
   // The log lists the burst's creations first.
   const burstOverlays = log.overlayMs.slice(0, vmCount);
   const serialOverlays = log.overlayMs.slice(vmCount);

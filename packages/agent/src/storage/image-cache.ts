@@ -4,6 +4,7 @@ import { KeyedQueue } from "../keyed-queue.js";
 import { type DownloadedImage, type DownloadProgress, downloadImage } from "./download.js";
 import { StorageError } from "./errors.js";
 import { readJsonIfExists, writeJsonAtomic } from "./json-file.js";
+import { overlayTemplate } from "./overlay-template.js";
 import { imageCacheDir, imageCacheFile } from "./primary.js";
 import { convertImage, imageInfo } from "./qemu-img.js";
 import { SingleFlight } from "./single-flight.js";
@@ -101,6 +102,11 @@ async function fill(root: string, options: FillImageCacheOptions): Promise<Cache
       source.format === "tar"
         ? await placeAsTar(root, options.imageUuid, source)
         : await placeAsQcow2(root, options.imageUuid, source);
+    if (cached.sourceFormat !== "tar") {
+      // Made now, the template is ready when the first root volumes are created together.
+      await overlayTemplate(root, options.imageUuid, cached.virtualSize);
+    }
+
     // The metadata is written last: its presence marks a verified cache file.
     await writeJsonAtomic(metadataFile(root, options.imageUuid), cached);
     return cached;

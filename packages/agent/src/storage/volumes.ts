@@ -1,7 +1,9 @@
-import { access, mkdir, open, rm } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, copyFile, mkdir, open, rm } from "node:fs/promises";
 import path from "node:path";
 import { StorageError } from "./errors.js";
 import { findCachedImage } from "./image-cache.js";
+import { overlayTemplate } from "./overlay-template.js";
 import { imageCacheFile, type VolumeRef, volumeDir, volumeFile } from "./primary.js";
 import {
   createImage,
@@ -38,8 +40,9 @@ export interface CreateRootVolumeOptions {
 
 /**
  * Creates a root volume as a qcow2 overlay on the cached image, so it shares the image's data
- * and stores only its own writes. The image must already be in the cache. Repeating the call for
- * a volume that already exists on the same image returns the existing file.
+ * and stores only its own writes. The overlay is a copy of the image's overlay template for that
+ * size (see `overlayTemplate`). The image must already be in the cache. Repeating the call for a
+ * volume that already exists on the same image returns the existing file.
  */
 export async function createRootVolume(
   root: string,
@@ -80,21 +83,19 @@ export async function createRootVolume(
   // The path is rebuilt from the UUID, never read from the metadata file.
   const backingFile = imageCacheFile(root, options.imageUuid);
 
+  const size = options.size ?? cached.virtualSize;
+  const template = await overlayTemplate(root, options.imageUuid, size);
+
   return inNewVolumeDir(root, volume, file, async () => {
-    await createImage(file, {
-      format: "qcow2",
-      backingFile,
-      backingFormat: "qcow2",
-      size: options.size ?? cached.virtualSize,
-    });
+    await copyFile(template, file, constants.COPYFILE_EXCL);
     return newOverlayInfo(volume.volumeUuid, file, backingFile);
   });
 }
 
 /**
- * Describes an overlay that `qemu-img create` just made, from its qcow2 header and `stat`, so a
- * root volume costs one qemu-img process. The cache file needs no `qemu-img info` here: the fill
- * checked it (qcow2, no backing file) before writing its metadata, and nothing writes it later.
+ * Describes a new overlay from its qcow2 header and `stat`, without a qemu-img process. The cache
+ * file needs no `qemu-img info` here: the fill checked it (qcow2, no backing file) before writing
+ * its metadata, and nothing writes it later.
  */
 async function newOverlayInfo(fileUuid: string, file: string, backingFile: string) {
   const header = Buffer.alloc(QCOW2_HEADER_BYTES);
@@ -104,7 +105,10 @@ async function newOverlayInfo(fileUuid: string, file: string, backingFile: strin
     await handle.read(header, 0, QCOW2_HEADER_BYTES, 0);
 
     if (header.readUInt32BE(0) !== QCOW2_MAGIC) {
-      throw new StorageError("CORRUPT_IMAGE", `${file} has no qcow2 header after qemu-img create`);
+      throw new StorageError(
+        "CORRUPT_IMAGE",
+        `new root volume ${file} has no qcow2 header; delete the overlay-<size>.qcow2 template in the image's cache directory so that it is made again`,
+      );
     }
 
     const { blocks } = await handle.stat();

@@ -9,10 +9,10 @@
 //
 // Both numbers come from the agent's own request log (agent.log, Fastify's pino lines):
 // - downloads: GET requests for the image's file on the image store's HTTP route,
-// - overlay time: `responseTime` of each POST /storage/volume/root/create, which reads the cache
-//   metadata and runs qemu-img info (cache), qemu-img create (overlay) and qemu-img info (overlay).
+// - overlay time: `responseTime` of each POST /storage/volume/root/create, the whole agent
+//   command that makes the root volume's qcow2 overlay on the cached image.
 // Then --serial VMs are created one at a time from the cached image, for the overlay time
-// without 20 commands competing for 2 cores.
+// without 20 commands arriving at once.
 // Usage: npm run bench -- storage [--vms 20] [--serial 10]
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";

@@ -134,6 +134,60 @@ describe.each(dialects)("simulator on %s", (dialect) => {
     expect(leftMacs).toEqual([]);
   });
 
+  it("collects an unused image cache entry", async () => {
+    const image = (
+      await admin.call<{ inventory: { uuid: string } }>("addImage", {
+        params: {
+          name: "collected",
+          url: "http://192.0.2.10/images/collected.qcow2",
+          format: "qcow2",
+          mediaType: "RootVolumeTemplate",
+          backupStorageUuids: [cloud.backupStorageUuid],
+        },
+      })
+    ).inventory;
+    const keeper = await createVm("keeps-cache");
+    const expunged = (
+      await admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name: "drops-cache",
+          imageUuid: image.uuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          strategy: "CreateStopped",
+        },
+      })
+    ).inventory;
+    await vmAction("destroyVmInstance", expunged.uuid);
+    await admin.call("expungeVmInstance", { path: { uuid: expunged.uuid }, params: {} });
+    const gracePath = {
+      category: "primaryStorage",
+      name: "imageCache.garbageCollector.gracePeriod",
+    };
+    await admin.call("updateGlobalConfig", { path: gracePath, params: { value: "1" } });
+    // Lets the 1 s grace period pass for the entry filled above.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+
+    await admin.call("cleanUpImageCacheOnPrimaryStorage", {
+      path: { uuid: cloud.primaryStorageUuid },
+      params: {},
+    });
+
+    const rows = (
+      await admin.query<{ imageUuid: string }>("queryImageCache", [
+        `primaryStorageUuid=${cloud.primaryStorageUuid}`,
+      ])
+    ).inventories.map((row) => row.imageUuid);
+    const [primary] = await simulatorState(cloud.primaryStorageUuid);
+    expect(rows).not.toContain(image.uuid);
+    expect(rows).toContain(cloud.imageUuid);
+    expect(primary?.imageCache).not.toContain(image.uuid);
+    expect(primary?.imageCache).toContain(cloud.imageUuid);
+
+    await admin.call("updateGlobalConfig", { path: gracePath, params: { value: "3600" } });
+    await vmAction("destroyVmInstance", keeper.uuid);
+    await admin.call("expungeVmInstance", { path: { uuid: keeper.uuid }, params: {} });
+  });
+
   it("rolls back a create that fails on a fault", async () => {
     const capacity = async () =>
       admin.call<Record<string, number>>("getCpuMemoryCapacity", {

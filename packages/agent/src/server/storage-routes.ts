@@ -22,6 +22,7 @@ const ASYNC_PATHS = new Set<keyof StorageCommands>([
   "/imagestore/download",
   "/imagestore/upload",
   "/storage/imagecache/fill",
+  "/storage/imagecache/gc",
   "/storage/snapshot/delete",
   "/storage/volume/export",
 ]);
@@ -260,7 +261,11 @@ function registerImageFileRoute(app: FastifyInstance, context: ServerContext) {
       return known;
     }
 
-    const instance = Fastify({ loggerInstance: app.log }) as unknown as FastifyInstance;
+    // The outer server already logs each request, so the inner one would only repeat it.
+    const instance = Fastify({
+      loggerInstance: app.log,
+      disableRequestLogging: true,
+    }) as unknown as FastifyInstance;
     instance.register(imageStoreHttp, {
       root,
       secret: imageStoreSecret(context.secret()),

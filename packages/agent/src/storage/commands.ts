@@ -2,6 +2,7 @@ import path from "node:path";
 import type { DownloadProgress } from "./download.js";
 import { StorageError } from "./errors.js";
 import { type CachedImage, deleteCachedImage, fillImageCache } from "./image-cache.js";
+import { collectImageCacheGarbage, type ImageCacheGcResult } from "./image-cache-gc.js";
 import {
   addImage,
   deleteImage,
@@ -72,6 +73,14 @@ export interface ImageCacheFillCommand extends StorageRootCommand {
 /** Body of `/storage/imagecache/delete`. */
 export interface ImageCacheDeleteCommand extends StorageRootCommand {
   imageUuid: string;
+}
+
+/** Body of `/storage/imagecache/gc`: delete the named cache entries that nothing uses. */
+export interface ImageCacheGcCommand extends StorageRootCommand {
+  /** Entries that no volume or CD-ROM in the management node's database uses. */
+  imageUuids: string[];
+  /** Seconds after its last fill during which an entry is kept anyway. */
+  graceSeconds: number;
 }
 
 /** Body of `/storage/volume/root/create`. */
@@ -159,6 +168,7 @@ export interface StorageCommands {
   "/storage/primary/capacity": [StorageRootCommand, PrimaryStorageCapacity];
   "/storage/imagecache/fill": [ImageCacheFillCommand, CachedImage];
   "/storage/imagecache/delete": [ImageCacheDeleteCommand, Record<string, never>];
+  "/storage/imagecache/gc": [ImageCacheGcCommand, ImageCacheGcResult];
   "/storage/volume/root/create": [CreateRootVolumeCommand, VolumeFileInfo];
   "/storage/volume/data/create": [CreateDataVolumeCommand, VolumeFileInfo];
   "/storage/volume/delete": [VolumeCommand, Record<string, never>];
@@ -214,6 +224,11 @@ export function storageCommandHandlers(policy: UrlPolicy): StorageCommandHandler
       }),
     "/storage/imagecache/delete": async (body) =>
       empty(deleteCachedImage(checkRoot(body), body.imageUuid)),
+    "/storage/imagecache/gc": async (body) =>
+      collectImageCacheGarbage(checkRoot(body), {
+        imageUuids: body.imageUuids,
+        graceSeconds: body.graceSeconds,
+      }),
     "/storage/volume/root/create": async (body) =>
       createRootVolume(checkRoot(body), {
         volume: { type: "Root", accountUuid: body.accountUuid, volumeUuid: body.volumeUuid },

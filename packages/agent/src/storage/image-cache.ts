@@ -1,8 +1,10 @@
-import { mkdir, rename, rm } from "node:fs/promises";
+import { mkdir, rename, rm, utimes } from "node:fs/promises";
 import path from "node:path";
+import { KeyedQueue } from "../keyed-queue.js";
 import { type DownloadedImage, type DownloadProgress, downloadImage } from "./download.js";
 import { StorageError } from "./errors.js";
 import { readJsonIfExists, writeJsonAtomic } from "./json-file.js";
+import { overlayTemplate } from "./overlay-template.js";
 import { imageCacheDir, imageCacheFile } from "./primary.js";
 import { convertImage, imageInfo } from "./qemu-img.js";
 import { SingleFlight } from "./single-flight.js";
@@ -46,6 +48,12 @@ export interface CachedImage {
 const fills = new SingleFlight<CachedImage>();
 
 /**
+ * Serializes the fills and the garbage collection of one cache directory, so a collection never
+ * deletes an entry between a fill's check and its reply.
+ */
+export const cacheEntryQueue = new KeyedQueue();
+
+/**
  * Copies an image into the primary storage's image cache unless it is already there. Concurrent
  * calls for one image on one storage share a single copy. The source is verified against the
  * expected checksum before the cache file appears, and a raw source is converted to qcow2.
@@ -58,7 +66,7 @@ export async function fillImageCache(
   assertChecksumGiven(options);
   // NOTE: callers that join a running fill share its AbortSignal, so aborting the first caller
   // fails them all.
-  return fills.run(dir, () => fill(root, options));
+  return fills.run(dir, () => cacheEntryQueue.run(dir, () => fill(root, options)));
 }
 
 /** Returns a cached image, or undefined when the cache has no verified copy. */
@@ -71,13 +79,15 @@ export async function findCachedImage(
 
 /** Deletes a cached image. The caller checks that no volume on this storage still uses it. */
 export async function deleteCachedImage(root: string, imageUuid: string): Promise<void> {
-  await rm(imageCacheDir(root, imageUuid), { recursive: true, force: true });
+  const dir = imageCacheDir(root, imageUuid);
+  await cacheEntryQueue.run(dir, () => rm(dir, { recursive: true, force: true }));
 }
 
 async function fill(root: string, options: FillImageCacheOptions): Promise<CachedImage> {
   const existing = await findCachedImage(root, options.imageUuid);
 
   if (existing) {
+    await markUsed(root, options.imageUuid);
     return existing;
   }
 
@@ -92,6 +102,11 @@ async function fill(root: string, options: FillImageCacheOptions): Promise<Cache
       source.format === "tar"
         ? await placeAsTar(root, options.imageUuid, source)
         : await placeAsQcow2(root, options.imageUuid, source);
+    if (cached.sourceFormat !== "tar") {
+      // Made now, the template is ready when the first root volumes are created together.
+      await overlayTemplate(root, options.imageUuid, cached.virtualSize);
+    }
+
     // The metadata is written last: its presence marks a verified cache file.
     await writeJsonAtomic(metadataFile(root, options.imageUuid), cached);
     return cached;
@@ -164,6 +179,16 @@ function assertChecksum(source: DownloadedImage, options: FillImageCacheOptions)
   }
 }
 
-function metadataFile(root: string, imageUuid: string) {
+/**
+ * Sets the metadata file's mtime to now. Garbage collection keeps an entry whose mtime is within
+ * its grace period, so a root volume that is created right after this fill finds its image.
+ */
+async function markUsed(root: string, imageUuid: string) {
+  const time = new Date();
+  await utimes(metadataFile(root, imageUuid), time, time);
+}
+
+/** Path of a cache entry's metadata file, whose presence marks a complete entry. */
+export function metadataFile(root: string, imageUuid: string) {
   return path.join(imageCacheDir(root, imageUuid), `${imageUuid}.json`);
 }

@@ -2,6 +2,7 @@ export * from "./commands.js";
 export * from "./download.js";
 export * from "./errors.js";
 export * from "./image-cache.js";
+export * from "./image-cache-gc.js";
 export * from "./image-store.js";
 export * from "./image-store-http.js";
 export * from "./image-store-token.js";

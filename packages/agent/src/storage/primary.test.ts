@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { access, readdir, writeFile } from "node:fs/promises";
+import { access, readdir, readFile, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -133,6 +133,7 @@ describe("image cache", () => {
     expect(await readdir(path.dirname(cached.path))).toEqual([
       `${RAW_IMAGE}.json`,
       `${RAW_IMAGE}.qcow2`,
+      `overlay-${info.virtualSize}.qcow2`,
     ]);
   });
 
@@ -191,6 +192,27 @@ describe("volumes", () => {
     expect(created.path).toBe(path.join(expected, `${volume.volumeUuid}.qcow2`));
     expect(created.backingFile).toBe(cached.path);
     expect(created.virtualSize).toBe(4 * MiB);
+  });
+
+  it("copies exactly what qemu-img create makes", async () => {
+    const cached = await fill(QCOW2_IMAGE);
+    const reference = path.join(primary.dir, "reference.qcow2");
+    await run("qemu-img", [
+      ...["create", "-q", "-f", "qcow2", "-b", cached.path, "-F", "qcow2"],
+      ...[reference, String(16 * MiB)],
+    ]);
+
+    const created = await createRootVolume(primary.dir, {
+      volume: rootVolume(uuid("7")),
+      imageUuid: QCOW2_IMAGE,
+      size: 16 * MiB,
+    });
+
+    expect(Buffer.compare(await readFile(created.path), await readFile(reference))).toBe(0);
+    const info = await imageInfo(created.path, { allowedDirs: [primary.dir], format: "qcow2" });
+    expect(info.backingFile).toBe(cached.path);
+    expect(info.virtualSize).toBe(created.virtualSize);
+    expect(info.actualSize).toBe(created.actualSize);
   });
 
   it("creates a bigger root volume and rejects a smaller one", async () => {

@@ -1,8 +1,9 @@
-import { access, mkdir, rm } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, copyFile, mkdir, open, rm } from "node:fs/promises";
 import path from "node:path";
 import { StorageError } from "./errors.js";
 import { findCachedImage } from "./image-cache.js";
-import { createOverlay } from "./overlay.js";
+import { overlayTemplate } from "./overlay-template.js";
 import { imageCacheFile, type VolumeRef, volumeDir, volumeFile } from "./primary.js";
 import {
   createImage,
@@ -23,6 +24,12 @@ export interface VolumeFileInfo {
   backingFormat?: ImageFormat;
 }
 
+/** Bytes of the qcow2 header fields up to and including the virtual size. */
+const QCOW2_HEADER_BYTES = 32;
+
+/** "QFI\xfb", the first four bytes of every qcow2 file. */
+const QCOW2_MAGIC = 0x514649fb;
+
 /** Options of `createRootVolume`. */
 export interface CreateRootVolumeOptions {
   volume: VolumeRef & { type: "Root" };
@@ -33,8 +40,9 @@ export interface CreateRootVolumeOptions {
 
 /**
  * Creates a root volume as a qcow2 overlay on the cached image, so it shares the image's data
- * and stores only its own writes. The image must already be in the cache. Repeating the call for
- * a volume that already exists on the same image returns the existing file.
+ * and stores only its own writes. The overlay is a copy of the image's overlay template for that
+ * size (see `overlayTemplate`). The image must already be in the cache. Repeating the call for a
+ * volume that already exists on the same image returns the existing file.
  */
 export async function createRootVolume(
   root: string,
@@ -72,13 +80,50 @@ export async function createRootVolume(
     );
   }
 
+  // The path is rebuilt from the UUID, never read from the metadata file.
+  const backingFile = imageCacheFile(root, options.imageUuid);
+
+  const size = options.size ?? cached.virtualSize;
+  const template = await overlayTemplate(root, options.imageUuid, size);
+
   return inNewVolumeDir(root, volume, file, async () => {
-    const info = await createOverlay(cached.path, file, {
-      allowedDirs: [root],
-      size: options.size,
-    });
-    return toVolumeFile(volume.volumeUuid, info);
+    await copyFile(template, file, constants.COPYFILE_EXCL);
+    return newOverlayInfo(volume.volumeUuid, file, backingFile);
   });
+}
+
+/**
+ * Describes a new overlay from its qcow2 header and `stat`, without a qemu-img process. The cache
+ * file needs no `qemu-img info` here: the fill checked it (qcow2, no backing file) before writing
+ * its metadata, and nothing writes it later.
+ */
+async function newOverlayInfo(fileUuid: string, file: string, backingFile: string) {
+  const header = Buffer.alloc(QCOW2_HEADER_BYTES);
+  const handle = await open(file, "r");
+
+  try {
+    await handle.read(header, 0, QCOW2_HEADER_BYTES, 0);
+
+    if (header.readUInt32BE(0) !== QCOW2_MAGIC) {
+      throw new StorageError(
+        "CORRUPT_IMAGE",
+        `new root volume ${file} has no qcow2 header; delete the overlay-<size>.qcow2 template in the image's cache directory so that it is made again`,
+      );
+    }
+
+    const { blocks } = await handle.stat();
+    return {
+      fileUuid,
+      path: file,
+      // qcow2 header: magic at byte 0, virtual size as a big-endian u64 at byte 24.
+      virtualSize: Number(header.readBigUInt64BE(24)),
+      actualSize: blocks * 512,
+      backingFile,
+      backingFormat: "qcow2" as const,
+    };
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

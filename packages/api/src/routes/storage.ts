@@ -352,6 +352,10 @@ const primaryStorageRoutes = [
     "syncPrimaryStorageCapacity",
     "Measure a primary storage's physical capacity again and recompute what is available",
   ),
+  primaryStorageAction(
+    "cleanUpImageCacheOnPrimaryStorage",
+    "Delete the image cache entries of a primary storage that no volume or CD-ROM uses",
+  ),
   {
     name: "deletePrimaryStorage",
     method: "DELETE",

@@ -67,4 +67,22 @@ export function defineStorageConfig(core: Core) {
     range: [10, 7 * 86_400],
     description: "Seconds copying an image into a primary storage's image cache may take",
   });
+  define({
+    category: "primaryStorage",
+    name: "imageCache.garbageCollector.interval",
+    type: "Integer",
+    defaultValue: "86400",
+    range: [60, 30 * 86_400],
+    description:
+      "Seconds between two runs of the image cache garbage collection, which deletes cache entries that no volume or CD-ROM uses",
+  });
+  define({
+    category: "primaryStorage",
+    name: "imageCache.garbageCollector.gracePeriod",
+    type: "Integer",
+    defaultValue: "3600",
+    range: [1, 30 * 86_400],
+    description:
+      "Seconds after its last use by a fill during which an unused image cache entry is kept",
+  });
 }

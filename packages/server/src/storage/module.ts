@@ -3,6 +3,7 @@ import type { Module } from "../modules.js";
 import { queryHandler } from "../resources/crud.js";
 import { backupStorageHandlers } from "./backup-storage.js";
 import { defineStorageConfig } from "./config.js";
+import { ImageCacheCollector } from "./image-cache-gc.js";
 import { failUnfinishedImages, imageHandlers } from "./images.js";
 import { isoHandlers } from "./iso.js";
 import { primaryStorageHandlers } from "./primary-storage.js";
@@ -18,11 +19,13 @@ import { removeUnfinishedDataVolumes, volumeHandlers } from "./volumes-api.js";
 /** Storage: image stores, images, primary storage, image caches and root volumes. */
 export function storageModule(): Module {
   let moduleCore: Core | undefined;
+  let collector: ImageCacheCollector | undefined;
   const module: Module = {
     handlers: {},
     register(core: Core) {
       moduleCore = core;
       defineStorageConfig(core);
+      collector = new ImageCacheCollector(core);
       const volumes = new StorageVolumeService(core);
       core.services.volumes = volumes;
       registerAttachWorkflows(core);
@@ -43,6 +46,12 @@ export function storageModule(): Module {
     async recover() {
       await removeUnfinishedDataVolumes(moduleCore!);
       await failUnfinishedImages(moduleCore!);
+    },
+    start() {
+      collector!.start();
+    },
+    stop() {
+      collector?.stop();
     },
   };
   return module;

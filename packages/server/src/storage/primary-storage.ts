@@ -16,6 +16,7 @@ import type { ApiCall, ApiHandler, ApiHandlers } from "../rest/api.js";
 import { agentReason, storageCall } from "./agent.js";
 import { type PhysicalCapacity, recordCapacity, sumLocalStorage } from "./capacity.js";
 import { checkStorageDirectory, queryList } from "./checks.js";
+import { collectImageCacheGarbage } from "./image-cache-gc.js";
 
 const PRIMARY_STORAGE_STATES: Record<string, Record<string, string>> = {
   Enabled: { enable: "Enabled", disable: "Disabled", maintain: "Maintenance" },
@@ -336,6 +337,14 @@ export function primaryStorageHandlers(): ApiHandlers {
     changePrimaryStorageState: changeStateHandler("PrimaryStorage", PRIMARY_STORAGE_STATES),
     reconnectPrimaryStorage: syncHandler(),
     syncPrimaryStorageCapacity: syncHandler(),
+    cleanUpImageCacheOnPrimaryStorage: {
+      check: async (core, call) =>
+        void (await loadResource(core.kysely, "PrimaryStorage", call.path.uuid!, call.caller)),
+      async run(core, call) {
+        await collectImageCacheGarbage(core, call.path.uuid!);
+        return { inventory: await inventoryOf(core.kysely, "PrimaryStorage", call.path.uuid!) };
+      },
+    },
     attachPrimaryStorageToCluster: {
       check: checkClusterAndStorage,
       queueKey: (call) => call.path.primaryStorageUuid,

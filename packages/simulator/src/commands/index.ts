@@ -25,6 +25,7 @@ export const ASYNC_PATHS = new Set([
   "/vm/destroy",
   "/imagestore/download",
   "/storage/imagecache/fill",
+  "/storage/imagecache/gc",
   "/storage/snapshot/delete",
 ]);
 

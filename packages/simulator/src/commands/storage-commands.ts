@@ -154,6 +154,33 @@ function fillCache(context: CommandContext, body: Body) {
   };
 }
 
+/**
+ * Deletes the named cache entries that no simulated volume file has as its backing file, as the
+ * agent's `/storage/imagecache/gc` does.
+ * NOTE: the grace period is not simulated; the management node's own grace check still applies.
+ */
+function collectCacheGarbage(context: CommandContext, body: Body) {
+  const root = field(body, "root");
+  const files = context.primaryFiles(root);
+  const imageUuids = Array.isArray(body.imageUuids) ? body.imageUuids.map(String) : [];
+  const backingFiles = new Set(
+    [...files.volumes.values()].flatMap((volume) => volume.files.map((file) => file.backingFile)),
+  );
+  const deleted: string[] = [];
+  const kept: { imageUuid: string; reason: string }[] = [];
+
+  for (const imageUuid of imageUuids) {
+    if (backingFiles.has(cachePath(root, imageUuid))) {
+      kept.push({ imageUuid, reason: "backing file of a simulated volume" });
+    } else {
+      files.imageCache.delete(imageUuid);
+      deleted.push(imageUuid);
+    }
+  }
+
+  return { deleted, kept };
+}
+
 function createVolume(context: CommandContext, body: Body, type: "Root" | "Data") {
   const root = field(body, "root");
   const files = context.primaryFiles(root);
@@ -278,6 +305,7 @@ export const storageCommands: Record<string, Command> = {
   "/storage/primary/init": (context, body) => primaryCapacity(context, field(body, "root")),
   "/storage/primary/capacity": (context, body) => primaryCapacity(context, field(body, "root")),
   "/storage/imagecache/fill": fillCache,
+  "/storage/imagecache/gc": collectCacheGarbage,
   "/storage/imagecache/delete": (context, body) => {
     context.primaryFiles(field(body, "root")).imageCache.delete(field(body, "imageUuid"));
     return {};

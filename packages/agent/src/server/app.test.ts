@@ -139,6 +139,29 @@ describe("command server authentication", () => {
   });
 });
 
+describe("request log", () => {
+  it("hides URL tokens", async () => {
+    const lines: string[] = [];
+    const captured = pino({ level: "info" }, { write: (line: string) => lines.push(line) });
+    const logged = buildServer({
+      dataDir: dir,
+      secret: () => secret,
+      driver,
+      containers,
+      reporter: new Reporter(() => secret, captured),
+      logger: captured,
+      collectFacts: () => Promise.reject(new Error("not used")),
+    });
+
+    await logged.inject({ method: "GET", url: "/imagestore/x/image.qcow2?expires=1&token=s3cr3t" });
+    await logged.close();
+
+    const urls = lines.map((line) => JSON.parse(line).req?.url).filter(Boolean);
+    expect(urls).toEqual(["/imagestore/x/image.qcow2?expires=1&token=[redacted]"]);
+    expect(lines.join("")).not.toContain("s3cr3t");
+  });
+});
+
 describe("host routes", () => {
   it("pings before and after connect", async () => {
     const before = (await post("/host/ping", {})).json();

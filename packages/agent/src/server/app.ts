@@ -54,10 +54,23 @@ declare module "fastify" {
   }
 }
 
+/** Hides the values of `token` query parameters, which grant image downloads and uploads. */
+export function redactedUrl(url: string) {
+  return url.replace(/([?&]token=)[^&]*/g, "$1[redacted]");
+}
+
+/** Serializes a request for the log without the secrets its URL may carry. */
+function requestForLog(request: { method: string; url: string }) {
+  return { method: request.method, url: redactedUrl(request.url) };
+}
+
 /** Builds the agent's command server; routes are all POSTs of JSON. */
 export function buildServer(options: AgentServerOptions): FastifyInstance {
   const app = Fastify({
-    loggerInstance: options.logger as FastifyBaseLogger,
+    loggerInstance: options.logger.child(
+      {},
+      { serializers: { req: requestForLog } },
+    ) as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
   });
   const tasks = new TaskRunner({
@@ -93,7 +106,10 @@ export function buildServer(options: AgentServerOptions): FastifyInstance {
     );
 
     if (!result.ok) {
-      request.log.info({ url: request.url, reason: result.reason }, "rejected unsigned request");
+      request.log.info(
+        { url: redactedUrl(request.url), reason: result.reason },
+        "rejected unsigned request",
+      );
       return reply.code(401).send({ success: false, error: result.reason });
     }
   });

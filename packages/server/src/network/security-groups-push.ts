@@ -1,6 +1,7 @@
 import { cleanUpOnHost } from "../compute/hosts/cleanups.js";
 import { agentTarget } from "../compute/hosts/connect.js";
 import type { Core } from "../core/core.js";
+import { failedHosts, recordPushFailure } from "./security-groups-failures.js";
 
 /** A rule as the agent takes it; see `SecurityGroupRule` in packages/agent/src/network/types.ts. */
 interface AgentRule {
@@ -29,7 +30,7 @@ type RuleRow = {
 };
 
 /** Pushes run one at a time here and read the database inside, so the last one is the newest. */
-const PUSH_QUEUE = "security-group-push";
+export const PUSH_QUEUE = "security-group-push";
 
 function toAgentRule(rule: RuleRow): AgentRule {
   return {
@@ -141,9 +142,80 @@ async function pushToHost(core: Core, hostUuid: string, apply: NicRules[], remov
   }
 }
 
+/** Splits NIC rule sets into what to apply (NICs in a group) and what to remove (the rest). */
+function applyAndRemove(nics: Awaited<ReturnType<typeof rulesOf>>) {
+  const apply: NicRules[] = [];
+  const remove: string[] = [];
+
+  for (const nic of nics) {
+    if (nic.inGroup) {
+      apply.push({ nicUuid: nic.nicUuid, ips: nic.ips, rules: nic.rules });
+    } else {
+      remove.push(nic.nicUuid);
+    }
+  }
+
+  return { apply, remove };
+}
+
+/** Finds the NICs prepared on a host or whose VM runs there. */
+async function nicsOnHost(core: Core, hostUuid: string) {
+  const prepared = await core.kysely
+    .selectFrom("vmNicHostRefs")
+    .select("nicUuid")
+    .where("hostUuid", "=", hostUuid)
+    .execute();
+  const running = await core.kysely
+    .selectFrom("vmNics")
+    .innerJoin("vmInstances", "vmInstances.uuid", "vmNics.vmInstanceUuid")
+    .select("vmNics.uuid as nicUuid")
+    .where("vmInstances.hostUuid", "=", hostUuid)
+    .execute();
+  return [...new Set([...prepared, ...running].map((row) => row.nicUuid))];
+}
+
+/**
+ * Sends a host the full rule set of every NIC on it, and removes the rules of its NICs in no
+ * group. Run it inside `PUSH_QUEUE`, so it reads and sends the newest rules.
+ */
+export async function pushHostRuleSet(core: Core, hostUuid: string) {
+  const nicUuids = await nicsOnHost(core, hostUuid);
+
+  if (nicUuids.length === 0) {
+    return;
+  }
+
+  const { apply, remove } = applyAndRemove(await rulesOf(core, nicUuids));
+  await pushToHost(core, hostUuid, apply, remove);
+}
+
+/**
+ * Sends one host its part of a change. A host with a failed push still marked gets its full rule
+ * set instead, because it may lack the rules of earlier changes too. A failure marks the host for
+ * background retry and is not raised, because the change is already committed.
+ */
+async function pushOrMark(core: Core, hostUuid: string, apply: NicRules[], remove: string[]) {
+  try {
+    if ((await failedHosts(core, [hostUuid])).has(hostUuid)) {
+      await pushHostRuleSet(core, hostUuid);
+    } else {
+      await pushToHost(core, hostUuid, apply, remove);
+    }
+  } catch (error) {
+    await recordPushFailure(core, hostUuid, error).catch((recordError: unknown) =>
+      core.log.error(
+        { err: recordError, hostUuid, pushError: (error as Error).message },
+        "recording a failed security group push failed",
+      ),
+    );
+  }
+}
+
 /**
  * Recomputes the full rule set of each NIC and sends it to every host where the NIC is. A NIC in
- * no group has its rules removed there. `onlyHost` limits the push to one host, for a VM start.
+ * no group has its rules removed there. A host that fails is marked and retried in the
+ * background. `onlyHost` limits the push to one host, for a VM start, and then a failure is
+ * raised so the start fails instead of running the VM without its rules.
  */
 export function pushSecurityGroups(core: Core, nicUuids: string[], onlyHost?: string) {
   const unique = [...new Set(nicUuids)];
@@ -175,7 +247,11 @@ export function pushSecurityGroups(core: Core, nicUuids: string[], onlyHost?: st
     }
 
     for (const [host, { apply, remove }] of perHost) {
-      await pushToHost(core, host, apply, remove);
+      if (onlyHost === undefined) {
+        await pushOrMark(core, host, apply, remove);
+      } else {
+        await pushToHost(core, host, apply, remove);
+      }
     }
   });
 }

@@ -177,6 +177,8 @@ async function nicsOnHost(core: Core, hostUuid: string) {
 /**
  * Sends a host the full rule set of every NIC on it, and removes the rules of its NICs in no
  * group. Run it inside `PUSH_QUEUE`, so it reads and sends the newest rules.
+ * NOTE: a NIC no longer on the host is not in the set, so chains of a NIC that left its groups
+ * and then its host during a failed push stay there until that NIC is pushed to the host again.
  */
 export async function pushHostRuleSet(core: Core, hostUuid: string) {
   const nicUuids = await nicsOnHost(core, hostUuid);

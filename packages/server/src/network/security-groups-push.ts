@@ -29,8 +29,19 @@ type RuleRow = {
   remoteSecurityGroupUuid: string | null;
 };
 
-/** Pushes run one at a time here and read the database inside, so the last one is the newest. */
-export const PUSH_QUEUE = "security-group-push";
+/** Pushes to different hosts that may run at once; more wait for a free slot. */
+const PARALLEL_HOSTS = 32;
+
+/**
+ * Runs a push to one host. Pushes to a host run one at a time and read the database when they
+ * start, so the last one sends the newest rules. Hosts do not wait for each other, so a host
+ * that hangs until the agent call times out delays no other host.
+ */
+export function runHostPush<T>(core: Core, hostUuid: string, push: () => Promise<T>) {
+  return core.queues.run(`security-group-push:${hostUuid}`, () =>
+    core.queues.run("security-group-push-slots", push, PARALLEL_HOSTS),
+  );
+}
 
 function toAgentRule(rule: RuleRow): AgentRule {
   return {
@@ -176,7 +187,7 @@ async function nicsOnHost(core: Core, hostUuid: string) {
 
 /**
  * Sends a host the full rule set of every NIC on it, and removes the rules of its NICs in no
- * group. Run it inside `PUSH_QUEUE`, so it reads and sends the newest rules.
+ * group. Run it inside `runHostPush`, so it reads and sends the newest rules.
  * NOTE: a NIC no longer on the host is not in the set, so chains of a NIC that left its groups
  * and then its host during a failed push stay there until that NIC is pushed to the host again.
  */
@@ -191,17 +202,28 @@ export async function pushHostRuleSet(core: Core, hostUuid: string) {
   await pushToHost(core, hostUuid, apply, remove);
 }
 
+/** Sends a host the rule sets of those of these NICs that are still on it. */
+async function pushNics(core: Core, hostUuid: string, nicUuids: string[]) {
+  const hosts = await hostsOf(core, nicUuids);
+  const still = nicUuids.filter((nic) => hosts.get(nic)?.has(hostUuid));
+
+  if (still.length > 0) {
+    const { apply, remove } = applyAndRemove(await rulesOf(core, still));
+    await pushToHost(core, hostUuid, apply, remove);
+  }
+}
+
 /**
  * Sends one host its part of a change. A host with a failed push still marked gets its full rule
  * set instead, because it may lack the rules of earlier changes too. A failure marks the host for
  * background retry and is not raised, because the change is already committed.
  */
-async function pushOrMark(core: Core, hostUuid: string, apply: NicRules[], remove: string[]) {
+async function pushOrMark(core: Core, hostUuid: string, nicUuids: string[]) {
   try {
     if ((await failedHosts(core, [hostUuid])).has(hostUuid)) {
       await pushHostRuleSet(core, hostUuid);
     } else {
-      await pushToHost(core, hostUuid, apply, remove);
+      await pushNics(core, hostUuid, nicUuids);
     }
   } catch (error) {
     await recordPushFailure(core, hostUuid, error).catch((recordError: unknown) =>
@@ -214,48 +236,35 @@ async function pushOrMark(core: Core, hostUuid: string, apply: NicRules[], remov
 }
 
 /**
- * Recomputes the full rule set of each NIC and sends it to every host where the NIC is. A NIC in
- * no group has its rules removed there. A host that fails is marked and retried in the
- * background. `onlyHost` limits the push to one host, for a VM start, and then a failure is
- * raised so the start fails instead of running the VM without its rules.
+ * Recomputes the full rule set of each NIC and sends it to every host where the NIC is, to all
+ * hosts at once. A NIC in no group has its rules removed there. A host that fails is marked and
+ * retried in the background. `onlyHost` limits the push to one host, for a VM start, and then a
+ * failure is raised so the start fails instead of running the VM without its rules.
  */
-export function pushSecurityGroups(core: Core, nicUuids: string[], onlyHost?: string) {
+export async function pushSecurityGroups(core: Core, nicUuids: string[], onlyHost?: string) {
   const unique = [...new Set(nicUuids)];
 
   if (unique.length === 0) {
-    return Promise.resolve();
+    return;
   }
 
-  return core.queues.run(PUSH_QUEUE, async () => {
-    const hosts = await hostsOf(core, unique);
-    const nics = await rulesOf(core, unique);
-    const perHost = new Map<string, { apply: NicRules[]; remove: string[] }>();
+  const perHost = new Map<string, string[]>();
 
-    for (const nic of nics) {
-      for (const host of hosts.get(nic.nicUuid) ?? []) {
-        if (onlyHost !== undefined && host !== onlyHost) {
-          continue;
-        }
-
-        const entry = perHost.get(host) ?? { apply: [], remove: [] };
-        perHost.set(host, entry);
-
-        if (nic.inGroup) {
-          entry.apply.push({ nicUuid: nic.nicUuid, ips: nic.ips, rules: nic.rules });
-        } else {
-          entry.remove.push(nic.nicUuid);
-        }
+  for (const [nicUuid, hosts] of await hostsOf(core, unique)) {
+    for (const host of hosts) {
+      if (onlyHost === undefined || host === onlyHost) {
+        perHost.set(host, [...(perHost.get(host) ?? []), nicUuid]);
       }
     }
+  }
 
-    for (const [host, { apply, remove }] of perHost) {
-      if (onlyHost === undefined) {
-        await pushOrMark(core, host, apply, remove);
-      } else {
-        await pushToHost(core, host, apply, remove);
-      }
-    }
-  });
+  await Promise.all(
+    [...perHost].map(([host, nics]) =>
+      runHostPush(core, host, () =>
+        onlyHost === undefined ? pushOrMark(core, host, nics) : pushNics(core, host, nics),
+      ),
+    ),
+  );
 }
 
 /** Removes the rules of NICs leaving a host, for a VM stop. NICs in no group are skipped. */
@@ -281,7 +290,7 @@ export async function removeSecurityGroupsOnHost(
   }
 
   const groupedUuids = grouped.map((row) => row.vmNicUuid);
-  await core.queues.run(PUSH_QUEUE, () =>
+  await runHostPush(core, hostUuid, () =>
     cleanUpOnHost(core, {
       hostUuid,
       vmUuid,

@@ -1,6 +1,6 @@
 import type { Core } from "../core/core.js";
 import { clearPushFailure, recordPushFailure, setPushRetries } from "./security-groups-failures.js";
-import { PUSH_QUEUE, pushHostRuleSet } from "./security-groups-push.js";
+import { pushHostRuleSet, runHostPush } from "./security-groups-push.js";
 import {
   DEFAULT_RETRY_OPTIONS,
   HostPushRetries,
@@ -13,7 +13,7 @@ import {
  * deleted host is skipped, and so is a host that is not Connected, because its reconnect pushes.
  */
 export function resyncHost(core: Core, hostUuid: string): Promise<RetryOutcome> {
-  return core.queues.run(PUSH_QUEUE, async () => {
+  return runHostPush(core, hostUuid, async () => {
     const host = await core.kysely
       .selectFrom("hosts")
       .select("status")

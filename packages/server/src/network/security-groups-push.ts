@@ -33,9 +33,15 @@ type RuleRow = {
 const PARALLEL_HOSTS = 32;
 
 /**
- * Runs a push to one host. Pushes to a host run one at a time and read the database when they
- * start, so the last one sends the newest rules. Hosts do not wait for each other, so a host
- * that hangs until the agent call times out delays no other host.
+ * Changes compute their rule sets one at a time here and queue them on each host before the
+ * next change computes, so each host's queue holds the sets in the order they were read.
+ */
+const COMPUTE_QUEUE = "security-group-compute";
+
+/**
+ * Runs a push to one host. Pushes to a host run one at a time, in the order they were queued.
+ * Hosts do not wait for each other, so a host that hangs until the agent call times out delays
+ * no other host.
  */
 export function runHostPush<T>(core: Core, hostUuid: string, push: () => Promise<T>) {
   return core.queues.run(`security-group-push:${hostUuid}`, () =>
@@ -187,7 +193,7 @@ async function nicsOnHost(core: Core, hostUuid: string) {
 
 /**
  * Sends a host the full rule set of every NIC on it, and removes the rules of its NICs in no
- * group. Run it inside `runHostPush`, so it reads and sends the newest rules.
+ * group. Run it inside `runHostPush`, so it reads the rules after every set queued before it.
  * NOTE: a NIC no longer on the host is not in the set, so chains of a NIC that left its groups
  * and then its host during a failed push stay there until that NIC is pushed to the host again.
  */
@@ -202,28 +208,22 @@ export async function pushHostRuleSet(core: Core, hostUuid: string) {
   await pushToHost(core, hostUuid, apply, remove);
 }
 
-/** Sends a host the rule sets of those of these NICs that are still on it. */
-async function pushNics(core: Core, hostUuid: string, nicUuids: string[]) {
-  const hosts = await hostsOf(core, nicUuids);
-  const still = nicUuids.filter((nic) => hosts.get(nic)?.has(hostUuid));
-
-  if (still.length > 0) {
-    const { apply, remove } = applyAndRemove(await rulesOf(core, still));
-    await pushToHost(core, hostUuid, apply, remove);
-  }
-}
-
 /**
  * Sends one host its part of a change. A host with a failed push still marked gets its full rule
  * set instead, because it may lack the rules of earlier changes too. A failure marks the host for
  * background retry and is not raised, because the change is already committed.
  */
-async function pushOrMark(core: Core, hostUuid: string, nicUuids: string[]) {
+async function pushOrMark(
+  core: Core,
+  hostUuid: string,
+  change: { apply: NicRules[]; remove: string[] },
+  marked: boolean,
+) {
   try {
-    if ((await failedHosts(core, [hostUuid])).has(hostUuid)) {
+    if (marked) {
       await pushHostRuleSet(core, hostUuid);
     } else {
-      await pushNics(core, hostUuid, nicUuids);
+      await pushToHost(core, hostUuid, change.apply, change.remove);
     }
   } catch (error) {
     await recordPushFailure(core, hostUuid, error).catch((recordError: unknown) =>
@@ -233,6 +233,34 @@ async function pushOrMark(core: Core, hostUuid: string, nicUuids: string[]) {
       ),
     );
   }
+}
+
+/** Reads the rule set of each NIC and groups them by the hosts they are on. */
+async function changesPerHost(core: Core, nicUuids: string[], onlyHost: string | undefined) {
+  const hosts = await hostsOf(core, nicUuids);
+  const { apply, remove } = applyAndRemove(await rulesOf(core, nicUuids));
+  const perHost = new Map<string, { apply: NicRules[]; remove: string[] }>();
+  const entryOf = (host: string) => {
+    const entry = perHost.get(host) ?? { apply: [], remove: [] };
+    perHost.set(host, entry);
+    return entry;
+  };
+  const onHosts = (nicUuid: string) =>
+    [...(hosts.get(nicUuid) ?? [])].filter((host) => onlyHost === undefined || host === onlyHost);
+
+  for (const nic of apply) {
+    for (const host of onHosts(nic.nicUuid)) {
+      entryOf(host).apply.push(nic);
+    }
+  }
+
+  for (const nicUuid of remove) {
+    for (const host of onHosts(nicUuid)) {
+      entryOf(host).remove.push(nicUuid);
+    }
+  }
+
+  return perHost;
 }
 
 /**
@@ -248,23 +276,21 @@ export async function pushSecurityGroups(core: Core, nicUuids: string[], onlyHos
     return;
   }
 
-  const perHost = new Map<string, string[]>();
+  const sends = await core.queues.run(COMPUTE_QUEUE, async () => {
+    const perHost = await changesPerHost(core, unique, onlyHost);
+    const marked = await failedHosts(core, onlyHost === undefined ? [...perHost.keys()] : []);
 
-  for (const [nicUuid, hosts] of await hostsOf(core, unique)) {
-    for (const host of hosts) {
-      if (onlyHost === undefined || host === onlyHost) {
-        perHost.set(host, [...(perHost.get(host) ?? []), nicUuid]);
-      }
-    }
-  }
-
-  await Promise.all(
-    [...perHost].map(([host, nics]) =>
+    // Queued before the next change computes, so no host gets this set after a newer one.
+    return [...perHost].map(([host, change]) =>
       runHostPush(core, host, () =>
-        onlyHost === undefined ? pushOrMark(core, host, nics) : pushNics(core, host, nics),
+        onlyHost === undefined
+          ? pushOrMark(core, host, change, marked.has(host))
+          : pushToHost(core, host, change.apply, change.remove),
       ),
-    ),
-  );
+    );
+  });
+
+  await Promise.all(sends);
 }
 
 /** Removes the rules of NICs leaving a host, for a VM stop. NICs in no group are skipped. */
@@ -290,15 +316,20 @@ export async function removeSecurityGroupsOnHost(
   }
 
   const groupedUuids = grouped.map((row) => row.vmNicUuid);
-  await runHostPush(core, hostUuid, () =>
-    cleanUpOnHost(core, {
-      hostUuid,
-      vmUuid,
-      path: "/network/securitygroup/remove",
-      body: { nicUuids: groupedUuids },
-      reason: `remove security group rules of VM NICs ${groupedUuids.join(", ")}`,
-    }),
-  );
+  // Queued from inside the compute queue, so a change that read these NICs on the host before
+  // this point queues its set before this removal. The array keeps the queue from awaiting it.
+  const [removal] = await core.queues.run(COMPUTE_QUEUE, async () => [
+    runHostPush(core, hostUuid, () =>
+      cleanUpOnHost(core, {
+        hostUuid,
+        vmUuid,
+        path: "/network/securitygroup/remove",
+        body: { nicUuids: groupedUuids },
+        reason: `remove security group rules of VM NICs ${groupedUuids.join(", ")}`,
+      }),
+    ),
+  ]);
+  await removal;
 }
 
 /** Finds NICs whose rules name one of these groups as remote group: their peer sets change. */

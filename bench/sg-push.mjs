@@ -2,7 +2,7 @@
 // affected simulator host has been sent the new rules. One VM runs on each of `--hosts` simulator
 // hosts, all their NICs are in one group, and `--changes` rules are added one after another. The
 // job of a rule change finishes only after every host was pushed to, so its duration bounds the
-// time until the last host has the rule; the simulator's state is checked after each change.
+// time until the last host has the rule. The simulator's state is checked after each change.
 // The management node and its simulator run in this process, on SQLite.
 // Usage: npm run bench -- sg-push [--hosts 100] [--changes 10]
 import { mkdtempSync, rmSync } from "node:fs";
@@ -73,9 +73,11 @@ async function groupOverHosts(admin, cloud) {
 async function hostsWithRules(core, nics, ruleCount) {
   const { control } = await simulatorLink(core);
   const states = await control.state();
-  const wanted = new Set(nics);
+  const groupNics = new Set(nics);
   return states.filter((state) => {
-    const rules = Object.entries(state.securityGroupRules ?? {}).filter(([nic]) => wanted.has(nic));
+    const rules = Object.entries(state.securityGroupRules ?? {}).filter(([nic]) =>
+      groupNics.has(nic),
+    );
     return rules.length > 0 && rules.every(([, list]) => list.length === ruleCount);
   }).length;
 }

@@ -33,8 +33,8 @@ type RuleRow = {
 const PARALLEL_HOSTS = 32;
 
 /**
- * Changes compute their rule sets one at a time here and queue them on each host before the
- * next change computes, so each host's queue holds the sets in the order they were read.
+ * Changes read their rule sets one at a time here and queue them on each host before the next
+ * change reads, so each host's queue contains the sets in the order they were read.
  */
 const COMPUTE_QUEUE = "security-group-compute";
 
@@ -194,8 +194,8 @@ async function nicsOnHost(core: Core, hostUuid: string) {
 /**
  * Sends a host the full rule set of every NIC on it, and removes the rules of its NICs in no
  * group. Run it inside `runHostPush`, so it reads the rules after every set queued before it.
- * NOTE: a NIC no longer on the host is not in the set, so chains of a NIC that left its groups
- * and then its host during a failed push stay there until that NIC is pushed to the host again.
+ * NOTE: a NIC no longer on the host is not in the set. A NIC that left its groups and then its
+ * host during a failed push keeps its chains there until it is pushed to that host again.
  */
 export async function pushHostRuleSet(core: Core, hostUuid: string) {
   const nicUuids = await nicsOnHost(core, hostUuid);

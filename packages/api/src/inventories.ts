@@ -167,6 +167,10 @@ export const HostInventory = Type.Object({
   availableMemoryCapacity: Type.Integer(),
   accelerator: Type.Union([Type.String(), Type.Null()]),
   lastError: Type.Union([Type.String(), Type.Null()]),
+  /** Error of the host's last failed security-group push, null once a push succeeds. */
+  securityGroupPushError: Type.Union([Type.String(), Type.Null()]),
+  /** Failed security-group pushes since the last successful one; a retry runs in the background. */
+  securityGroupPushAttempts: Type.Integer(),
 });
 export type HostInventory = Static<typeof HostInventory>;
 

@@ -32,7 +32,7 @@ function simHost(pushUrl: string): SimHost {
     dhcp: new Map(),
     userdata: new Map(),
     nat: new Set(),
-    securityGroupNics: new Set(),
+    securityGroupNics: new Map(),
     localFiles: new Map(),
     monitoring: { intervalSeconds: INTERVAL, pushUrl },
   };

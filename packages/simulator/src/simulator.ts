@@ -144,7 +144,7 @@ export class Simulator implements SimulatorControl {
       dhcp: new Map(),
       userdata: new Map(),
       nat: new Set(),
-      securityGroupNics: new Set(),
+      securityGroupNics: new Map(),
       localFiles: new Map(),
     });
     this.log.info({ hostUuid: registration.uuid }, "registered a simulated host");

@@ -86,8 +86,8 @@ export interface SimHost extends HostRegistration {
   userdata: Map<string, string>;
   /** L3 network uuids with SNAT applied. */
   nat: Set<string>;
-  /** NIC uuids with security group rules applied. */
-  securityGroupNics: Set<string>;
+  /** Rules last applied per NIC uuid, as the `/network/securitygroup/apply` body lists them. */
+  securityGroupNics: Map<string, unknown[]>;
   /** Primary storage paths that no registered storage owns, so they are local to this host. */
   localFiles: Map<string, SimPrimaryFiles>;
   /** The last `/monitoring/config`; without one the host pushes no metrics. */
@@ -119,6 +119,8 @@ export interface NodeState {
   userdata?: string[];
   nat?: string[];
   securityGroupNics?: string[];
+  /** Rules last applied per NIC uuid. */
+  securityGroupRules?: Record<string, unknown[]>;
   volumes?: SimVolume[];
   imageCache?: string[];
   images?: SimImage[];
@@ -158,7 +160,8 @@ export function hostState(host: SimHost): NodeState {
     ),
     userdata: [...host.userdata.keys()],
     nat: [...host.nat],
-    securityGroupNics: [...host.securityGroupNics],
+    securityGroupNics: [...host.securityGroupNics.keys()],
+    securityGroupRules: Object.fromEntries(host.securityGroupNics),
     volumes: [...host.localFiles.values()].flatMap((files) => [...files.volumes.values()]),
     imageCache: [...host.localFiles.values()].flatMap((files) => [...files.imageCache.keys()]),
   };

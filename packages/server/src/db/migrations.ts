@@ -3,7 +3,10 @@ import { createHostCleanups } from "../compute/hosts/cleanups-migration.js";
 import { createVmCreationSpecs } from "../compute/vms/creation-spec-migration.js";
 import { createMonitoringTables } from "../monitoring/migration.js";
 import { createNetworkTables } from "../network/migration.js";
-import { createSecurityGroupTables } from "../network/security-groups-migration.js";
+import {
+  createSecurityGroupFailureHosts,
+  createSecurityGroupTables,
+} from "../network/security-groups-migration.js";
 import { createSimulatorTables } from "../simulator/migration.js";
 import { createVmCdRomTable } from "../storage/cdrom-migration.js";
 import type { DialectName } from "./connect.js";
@@ -543,6 +546,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0011_read_indexes": { up: (db) => createReadIndexes(db) },
     "0007_simulator": { up: (db) => createSimulatorTables(db) },
     "0013_vm_creation_specs": { up: (db) => createVmCreationSpecs(db) },
+    "0014_security_group_failure_hosts": { up: (db) => createSecurityGroupFailureHosts(db) },
   };
 }
 

@@ -9,7 +9,7 @@ import { newUuid, now } from "../core/ids.js";
 import type { Database } from "../db/schema.js";
 import type { AgentTarget } from "../drivers/agent-client.js";
 import { type L2Spec, l2SpecFor, l3SpecFor } from "./host-specs.js";
-import { allocateIp, randomMac } from "./ip-allocation.js";
+import { allocateIp, lockL3Addresses, randomMac } from "./ip-allocation.js";
 import { pushSecurityGroups, removeSecurityGroupsOnHost } from "./security-groups-push.js";
 
 type Row = Record<string, unknown>;
@@ -40,6 +40,7 @@ export class FlatNicService implements NicService {
       .where("vmInstanceUuid", "=", request.vmUuid)
       .execute();
     let deviceId = Math.max(-1, ...existing.map((nic) => Number(nic.deviceId))) + 1;
+    await lockL3Addresses(this.core, tx, request.l3NetworkUuids);
 
     for (const l3NetworkUuid of request.l3NetworkUuids) {
       await this.allocateNic(tx, request, l3NetworkUuid, deviceId);

@@ -1,4 +1,3 @@
-import { ApiError } from "@tstack/api";
 import type { Transaction } from "kysely";
 import type { Core } from "../core/core.js";
 import { newUuid, now } from "../core/ids.js";
@@ -32,8 +31,9 @@ interface RuleParam {
 const groupUuidOf = (call: ApiCall) => call.path.securityGroupUuid ?? call.path.uuid!;
 
 /**
- * Commits the database change, then pushes the new rule sets of the NICs it returns. A failed
- * push fails the job.
+ * Commits the database change, then pushes the new rule sets of the NICs it returns. A host that
+ * fails the push does not fail the job: it is marked (`securityGroupPushError` in its inventory)
+ * and retried in the background.
  */
 async function changeAndPush(
   core: Core,
@@ -42,16 +42,7 @@ async function changeAndPush(
   result: (tx: Transaction<Database>) => Promise<unknown>,
 ) {
   const nicUuids = await change();
-
-  try {
-    await pushSecurityGroups(core, nicUuids);
-  } catch (error) {
-    throw new ApiError(
-      "operationFailed",
-      `the change to security group ${groupUuidOf(call)} is saved, but pushing the new rules to a host failed: ${(error as Error).message}. Fix the host, then repeat a change to the group or restart its VMs to push the rules again`,
-    );
-  }
-
+  await pushSecurityGroups(core, nicUuids);
   return call.commit(result);
 }
 

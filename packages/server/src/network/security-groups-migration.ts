@@ -103,3 +103,17 @@ export async function createSecurityGroupTables(db: Db) {
   await createRules(db);
   await createRefs(db);
 }
+
+/** Creates the table of hosts whose security-group push failed and is being retried. */
+export async function createSecurityGroupFailureHosts(db: Db) {
+  await db.schema
+    .createTable("securityGroupFailureHosts")
+    .addColumn("hostUuid", "varchar(32)", (column) =>
+      column.primaryKey().references("hosts.uuid").onDelete("cascade"),
+    )
+    .addColumn("attempts", "integer", (column) => column.notNull())
+    .addColumn("lastError", "text", (column) => column.notNull())
+    .addColumn("createDate", "varchar(32)", (column) => column.notNull())
+    .addColumn("lastOpDate", "varchar(32)", (column) => column.notNull())
+    .execute();
+}

@@ -1,6 +1,11 @@
 import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.js";
-import { commonFields, commonInventory, defineResource } from "../resources/registry.js";
+import {
+  commonFields,
+  commonInventory,
+  defineResource,
+  extendResource,
+} from "../resources/registry.js";
 
 type Row = Record<string, unknown>;
 
@@ -108,4 +113,45 @@ defineResource({
     securityGroup: { resource: "SecurityGroup", local: "securityGroupUuid", foreign: "uuid" },
   },
   toInventory: securityGroupRuleInventory,
+});
+
+/**
+ * Shows on each host whether its last security-group push failed: the error and the failed
+ * attempts since the last success, or null and 0 once a push succeeds.
+ */
+extendResource("Host", {
+  async enrich(db, rows) {
+    if (rows.length === 0) {
+      return rows;
+    }
+
+    const failures = await db
+      .selectFrom("securityGroupFailureHosts")
+      .select(["hostUuid", "attempts", "lastError"])
+      .where(
+        "hostUuid",
+        "in",
+        rows.map((row) => String(row.uuid)),
+      )
+      .execute();
+
+    if (failures.length === 0) {
+      return rows;
+    }
+
+    const byHost = new Map(failures.map((failure) => [failure.hostUuid, failure]));
+    return rows.map((row) => {
+      const failure = byHost.get(String(row.uuid));
+      return failure
+        ? Object.assign({}, row, {
+            securityGroupPushError: failure.lastError,
+            securityGroupPushAttempts: failure.attempts,
+          })
+        : row;
+    });
+  },
+  inventory: (row) => ({
+    securityGroupPushError: row.securityGroupPushError ?? null,
+    securityGroupPushAttempts: Number(row.securityGroupPushAttempts ?? 0),
+  }),
 });

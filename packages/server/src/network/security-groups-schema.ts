@@ -49,9 +49,23 @@ export interface VmNicSecurityGroupRefTable {
   createDate: string;
 }
 
+/**
+ * A host whose last security-group push failed, as ZStack's SecurityGroupFailureHostVO. The row
+ * stays until a push of the host's full rule set succeeds, and goes with its host.
+ */
+export interface SecurityGroupFailureHostTable {
+  hostUuid: string;
+  /** Failed pushes since the last success. */
+  attempts: number;
+  lastError: string;
+  createDate: string;
+  lastOpDate: string;
+}
+
 export interface SecurityGroupTables {
   securityGroups: SecurityGroupTable;
   securityGroupRules: SecurityGroupRuleTable;
   securityGroupL3NetworkRefs: SecurityGroupL3NetworkRefTable;
   vmNicSecurityGroupRefs: VmNicSecurityGroupRefTable;
+  securityGroupFailureHosts: SecurityGroupFailureHostTable;
 }

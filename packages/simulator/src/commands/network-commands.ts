@@ -92,7 +92,7 @@ export const networkCommands: Record<string, Command> = {
     const host = hostOf(context, "/network/securitygroup/apply");
 
     for (const nic of list(body, "nics") as Body[]) {
-      host.securityGroupNics.add(field(nic, "nicUuid"));
+      host.securityGroupNics.set(field(nic, "nicUuid"), list(nic, "rules"));
     }
 
     return {};

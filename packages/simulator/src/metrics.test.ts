@@ -33,6 +33,7 @@ function simHost(pushUrl: string): SimHost {
     userdata: new Map(),
     nat: new Set(),
     securityGroupNics: new Map(),
+    remoteGroups: new Map(),
     localFiles: new Map(),
     monitoring: { intervalSeconds: INTERVAL, pushUrl },
   };

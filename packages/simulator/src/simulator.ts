@@ -145,6 +145,7 @@ export class Simulator implements SimulatorControl {
       userdata: new Map(),
       nat: new Set(),
       securityGroupNics: new Map(),
+      remoteGroups: new Map(),
       localFiles: new Map(),
     });
     this.log.info({ hostUuid: registration.uuid }, "registered a simulated host");

@@ -88,6 +88,8 @@ export interface SimHost extends HostRegistration {
   nat: Set<string>;
   /** Rules last applied per NIC uuid, as the `/network/securitygroup/apply` body lists them. */
   securityGroupNics: Map<string, unknown[]>;
+  /** Member addresses per remote group uuid, as the last apply that named the group sent them. */
+  remoteGroups: Map<string, string[]>;
   /** Primary storage paths that no registered storage owns, so they are local to this host. */
   localFiles: Map<string, SimPrimaryFiles>;
   /** The last `/monitoring/config`; without one the host pushes no metrics. */
@@ -121,6 +123,8 @@ export interface NodeState {
   securityGroupNics?: string[];
   /** Rules last applied per NIC uuid. */
   securityGroupRules?: Record<string, unknown[]>;
+  /** Member addresses per remote group uuid. */
+  remoteGroups?: Record<string, string[]>;
   volumes?: SimVolume[];
   imageCache?: string[];
   images?: SimImage[];
@@ -162,6 +166,7 @@ export function hostState(host: SimHost): NodeState {
     nat: [...host.nat],
     securityGroupNics: [...host.securityGroupNics.keys()],
     securityGroupRules: Object.fromEntries(host.securityGroupNics),
+    remoteGroups: Object.fromEntries(host.remoteGroups),
     volumes: [...host.localFiles.values()].flatMap((files) => [...files.volumes.values()]),
     imageCache: [...host.localFiles.values()].flatMap((files) => [...files.imageCache.keys()]),
   };

@@ -10,7 +10,11 @@ import type { Database } from "../db/schema.js";
 import type { AgentTarget } from "../drivers/agent-client.js";
 import { type L2Spec, l2SpecFor, l3SpecFor } from "./host-specs.js";
 import { allocateIp, lockL3Addresses, randomMac } from "./ip-allocation.js";
-import { pushSecurityGroups, removeSecurityGroupsOnHost } from "./security-groups-push.js";
+import {
+  nicsNamingGroups,
+  pushSecurityGroups,
+  removeSecurityGroupsOnHost,
+} from "./security-groups-push.js";
 
 type Row = Record<string, unknown>;
 
@@ -319,8 +323,12 @@ export class FlatNicService implements NicService {
     }
   }
 
+  /**
+   * Deletes a VM's NICs and returns their addresses. Groups they belonged to lose members, so
+   * the NICs whose rules name those groups as remote get their peer sets again.
+   */
   async deleteNics(vmUuid: string) {
-    await this.core.transact(async (tx) => {
+    const groups = await this.core.transact(async (tx) => {
       const nics = await tx
         .selectFrom("vmNics")
         .select("uuid")
@@ -328,13 +336,24 @@ export class FlatNicService implements NicService {
         .execute();
 
       if (nics.length === 0) {
-        return;
+        return [];
       }
 
       const uuids = nics.map((nic) => nic.uuid);
+      const refs = await tx
+        .selectFrom("vmNicSecurityGroupRefs")
+        .select("securityGroupUuid")
+        .distinct()
+        .where("vmNicUuid", "in", uuids)
+        .execute();
       await tx.deleteFrom("usedIps").where("vmNicUuid", "in", uuids).execute();
       await tx.deleteFrom("vmNics").where("uuid", "in", uuids).execute();
+      return refs.map((ref) => ref.securityGroupUuid);
     });
+
+    if (groups.length > 0) {
+      await pushSecurityGroups(this.core, await nicsNamingGroups(this.core, groups));
+    }
   }
 
   async l2NetworksOf(l3NetworkUuids: string[]) {

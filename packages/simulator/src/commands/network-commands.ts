@@ -95,6 +95,12 @@ export const networkCommands: Record<string, Command> = {
       host.securityGroupNics.set(field(nic, "nicUuid"), list(nic, "rules"));
     }
 
+    const remoteGroups = (body.remoteGroups ?? {}) as Record<string, string[]>;
+
+    for (const [groupUuid, ips] of Object.entries(remoteGroups)) {
+      host.remoteGroups.set(groupUuid, ips);
+    }
+
     return {};
   },
   "/network/securitygroup/remove": (context, body) => {

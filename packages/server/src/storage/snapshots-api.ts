@@ -1,7 +1,10 @@
-import { basename } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { ApiError } from "@tstack/api";
+import type { Transaction } from "kysely";
+import { agentTarget } from "../compute/hosts/connect.js";
 import type { Core } from "../core/core.js";
 import { newUuid } from "../core/ids.js";
+import type { Database } from "../db/schema.js";
 import type { Caller } from "../identity/sessions.js";
 import {
   deleteMode,
@@ -13,18 +16,20 @@ import {
 import type { ApiCall, ApiHandler, ApiHandlers } from "../rest/api.js";
 import { storageCall, storageCallAsync, storageFailure } from "./agent.js";
 import { reserveCapacity, returnCapacity } from "./capacity.js";
+import { checkDeleteState, checkStopped, checkTakeState, type VolumeVm } from "./snapshot-state.js";
 import { volumeHost } from "./volume-service.js";
 
-interface VolumeFileInfo {
+/** One qcow2 file of a volume, as the agent lists it. */
+export interface VolumeFileInfo {
   fileUuid: string;
   path: string;
   virtualSize: number;
   actualSize: number;
+  backingFile?: string;
 }
 
 type Row = Record<string, unknown>;
 
-/** Location of one volume's files: storage root, host and agent volume reference. */
 /** A volume with the primary storage root and the host whose agent reaches its files. */
 export interface VolumeTarget {
   volume: Row;
@@ -41,36 +46,6 @@ export interface VolumeTarget {
 async function inVolumeQueue<T>(core: Core, volume: Row, outerKey: string, work: () => Promise<T>) {
   const key = String(volume.vmInstanceUuid ?? volume.uuid);
   return key === outerKey ? work() : core.queues.run(`resource:${key}`, work);
-}
-
-/**
- * Checks that a volume can be snapshotted or reverted offline: it has a file and no running VM
- * has it open. Snapshots here are offline only (qemu-img on the files).
- */
-async function checkOffline(core: Core, volume: Row, action: string) {
-  if (volume.status !== "Ready" || !volume.topFileUuid) {
-    throw new ApiError(
-      "invalidState",
-      `cannot ${action} volume ${String(volume.uuid)}: its status is ${String(volume.status)}; only a Ready volume with a file has snapshots`,
-    );
-  }
-
-  if (!volume.vmInstanceUuid) {
-    return;
-  }
-
-  const vm = await core.kysely
-    .selectFrom("vmInstances")
-    .select(["uuid", "state"])
-    .where("uuid", "=", String(volume.vmInstanceUuid))
-    .executeTakeFirst();
-
-  if (vm && vm.state !== "Stopped") {
-    throw new ApiError(
-      "invalidState",
-      `cannot ${action} volume ${String(volume.uuid)}: its VM ${vm.uuid} is ${vm.state}, and offline snapshots need it Stopped; stop it with stopVmInstance, then retry`,
-    );
-  }
 }
 
 /** Finds where a volume's files are: its storage root and a connected host that reaches it. */
@@ -134,9 +109,17 @@ async function topFileSize(core: Core, target: VolumeTarget) {
 /**
  * Records the snapshot row (Creating) and reserves its size. A snapshot contains bytes already
  * written, so its reservation is its actual size, without the over-provisioning ratio; it is
- * added to the volume's reservation so that expunging the volume returns it too.
+ * added to the volume's reservation so that expunging the volume returns it too. Until the
+ * snapshot is Ready, its install path is the path of the new top file, so that recovery after a
+ * crash can find out whether the agent made it.
  */
-async function reserveSnapshot(core: Core, call: ApiCall, target: VolumeTarget, size: number) {
+async function reserveSnapshot(
+  core: Core,
+  call: ApiCall,
+  target: VolumeTarget,
+  size: number,
+  newTopPath: string,
+) {
   const { volume } = target;
   const snapshotUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
 
@@ -170,7 +153,7 @@ async function reserveSnapshot(core: Core, call: ApiCall, target: VolumeTarget, 
         primaryStorageUuid: psUuid,
         parentUuid: latest?.uuid ?? null,
         volumeType: volume.type,
-        primaryStorageInstallPath: String(volume.installPath),
+        primaryStorageInstallPath: newTopPath,
         size,
         state: "Enabled",
         status: "Creating",
@@ -188,15 +171,26 @@ async function reserveSnapshot(core: Core, call: ApiCall, target: VolumeTarget, 
   return snapshotUuid;
 }
 
-/** Undoes `reserveSnapshot` after the agent failed. */
-async function dropSnapshot(core: Core, volume: Row, snapshotUuid: string, size: number) {
+/** Undoes `reserveSnapshot` after the agent failed, or after a crash left the row Creating. */
+export async function dropSnapshot(core: Core, volumeUuid: string, snapshotUuid: string) {
   await core.transact(async (tx) => {
+    const volume = await tx
+      .selectFrom("volumes")
+      .selectAll()
+      .where("uuid", "=", volumeUuid)
+      .executeTakeFirstOrThrow();
+    const reserved = await tx
+      .selectFrom("volumeSnapshots")
+      .select("size")
+      .where("uuid", "=", snapshotUuid)
+      .executeTakeFirst();
+    const size = Number(reserved?.size ?? 0);
     const psUuid = String(volume.primaryStorageUuid);
-    await returnCapacity(tx, psUuid, (volume.hostUuid as string | null) ?? null, size);
+    await returnCapacity(tx, psUuid, volume.hostUuid ?? null, size);
     await tx
       .updateTable("volumes")
-      .set({ reservedCapacity: Number(volume.reservedCapacity) })
-      .where("uuid", "=", String(volume.uuid))
+      .set({ reservedCapacity: Math.max(0, Number(volume.reservedCapacity) - size) })
+      .where("uuid", "=", volumeUuid)
       .execute();
     const row = await tx
       .selectFrom("volumeSnapshots")
@@ -210,62 +204,108 @@ async function dropSnapshot(core: Core, volume: Row, snapshotUuid: string, size:
   });
 }
 
+/** Frozen file and new top file of a snapshot, as the agent returns them. */
+export interface TakenSnapshot {
+  snapshot: VolumeFileInfo;
+  newTop: VolumeFileInfo;
+}
+
+/** Asks the agent to take the snapshot: through QMP when the VM runs, else with qemu-img. */
+async function takeOnHost(
+  core: Core,
+  target: VolumeTarget,
+  vm: VolumeVm | undefined,
+  newTopFileUuid: string,
+) {
+  const body = {
+    root: target.root,
+    volume: target.ref,
+    topFileUuid: String(target.volume.topFileUuid),
+    newTopFileUuid,
+  };
+
+  if (!vm) {
+    return storageCall<TakenSnapshot>(core, target.hostUuid, "/storage/snapshot/take", body);
+  }
+
+  const agent = await agentTarget(core, vm.hostUuid!);
+  return core.agents.callAsync<TakenSnapshot>(
+    agent,
+    "/vm/volume/snapshot",
+    { ...body, vmUuid: vm.uuid },
+    { timeoutMs: 120_000 },
+  );
+}
+
+/**
+ * Marks a snapshot Ready and latest, with the frozen file as its install path, and points the
+ * volume at the new top file.
+ */
+export async function commitSnapshot(
+  tx: Transaction<Database>,
+  snapshotUuid: string,
+  taken: TakenSnapshot,
+  caller: Caller,
+) {
+  const snapshot = await loadResource(tx, "VolumeSnapshot", snapshotUuid, caller);
+  const volumeUuid = String(snapshot.volumeUuid);
+  await tx
+    .updateTable("volumeSnapshots")
+    .set({ latest: 0 })
+    .where("volumeUuid", "=", volumeUuid)
+    .execute();
+  const inventory = await updateResource(tx, "VolumeSnapshot", snapshot, {
+    status: "Ready",
+    latest: 1,
+    primaryStorageInstallPath: taken.snapshot.path,
+  });
+  const volume = await loadResource(tx, "Volume", volumeUuid, caller);
+  await updateResource(tx, "Volume", volume, {
+    installPath: taken.newTop.path,
+    topFileUuid: taken.newTop.fileUuid,
+  });
+  return inventory;
+}
+
 async function takeSnapshot(core: Core, call: ApiCall) {
   const volumeUuid = call.path.volumeUuid!;
   const found = await loadResource(core.kysely, "Volume", volumeUuid, call.caller);
 
   return inVolumeQueue(core, found, volumeUuid, async () => {
     const volume = await loadResource(core.kysely, "Volume", volumeUuid, call.caller);
-    await checkOffline(core, volume, "snapshot");
-
+    const vm = await checkTakeState(core, volume);
     const target = await volumeTarget(core, volume);
     const size = await topFileSize(core, target);
-    const snapshotUuid = await reserveSnapshot(core, call, target, size);
     const newTopFileUuid = newUuid();
-    // NOTE: a node that stops between the agent's reply and the commit below leaves the new
-    // overlay file unused and the snapshot row in Creating, with its capacity still reserved.
-    let taken: { snapshot: VolumeFileInfo; newTop: VolumeFileInfo };
+    const newTopPath = join(dirname(String(volume.installPath)), `${newTopFileUuid}.qcow2`);
+    const snapshotUuid = await reserveSnapshot(core, call, target, size, newTopPath);
+    let taken: TakenSnapshot;
 
     try {
-      taken = await storageCall(core, target.hostUuid, "/storage/snapshot/take", {
-        root: target.root,
-        volume: target.ref,
-        topFileUuid: String(volume.topFileUuid),
-        newTopFileUuid,
-      });
+      taken = await takeOnHost(core, target, vm, newTopFileUuid);
     } catch (error) {
-      await dropSnapshot(core, volume, snapshotUuid, size);
+      await dropSnapshot(core, volumeUuid, snapshotUuid);
+      const how = vm ? `online in VM ${vm.uuid}` : "offline";
       throw storageFailure(
-        `failed to snapshot volume ${volumeUuid} on host ${target.hostUuid}`,
+        `failed to snapshot volume ${volumeUuid} ${how} on host ${vm?.hostUuid ?? target.hostUuid}`,
         error,
         "check the primary storage directory on that host, then retry",
       );
     }
 
-    return call.commit(async (tx) => {
-      await tx
-        .updateTable("volumeSnapshots")
-        .set({ latest: 0 })
-        .where("volumeUuid", "=", volumeUuid)
-        .execute();
-      const snapshot = await loadResource(tx, "VolumeSnapshot", snapshotUuid, call.caller);
-      const inventory = await updateResource(tx, "VolumeSnapshot", snapshot, {
-        status: "Ready",
-        latest: 1,
-        primaryStorageInstallPath: taken.snapshot.path,
-      });
-      const current = await loadResource(tx, "Volume", volumeUuid, call.caller);
-      await updateResource(tx, "Volume", current, {
-        installPath: taken.newTop.path,
-        topFileUuid: taken.newTop.fileUuid,
-      });
-      return { inventory };
-    });
+    return call.commit(async (tx) => ({
+      inventory: await commitSnapshot(tx, snapshotUuid, taken, call.caller),
+    }));
   });
 }
 
-/** Loads a snapshot, its volume and where its files are, ready for an offline operation. */
-async function snapshotContext(core: Core, uuid: string, caller: Caller, action: string) {
+/** Loads a Ready snapshot and its volume, and checks that the VM's state allows `action`. */
+async function snapshotContext(
+  core: Core,
+  uuid: string,
+  caller: Caller,
+  action: "revert to" | "delete",
+) {
   const snapshot = await loadResource(core.kysely, "VolumeSnapshot", uuid, caller);
 
   if (snapshot.status !== "Ready") {
@@ -276,7 +316,13 @@ async function snapshotContext(core: Core, uuid: string, caller: Caller, action:
   }
 
   const volume = await loadResource(core.kysely, "Volume", String(snapshot.volumeUuid), caller);
-  await checkOffline(core, volume, `${action} a snapshot of`);
+
+  if (action === "delete") {
+    await checkDeleteState(core, snapshot, volume);
+  } else {
+    await checkStopped(core, volume, `${action} a snapshot of`);
+  }
+
   return { snapshot, volume };
 }
 
@@ -403,7 +449,7 @@ export function snapshotHandlers(): ApiHandlers {
   const createVolumeSnapshot: ApiHandler = {
     async check(core, call) {
       const volume = await loadResource(core.kysely, "Volume", call.path.volumeUuid!, call.caller);
-      await checkOffline(core, volume, "snapshot");
+      await checkTakeState(core, volume);
     },
     queueKey: (call) => call.path.volumeUuid,
     run: takeSnapshot,

@@ -1,0 +1,154 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TstackClient } from "@tstack/sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildCloud } from "./cloud.js";
+import { startTestServer, type TestServer } from "./harness.js";
+import { backingChain } from "./qcow2.js";
+
+type Inventory = Record<string, unknown> & { uuid: string };
+type Volume = Inventory & { installPath: string; topFileUuid?: string };
+type Snapshot = Inventory & { status: string; latest: boolean; primaryStorageInstallPath: string };
+
+const MiB = 1024 * 1024;
+
+/** A promise that never settles: the agent command of a node that died while waiting. */
+const never = () => new Promise<never>(() => undefined);
+
+describe("snapshot recovery after a management node restart", () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "tstack-snap-recovery-"));
+  let t: TestServer;
+  let admin: TstackClient;
+  let cloud: Awaited<ReturnType<typeof buildCloud>>;
+
+  const volume = async (uuid: string) =>
+    (await admin.query<Volume>("queryVolume", [`uuid=${uuid}`])).inventories[0]!;
+  const snapshots = async (volumeUuid: string) =>
+    (await admin.query<Snapshot>("queryVolumeSnapshot", [`volumeUuid=${volumeUuid}`])).inventories;
+  const capacity = async () =>
+    (
+      await admin.query<Inventory & { availableCapacity: number }>("queryPrimaryStorage", [
+        `uuid=${cloud.primaryStorageUuid}`,
+      ])
+    ).inventories[0]!.availableCapacity;
+  const createVolume = async (name: string) =>
+    (
+      await admin.call<{ inventory: Volume }>("createDataVolume", {
+        params: { name, diskSize: 32 * MiB, primaryStorageUuid: cloud.primaryStorageUuid },
+      })
+    ).inventory;
+
+  /**
+   * Replaces the agent client's `method` so that a command to `path` never returns, after
+   * sending it to the agent when `send` is true, and resolves once such a command was made.
+   */
+  const stallAgent = (method: "call" | "callAsync", path: string, send: boolean) => {
+    const agents = t.server.core.agents as unknown as Record<
+      string,
+      (...args: unknown[]) => Promise<unknown>
+    >;
+    const original = agents[method]!.bind(agents);
+    let reached: () => void;
+    const stalled = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+
+    agents[method] = async (...args: unknown[]) => {
+      if (args[1] !== path) {
+        return original(...args);
+      }
+
+      if (send) {
+        await original(...args);
+      }
+
+      reached();
+      return never();
+    };
+
+    return stalled;
+  };
+
+  /** Stops the management node the way a crash would leave its work, then starts it again. */
+  const restart = async () => {
+    const port = Number(new URL(t.server.url).port);
+    await t.server.stop(500);
+    t = await startTestServer("sqlite", { dataDir, database: t.database, port });
+  };
+
+  beforeAll(async () => {
+    t = await startTestServer("sqlite", { dataDir });
+    admin = t.admin;
+    cloud = await buildCloud(t, "172.30.99.0/24");
+  }, 300_000);
+
+  afterAll(async () => {
+    await cloud?.cleanup();
+    await t?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("removes a snapshot the agent never took", async () => {
+    const data = await createVolume("never-taken");
+    const before = await capacity();
+    const stalled = stallAgent("call", "/storage/snapshot/take", false);
+    const pending = admin
+      .call("createVolumeSnapshot", { path: { volumeUuid: data.uuid }, params: { name: "lost" } })
+      .catch((error: Error) => error);
+
+    await stalled;
+    expect((await snapshots(data.uuid)).map((row) => row.status)).toEqual(["Creating"]);
+    await restart();
+
+    expect(await snapshots(data.uuid)).toEqual([]);
+    expect(await capacity()).toBe(before);
+    expect((await volume(data.uuid)).installPath).toBe(data.installPath);
+    expect(backingChain(data.installPath)).toEqual([data.installPath]);
+    // The job fails either way: the SDK's poll may reach the node while it still recovers.
+    expect(await pending).toBeInstanceOf(Error);
+  });
+
+  it("completes a snapshot the agent took", async () => {
+    const data = await createVolume("taken");
+    const stalled = stallAgent("call", "/storage/snapshot/take", true);
+    const pending = admin
+      .call("createVolumeSnapshot", { path: { volumeUuid: data.uuid }, params: { name: "kept" } })
+      .catch((error: Error) => error);
+
+    await stalled;
+    await restart();
+
+    const [kept] = await snapshots(data.uuid);
+    expect(kept).toMatchObject({ name: "kept", status: "Ready", latest: true });
+    expect(kept!.primaryStorageInstallPath).toBe(data.installPath);
+    const top = (await volume(data.uuid)).installPath;
+    expect(top).not.toBe(data.installPath);
+    expect(backingChain(top)).toEqual([top, data.installPath]);
+    await pending;
+  });
+
+  it("returns a snapshot left Deleting to Ready", async () => {
+    const data = await createVolume("deleting");
+    const taken = (
+      await admin.call<{ inventory: Snapshot }>("createVolumeSnapshot", {
+        path: { volumeUuid: data.uuid },
+        params: { name: "half-deleted" },
+      })
+    ).inventory;
+    const stalled = stallAgent("callAsync", "/storage/snapshot/delete", true);
+    const pending = admin
+      .call("deleteVolumeSnapshot", { path: { uuid: taken.uuid } })
+      .catch((error: Error) => error);
+
+    await stalled;
+    await restart();
+
+    expect((await snapshots(data.uuid)).map((row) => row.status)).toEqual(["Ready"]);
+    await admin.call("deleteVolumeSnapshot", { path: { uuid: taken.uuid } });
+    expect(await snapshots(data.uuid)).toEqual([]);
+    const top = (await volume(data.uuid)).installPath;
+    expect(backingChain(top)).toEqual([top]);
+    await pending;
+  });
+});

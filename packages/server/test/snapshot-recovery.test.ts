@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCloud } from "./cloud.js";
+import { restartServer, stallAgent } from "./crash.js";
 import { startTestServer, type TestServer } from "./harness.js";
 import { backingChain } from "./qcow2.js";
 
@@ -12,9 +13,6 @@ type Volume = Inventory & { installPath: string; topFileUuid?: string };
 type Snapshot = Inventory & { status: string; latest: boolean; primaryStorageInstallPath: string };
 
 const MiB = 1024 * 1024;
-
-/** A promise that never settles: the agent command of a node that died while waiting. */
-const never = () => new Promise<never>(() => undefined);
 
 describe("snapshot recovery after a management node restart", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "tstack-snap-recovery-"));
@@ -39,44 +37,6 @@ describe("snapshot recovery after a management node restart", () => {
       })
     ).inventory;
 
-  /**
-   * Replaces the agent client's `method` so that a command to `path` never returns, after
-   * sending it to the agent when `send` is true, and resolves once such a command was made.
-   */
-  const stallAgent = (method: "call" | "callAsync", path: string, send: boolean) => {
-    const agents = t.server.core.agents as unknown as Record<
-      string,
-      (...args: unknown[]) => Promise<unknown>
-    >;
-    const original = agents[method]!.bind(agents);
-    let reached: () => void;
-    const stalled = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
-
-    agents[method] = async (...args: unknown[]) => {
-      if (args[1] !== path) {
-        return original(...args);
-      }
-
-      if (send) {
-        await original(...args);
-      }
-
-      reached();
-      return never();
-    };
-
-    return stalled;
-  };
-
-  /** Stops the management node the way a crash would leave its work, then starts it again. */
-  const restart = async () => {
-    const port = Number(new URL(t.server.url).port);
-    await t.server.stop(500);
-    t = await startTestServer("sqlite", { dataDir, database: t.database, port });
-  };
-
   beforeAll(async () => {
     t = await startTestServer("sqlite", { dataDir });
     admin = t.admin;
@@ -92,14 +52,14 @@ describe("snapshot recovery after a management node restart", () => {
   it("removes a snapshot the agent never took", async () => {
     const data = await createVolume("never-taken");
     const before = await capacity();
-    const stalled = stallAgent("call", "/storage/snapshot/take", false);
+    const stalled = stallAgent(t.server, "call", "/storage/snapshot/take", false);
     const pending = admin
       .call("createVolumeSnapshot", { path: { volumeUuid: data.uuid }, params: { name: "lost" } })
       .catch((error: Error) => error);
 
     await stalled;
     expect((await snapshots(data.uuid)).map((row) => row.status)).toEqual(["Creating"]);
-    await restart();
+    t = await restartServer(t);
 
     expect(await snapshots(data.uuid)).toEqual([]);
     expect(await capacity()).toBe(before);
@@ -111,13 +71,13 @@ describe("snapshot recovery after a management node restart", () => {
 
   it("completes a snapshot the agent took", async () => {
     const data = await createVolume("taken");
-    const stalled = stallAgent("call", "/storage/snapshot/take", true);
+    const stalled = stallAgent(t.server, "call", "/storage/snapshot/take", true);
     const pending = admin
       .call("createVolumeSnapshot", { path: { volumeUuid: data.uuid }, params: { name: "kept" } })
       .catch((error: Error) => error);
 
     await stalled;
-    await restart();
+    t = await restartServer(t);
 
     const [kept] = await snapshots(data.uuid);
     expect(kept).toMatchObject({ name: "kept", status: "Ready", latest: true });
@@ -136,13 +96,13 @@ describe("snapshot recovery after a management node restart", () => {
         params: { name: "half-deleted" },
       })
     ).inventory;
-    const stalled = stallAgent("callAsync", "/storage/snapshot/delete", true);
+    const stalled = stallAgent(t.server, "callAsync", "/storage/snapshot/delete", true);
     const pending = admin
       .call("deleteVolumeSnapshot", { path: { uuid: taken.uuid } })
       .catch((error: Error) => error);
 
     await stalled;
-    await restart();
+    t = await restartServer(t);
 
     expect((await snapshots(data.uuid)).map((row) => row.status)).toEqual(["Ready"]);
     await admin.call("deleteVolumeSnapshot", { path: { uuid: taken.uuid } });

@@ -1,8 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCloud } from "./cloud.js";
+import { restartServer, stallAgent } from "./crash.js";
 import { startTestServer, type TestServer } from "./harness.js";
 import { backingChain } from "./qcow2.js";
 
@@ -16,9 +19,9 @@ type Snapshot = Inventory & {
 };
 
 /**
- * Guest userdata, run at every boot: it prints the counter in /root/counter, then writes the
- * counter plus one, syncs and remounts the root filesystem read-only, so that a crash-consistent
- * snapshot taken after `TSNAP-WROTE` has a clean filesystem.
+ * Guest userdata, run at every boot. It prints the counter in /root/counter, writes the counter
+ * plus one and syncs. Then it remounts the root filesystem read-only, so that a crash-consistent
+ * snapshot taken after `TSNAP-WROTE` holds a clean filesystem.
  */
 const COUNTER = `#!/bin/sh
 mount -o remount,rw / || exit 1
@@ -87,7 +90,9 @@ describe("volume snapshots of a running guest", () => {
   };
 
   beforeAll(async () => {
-    t = await startTestServer("sqlite");
+    t = await startTestServer("sqlite", {
+      dataDir: mkdtempSync(join(tmpdir(), "tstack-snapshots-")),
+    });
     admin = t.admin;
     cloud = await buildCloud(t, "172.30.98.0/24");
     vm = (
@@ -106,6 +111,10 @@ describe("volume snapshots of a running guest", () => {
   afterAll(async () => {
     await cloud?.cleanup();
     await t?.stop();
+
+    if (t) {
+      rmSync(t.dataDir, { recursive: true, force: true });
+    }
   });
 
   it("reverts a guest's file to an online snapshot", async () => {
@@ -198,5 +207,27 @@ describe("volume snapshots of a running guest", () => {
 
     expect((await vmAction("startVmInstance")).state).toBe("Running");
     expect(await waitForWrite(3)).toBe(2);
+  });
+
+  it("completes an online snapshot after a restart", async () => {
+    const stalled = stallAgent(t.server, "callAsync", "/vm/volume/snapshot", true);
+    const pending = take("crash").catch((error: Error) => error);
+
+    await stalled;
+    t = await restartServer(t);
+
+    const [crash] = (await admin.query<Snapshot>("queryVolumeSnapshot", ["name=crash"]))
+      .inventories;
+    expect(crash).toMatchObject({ status: "Ready", latest: true });
+    const top = (await volume()).installPath;
+    expect(backingChain(top)[1]).toBe(crash!.primaryStorageInstallPath);
+    expect(await pending).toBeInstanceOf(Error);
+
+    // The guest writes 4 into the file QEMU switched to, and a cold start boots from that file.
+    await vmAction("rebootVmInstance");
+    expect(await waitForWrite(4)).toBe(3);
+    await vmAction("stopVmInstance", { type: "cold" });
+    expect((await vmAction("startVmInstance")).state).toBe("Running");
+    expect(await waitForWrite(5)).toBe(4);
   });
 });

@@ -1,28 +1,28 @@
+import { AgentError } from "../src/drivers/agent-client.js";
 import type { Server } from "../src/server.js";
 import { startTestServer, type TestServer } from "./harness.js";
 
 /** A promise that never settles: the agent command of a node that died while waiting. */
 const never = () => new Promise<never>(() => undefined);
 
+type AgentMethod = "call" | "callAsync";
+
 /**
- * Replaces the agent client's `method` so that a command to `path` never returns, after
- * sending it to the agent when `send` is true. Resolves once such a command was made.
+ * Replaces the agent client's `method` for commands to `path`: the command is sent to the agent
+ * when `send` is true, then `after` returns the result the management node gets.
  */
-export function stallAgent(
+function interceptAgent(
   server: Server,
-  method: "call" | "callAsync",
+  method: AgentMethod,
   path: string,
   send: boolean,
+  after: () => Promise<never>,
 ) {
   const agents = server.core.agents as unknown as Record<
     string,
     (...args: unknown[]) => Promise<unknown>
   >;
   const original = agents[method]!.bind(agents);
-  let reached: () => void;
-  const stalled = new Promise<void>((resolve) => {
-    reached = resolve;
-  });
 
   agents[method] = async (...args: unknown[]) => {
     if (args[1] !== path) {
@@ -33,11 +33,31 @@ export function stallAgent(
       await original(...args);
     }
 
-    reached();
-    return never();
+    return after();
   };
+}
 
-  return stalled;
+/**
+ * Makes commands to `path` never return, after sending them to the agent when `send` is true.
+ * Resolves once such a command was made.
+ */
+export function stallAgent(server: Server, method: AgentMethod, path: string, send: boolean) {
+  return new Promise<void>((resolve) => {
+    interceptAgent(server, method, path, send, () => {
+      resolve();
+      return never();
+    });
+  });
+}
+
+/**
+ * Makes commands to `path` fail as if the agent never replied, after sending them to the agent
+ * when `send` is true.
+ */
+export function loseAgentReplies(server: Server, method: AgentMethod, path: string, send: boolean) {
+  interceptAgent(server, method, path, send, async () => {
+    throw new AgentError(`agent command ${path} timed out (injected)`, path, "", true);
+  });
 }
 
 /**

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCloud } from "./cloud.js";
-import { restartServer, stallAgent } from "./crash.js";
+import { loseAgentReplies, restartServer, stallAgent } from "./crash.js";
 import { startTestServer, type TestServer } from "./harness.js";
 import { backingChain } from "./qcow2.js";
 
@@ -110,5 +110,36 @@ describe("snapshot recovery after a management node restart", () => {
     const top = (await volume(data.uuid)).installPath;
     expect(backingChain(top)).toEqual([top]);
     await pending;
+  });
+
+  it("completes a snapshot whose reply was lost", async () => {
+    const data = await createVolume("reply-lost");
+    loseAgentReplies(t.server, "call", "/storage/snapshot/take", true);
+
+    const taken = (
+      await admin.call<{ inventory: Snapshot }>("createVolumeSnapshot", {
+        path: { volumeUuid: data.uuid },
+        params: { name: "reply-lost" },
+      })
+    ).inventory;
+
+    expect(taken).toMatchObject({ status: "Ready", latest: true });
+    expect(taken.primaryStorageInstallPath).toBe(data.installPath);
+    const top = (await volume(data.uuid)).installPath;
+    expect(backingChain(top)).toEqual([top, data.installPath]);
+  });
+
+  it("removes a snapshot the unreachable agent never took", async () => {
+    const data = await createVolume("unreachable");
+    const before = await capacity();
+    loseAgentReplies(t.server, "call", "/storage/snapshot/take", false);
+
+    const error = await admin
+      .call("createVolumeSnapshot", { path: { volumeUuid: data.uuid }, params: { name: "gone" } })
+      .catch((reason: Error) => reason);
+
+    expect(String(error)).toMatch(/failed to snapshot volume .* offline.*timed out/);
+    expect(await snapshots(data.uuid)).toEqual([]);
+    expect(await capacity()).toBe(before);
   });
 });

@@ -1,42 +1,33 @@
 import { basename, dirname, join } from "node:path";
 import { ApiError } from "@tstack/api";
-import type { Transaction } from "kysely";
 import { agentTarget } from "../compute/hosts/connect.js";
 import type { Core } from "../core/core.js";
 import { newUuid } from "../core/ids.js";
-import type { Database } from "../db/schema.js";
+import { AgentError } from "../drivers/agent-client.js";
 import type { Caller } from "../identity/sessions.js";
 import {
   deleteMode,
   deleteResourceRow,
   insertResource,
+  inventoryOf,
   loadResource,
   updateResource,
 } from "../resources/crud.js";
 import type { ApiCall, ApiHandler, ApiHandlers } from "../rest/api.js";
 import { storageCall, storageCallAsync, storageFailure } from "./agent.js";
 import { reserveCapacity, returnCapacity } from "./capacity.js";
+import {
+  commitSnapshot,
+  dropSnapshot,
+  settleCreating,
+  type TakenSnapshot,
+  type VolumeFileInfo,
+  type VolumeTarget,
+  volumeTarget,
+} from "./snapshot-files.js";
 import { checkDeleteState, checkStopped, checkTakeState, type VolumeVm } from "./snapshot-state.js";
-import { volumeHost } from "./volume-service.js";
-
-/** One qcow2 file of a volume, as the agent lists it. */
-export interface VolumeFileInfo {
-  fileUuid: string;
-  path: string;
-  virtualSize: number;
-  actualSize: number;
-  backingFile?: string;
-}
 
 type Row = Record<string, unknown>;
-
-/** A volume with the primary storage root and the host whose agent reaches its files. */
-export interface VolumeTarget {
-  volume: Row;
-  root: string;
-  hostUuid: string;
-  ref: { type: string; accountUuid: string; volumeUuid: string };
-}
 
 /**
  * Runs `work` in the queue of the volume's VM, or of the volume itself when it has none, so a
@@ -46,38 +37,6 @@ export interface VolumeTarget {
 async function inVolumeQueue<T>(core: Core, volume: Row, outerKey: string, work: () => Promise<T>) {
   const key = String(volume.vmInstanceUuid ?? volume.uuid);
   return key === outerKey ? work() : core.queues.run(`resource:${key}`, work);
-}
-
-/** Finds where a volume's files are: its storage root and a connected host that reaches it. */
-export async function volumeTarget(core: Core, volume: Row): Promise<VolumeTarget> {
-  const ps = await core.kysely
-    .selectFrom("primaryStorages")
-    .select("url")
-    .where("uuid", "=", String(volume.primaryStorageUuid))
-    .executeTakeFirstOrThrow();
-  const hostUuid = await volumeHost(core, {
-    primaryStorageUuid: String(volume.primaryStorageUuid),
-    hostUuid: (volume.hostUuid as string | null) ?? null,
-  });
-
-  if (!hostUuid) {
-    throw new ApiError(
-      "operationFailed",
-      `no connected host reaches primary storage ${String(volume.primaryStorageUuid)} of volume ${String(volume.uuid)}`,
-      "reconnect the volume's host, then retry",
-    );
-  }
-
-  return {
-    volume,
-    root: ps.url,
-    hostUuid,
-    ref: {
-      type: String(volume.type),
-      accountUuid: String(volume.accountUuid),
-      volumeUuid: String(volume.uuid),
-    },
-  };
 }
 
 /** Returns the uuid of the qcow2 file a snapshot froze, from its install path. */
@@ -171,45 +130,6 @@ async function reserveSnapshot(
   return snapshotUuid;
 }
 
-/** Undoes `reserveSnapshot` after the agent failed, or after a crash left the row Creating. */
-export async function dropSnapshot(core: Core, volumeUuid: string, snapshotUuid: string) {
-  await core.transact(async (tx) => {
-    const volume = await tx
-      .selectFrom("volumes")
-      .selectAll()
-      .where("uuid", "=", volumeUuid)
-      .executeTakeFirstOrThrow();
-    const reserved = await tx
-      .selectFrom("volumeSnapshots")
-      .select("size")
-      .where("uuid", "=", snapshotUuid)
-      .executeTakeFirst();
-    const size = Number(reserved?.size ?? 0);
-    const psUuid = String(volume.primaryStorageUuid);
-    await returnCapacity(tx, psUuid, volume.hostUuid ?? null, size);
-    await tx
-      .updateTable("volumes")
-      .set({ reservedCapacity: Math.max(0, Number(volume.reservedCapacity) - size) })
-      .where("uuid", "=", volumeUuid)
-      .execute();
-    const row = await tx
-      .selectFrom("volumeSnapshots")
-      .selectAll()
-      .where("uuid", "=", snapshotUuid)
-      .executeTakeFirst();
-
-    if (row) {
-      await deleteResourceRow(tx, "VolumeSnapshot", row);
-    }
-  });
-}
-
-/** Frozen file and new top file of a snapshot, as the agent returns them. */
-export interface TakenSnapshot {
-  snapshot: VolumeFileInfo;
-  newTop: VolumeFileInfo;
-}
-
 /** Asks the agent to take the snapshot: through QMP when the VM runs, else with qemu-img. */
 async function takeOnHost(
   core: Core,
@@ -238,33 +158,22 @@ async function takeOnHost(
 }
 
 /**
- * Marks a snapshot Ready and latest, with the frozen file as its install path, and points the
- * volume at the new top file.
+ * Cleans up after a failed take and returns true when the snapshot was taken after all. An agent
+ * that timed out or could not be reached may have taken it, so the volume's files decide.
  */
-export async function commitSnapshot(
-  tx: Transaction<Database>,
-  snapshotUuid: string,
-  taken: TakenSnapshot,
-  caller: Caller,
-) {
-  const snapshot = await loadResource(tx, "VolumeSnapshot", snapshotUuid, caller);
-  const volumeUuid = String(snapshot.volumeUuid);
-  await tx
-    .updateTable("volumeSnapshots")
-    .set({ latest: 0 })
-    .where("volumeUuid", "=", volumeUuid)
-    .execute();
-  const inventory = await updateResource(tx, "VolumeSnapshot", snapshot, {
-    status: "Ready",
-    latest: 1,
-    primaryStorageInstallPath: taken.snapshot.path,
-  });
-  const volume = await loadResource(tx, "Volume", volumeUuid, caller);
-  await updateResource(tx, "Volume", volume, {
-    installPath: taken.newTop.path,
-    topFileUuid: taken.newTop.fileUuid,
-  });
-  return inventory;
+async function settleFailedTake(core: Core, snapshotUuid: string, error: unknown) {
+  const row = await core.kysely
+    .selectFrom("volumeSnapshots")
+    .selectAll()
+    .where("uuid", "=", snapshotUuid)
+    .executeTakeFirstOrThrow();
+
+  if (error instanceof AgentError && error.unreachable) {
+    return (await settleCreating(core, row, error.message)) === "completed";
+  }
+
+  await dropSnapshot(core, row.volumeUuid, snapshotUuid);
+  return false;
 }
 
 async function takeSnapshot(core: Core, call: ApiCall) {
@@ -284,7 +193,10 @@ async function takeSnapshot(core: Core, call: ApiCall) {
     try {
       taken = await takeOnHost(core, target, vm, newTopFileUuid);
     } catch (error) {
-      await dropSnapshot(core, volumeUuid, snapshotUuid);
+      if (await settleFailedTake(core, snapshotUuid, error)) {
+        return { inventory: await inventoryOf(core.kysely, "VolumeSnapshot", snapshotUuid) };
+      }
+
       const how = vm ? `online in VM ${vm.uuid}` : "offline";
       throw storageFailure(
         `failed to snapshot volume ${volumeUuid} ${how} on host ${vm?.hostUuid ?? target.hostUuid}`,

@@ -12,7 +12,7 @@ import {
   type StoredImage,
   usableBackupStorages,
 } from "./images.js";
-import { type VolumeTarget, volumeTarget } from "./snapshots-api.js";
+import { type VolumeTarget, volumeTarget } from "./snapshot-files.js";
 
 type Row = Record<string, unknown>;
 

@@ -1,3 +1,4 @@
+import type { VolumeFileInfo } from "@tstack/agent/storage";
 import { ApiError } from "@tstack/api";
 import type { Transaction } from "kysely";
 import type { Core } from "../core/core.js";
@@ -10,14 +11,7 @@ import { volumeHost } from "./volume-service.js";
 
 type Row = Record<string, unknown>;
 
-/** One qcow2 file of a volume, as the agent lists it. */
-export interface VolumeFileInfo {
-  fileUuid: string;
-  path: string;
-  virtualSize: number;
-  actualSize: number;
-  backingFile?: string;
-}
+export type { VolumeFileInfo };
 
 /** A volume with the primary storage root and the host whose agent reaches its files. */
 export interface VolumeTarget {

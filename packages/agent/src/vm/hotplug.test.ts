@@ -199,6 +199,28 @@ describe("disk hotplug on real QEMU", { timeout: 180_000 }, () => {
     expect(files.map((node) => node.file)).not.toContain(top);
   });
 
+  it("snapshots a disk of a paused VM", async () => {
+    const volume = { type: "Data" as const, accountUuid: newUuid(), volumeUuid: newUuid() };
+    const topFileUuid = newUuid();
+    await mkdir(volumeDir(dir, volume), { recursive: true });
+    const top = volumeFile(dir, volume, topFileUuid);
+    await run("qemu-img", ["create", "-q", "-f", "qcow2", top, String(16 * MiB)]);
+    await withQmp((qmp) =>
+      attachDisk(qmp, { volumeUuid: volume.volumeUuid, path: top, format: "qcow2" }),
+    );
+    await driver.pause(vmUuid);
+
+    try {
+      const options = { volume, topFileUuid, newTopFileUuid: newUuid() };
+      const taken = await withQmp((qmp) => snapshotDisk(qmp, dir, options));
+
+      expect(taken.newTop.backingFile).toBe(top);
+      expect((await withQmp((qmp) => findDisk(qmp, taken.newTop.path)))?.inserted).toBeDefined();
+    } finally {
+      await driver.resume(vmUuid);
+    }
+  });
+
   it("rejects a snapshot of a file no disk uses", async () => {
     const volume = { type: "Data" as const, accountUuid: newUuid(), volumeUuid: newUuid() };
     const options = { volume, topFileUuid: newUuid(), newTopFileUuid: newUuid() };

@@ -50,8 +50,8 @@ describe("volume snapshots of a running guest", () => {
   let cloud: Awaited<ReturnType<typeof buildCloud>>;
   let vm: Inventory & { rootVolumeUuid: string };
 
-  const consoleOf = async () =>
-    (await admin.call<{ console: string }>("getVmConsoleLog", { path: { uuid: vm.uuid } })).console;
+  const consoleOf = async (uuid = vm.uuid) =>
+    (await admin.call<{ console: string }>("getVmConsoleLog", { path: { uuid } })).console;
   const volume = async () =>
     (await admin.query<Volume>("queryVolume", [`uuid=${vm.rootVolumeUuid}`])).inventories[0]!;
   const snapshot = async (uuid: string) =>
@@ -71,10 +71,23 @@ describe("volume snapshots of a running guest", () => {
       })
     ).inventory;
 
+  const createVm = async (name: string, imageUuid: string) =>
+    (
+      await admin.call<{ inventory: Inventory & { rootVolumeUuid: string } }>("createVmInstance", {
+        params: {
+          name,
+          imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+        },
+        systemTags: [`userdata::${Buffer.from(COUNTER).toString("base64")}`],
+      })
+    ).inventory;
+
   /** Waits for the guest to print `TSNAP-WROTE: n` and returns the counter it read before. */
-  const waitForWrite = async (n: number) => {
+  const waitForWrite = async (n: number, vmUuid = vm.uuid) => {
     const deadline = Date.now() + 240_000;
-    let text = await consoleOf();
+    let text = await consoleOf(vmUuid);
 
     while (!text.includes(`TSNAP-WROTE: ${n}`)) {
       if (Date.now() > deadline) {
@@ -82,7 +95,7 @@ describe("volume snapshots of a running guest", () => {
       }
 
       await new Promise((resolve) => setTimeout(resolve, 500));
-      text = await consoleOf();
+      text = await consoleOf(vmUuid);
     }
 
     const reads = text.split("\n").filter((line) => line.includes("TSNAP-READ:"));
@@ -95,17 +108,7 @@ describe("volume snapshots of a running guest", () => {
     });
     admin = t.admin;
     cloud = await buildCloud(t, "172.30.98.0/24");
-    vm = (
-      await admin.call<{ inventory: Inventory & { rootVolumeUuid: string } }>("createVmInstance", {
-        params: {
-          name: "snap-guest",
-          imageUuid: cloud.imageUuid,
-          instanceOfferingUuid: cloud.instanceOfferingUuid,
-          l3NetworkUuids: [cloud.l3NetworkUuid],
-        },
-        systemTags: [`userdata::${Buffer.from(COUNTER).toString("base64")}`],
-      })
-    ).inventory;
+    vm = await createVm("snap-guest", cloud.imageUuid);
   }, 300_000);
 
   afterAll(async () => {
@@ -168,7 +171,7 @@ describe("volume snapshots of a running guest", () => {
     expect(await snapshot(s1b!.uuid)).toBeUndefined();
   });
 
-  it("makes an image of a snapshot while the VM runs", async () => {
+  it("makes a bootable image of a snapshot", async () => {
     const [s2] = (await admin.query<Snapshot>("queryVolumeSnapshot", ["name=s2"])).inventories;
 
     const image = (
@@ -183,6 +186,12 @@ describe("volume snapshots of a running guest", () => {
     expect(image.url).toBe(`volume-snapshot://${s2!.uuid}`);
     const refs = image.backupStorageRefs as { installPath: string }[];
     expect(backingChain(refs[0]!.installPath)).toEqual([refs[0]!.installPath]);
+
+    // s2 froze the disk with the counter at 2, so a VM made from the image reads 2.
+    const copy = await createVm("from-s2", image.uuid);
+    expect(await waitForWrite(3, copy.uuid)).toBe(2);
+    await admin.call("destroyVmInstance", { path: { uuid: copy.uuid } });
+    await admin.call("expungeVmInstance", { path: { uuid: copy.uuid }, params: {} });
 
     const wrongType = await failure(
       admin.call("createDataVolumeTemplateFromVolumeSnapshot", {

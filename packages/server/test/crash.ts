@@ -8,8 +8,9 @@ const never = () => new Promise<never>(() => undefined);
 type AgentMethod = "call" | "callAsync";
 
 /**
- * Replaces the agent client's `method` for commands to `path`: the command is sent to the agent
- * when `send` is true, then `after` returns the result the management node gets.
+ * Replaces the agent client's `method` for the next command to `path`: the command is sent to
+ * the agent when `send` is true, then `after` returns the result the management node gets.
+ * Later commands go through unchanged.
  */
 function interceptAgent(
   server: Server,
@@ -29,6 +30,8 @@ function interceptAgent(
       return original(...args);
     }
 
+    delete agents[method];
+
     if (send) {
       await original(...args);
     }
@@ -38,8 +41,8 @@ function interceptAgent(
 }
 
 /**
- * Makes commands to `path` never return, after sending them to the agent when `send` is true.
- * Resolves once such a command was made.
+ * Makes the next command to `path` never return, after sending it to the agent when `send` is
+ * true. Resolves once that command was made.
  */
 export function stallAgent(server: Server, method: AgentMethod, path: string, send: boolean) {
   return new Promise<void>((resolve) => {
@@ -51,12 +54,23 @@ export function stallAgent(server: Server, method: AgentMethod, path: string, se
 }
 
 /**
- * Makes commands to `path` fail as if the agent never replied, after sending them to the agent
- * when `send` is true.
+ * Makes the next command to `path` fail, after sending it to the agent when `send` is true. The
+ * failure is a timeout when `unreachable` is true, else an error the agent reported.
  */
-export function loseAgentReplies(server: Server, method: AgentMethod, path: string, send: boolean) {
-  interceptAgent(server, method, path, send, async () => {
-    throw new AgentError(`agent command ${path} timed out (injected)`, path, "", true);
+export function failAgentReply(
+  server: Server,
+  method: AgentMethod,
+  path: string,
+  options: { send: boolean; unreachable: boolean },
+) {
+  interceptAgent(server, method, path, options.send, async () => {
+    const reason = options.unreachable ? "timed out" : "failed";
+    throw new AgentError(
+      `agent command ${path} ${reason} (injected)`,
+      path,
+      "",
+      options.unreachable,
+    );
   });
 }
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCloud } from "./cloud.js";
-import { loseAgentReplies, restartServer, stallAgent } from "./crash.js";
+import { failAgentReply, restartServer, stallAgent } from "./crash.js";
 import { startTestServer, type TestServer } from "./harness.js";
 import { backingChain } from "./qcow2.js";
 
@@ -114,7 +114,7 @@ describe("snapshot recovery after a management node restart", () => {
 
   it("completes a snapshot whose reply was lost", async () => {
     const data = await createVolume("reply-lost");
-    loseAgentReplies(t.server, "call", "/storage/snapshot/take", true);
+    failAgentReply(t.server, "call", "/storage/snapshot/take", { send: true, unreachable: true });
 
     const taken = (
       await admin.call<{ inventory: Snapshot }>("createVolumeSnapshot", {
@@ -132,7 +132,7 @@ describe("snapshot recovery after a management node restart", () => {
   it("removes a snapshot the unreachable agent never took", async () => {
     const data = await createVolume("unreachable");
     const before = await capacity();
-    loseAgentReplies(t.server, "call", "/storage/snapshot/take", false);
+    failAgentReply(t.server, "call", "/storage/snapshot/take", { send: false, unreachable: true });
 
     const error = await admin
       .call("createVolumeSnapshot", { path: { volumeUuid: data.uuid }, params: { name: "gone" } })

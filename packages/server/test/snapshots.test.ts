@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCloud } from "./cloud.js";
-import { restartServer, stallAgent } from "./crash.js";
+import { failAgentReply, restartServer, stallAgent } from "./crash.js";
 import { startTestServer, type TestServer } from "./harness.js";
 import { backingChain } from "./qcow2.js";
 
@@ -238,5 +238,21 @@ describe("volume snapshots of a running guest", () => {
     await vmAction("stopVmInstance", { type: "cold" });
     expect((await vmAction("startVmInstance")).state).toBe("Running");
     expect(await waitForWrite(5)).toBe(4);
+  });
+
+  it("retries an online snapshot that failed after QEMU switched", async () => {
+    // Without the retry, the reported failure would remove the row while QEMU writes to the new top.
+    failAgentReply(t.server, "callAsync", "/vm/volume/snapshot", {
+      send: true,
+      unreachable: false,
+    });
+
+    const lost = await take("lost-reply");
+
+    expect(lost).toMatchObject({ status: "Ready", latest: true });
+    const top = (await volume()).installPath;
+    expect(backingChain(top)[1]).toBe(lost.primaryStorageInstallPath);
+    const rows = await admin.query<Snapshot>("queryVolumeSnapshot", ["name=lost-reply"]);
+    expect(rows.inventories).toHaveLength(1);
   });
 });

@@ -191,7 +191,16 @@ async function takeSnapshot(core: Core, call: ApiCall) {
     let taken: TakenSnapshot;
 
     try {
-      taken = await takeOnHost(core, target, vm, newTopFileUuid);
+      taken = await takeOnHost(core, target, vm, newTopFileUuid).catch(async (error) => {
+        // QEMU may have switched to the new top although the reply failed or was lost. The
+        // online take is idempotent, so a second request returns the files in that case.
+        if (!vm) {
+          throw error;
+        }
+
+        core.log.warn({ err: error, volumeUuid, snapshotUuid }, "retrying an online snapshot");
+        return takeOnHost(core, target, vm, newTopFileUuid);
+      });
     } catch (error) {
       if (await settleFailedTake(core, snapshotUuid, error)) {
         return { inventory: await inventoryOf(core.kysely, "VolumeSnapshot", snapshotUuid) };

@@ -17,6 +17,7 @@ const HOST_TESTS = [
   "packages/server/test/monitoring.test.ts",
   "packages/server/test/network-host.test.ts",
   "packages/server/test/security-groups.test.ts",
+  "packages/server/test/snapshots.test.ts",
   "packages/server/test/templates.test.ts",
   "packages/server/test/vm-crash.test.ts",
   "packages/server/test/vm.test.ts",

@@ -48,7 +48,7 @@ export interface TestServer {
  */
 export async function startTestServer(
   dialect: Dialect,
-  options: { dataDir?: string; database?: string; host?: string } = {},
+  options: { dataDir?: string; database?: string; host?: string; port?: number } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "tstack-test-"));
   const database =
@@ -56,7 +56,7 @@ export async function startTestServer(
     (dialect === "postgres" ? await createPostgresDatabase() : join(dataDir, "tstack.db"));
   const server = await startServer({
     host: options.host ?? "127.0.0.1",
-    port: 0,
+    port: options.port ?? 0,
     dataDir,
     database,
     logLevel: "silent",

@@ -98,6 +98,23 @@ describe.each(dialects)("simulator on %s", (dialect) => {
     await t?.stop();
   });
 
+  it("snapshots a running VM's volume", async () => {
+    const vm = await createVm("snapshot");
+    const root = { volumeUuid: String(vm.rootVolumeUuid) };
+
+    const snapshot = (
+      await admin.call<{ inventory: { status: string; latest: boolean } }>("createVolumeSnapshot", {
+        path: root,
+        params: { name: "online" },
+      })
+    ).inventory;
+
+    expect(snapshot.status).toBe("Ready");
+    expect(snapshot.latest).toBe(true);
+    await vmAction("destroyVmInstance", vm.uuid);
+    await admin.call("expungeVmInstance", { path: { uuid: vm.uuid }, params: {} });
+  });
+
   it("runs a VM lifecycle on simulator hosts", async () => {
     const vm = await createVm("lifecycle");
     const [host] = await simulatorState(vm.hostUuid!);

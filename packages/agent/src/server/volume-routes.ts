@@ -1,6 +1,9 @@
 import type { FastifyInstance } from "fastify";
+import { checkRoot } from "../storage/commands.js";
+import type { VolumeRef } from "../storage/primary.js";
 import { assertInteger, assertOptionPath, assertUuid } from "../validate.js";
 import { checkIso, ejectIso, insertIso } from "../vm/cdrom.js";
+import { snapshotDisk } from "../vm/disk-snapshot.js";
 import { attachDisk, checkHotplugDisk, detachDisk, resizeDisk } from "../vm/hotplug.js";
 import { type ServerContext, taskHeaders } from "./app.js";
 
@@ -9,7 +12,7 @@ type Body = Record<string, unknown>;
 /**
  * Registers the asynchronous disk commands on running VMs: `/vm/volume/attach` (hotplug),
  * `/vm/volume/detach` (hot unplug, waits for the guest), `/vm/volume/resize` (`block_resize`),
- * and `/vm/iso/attach` and `/vm/iso/detach`, which change the medium of the CD-ROM drive.
+ * `/vm/volume/snapshot` (`blockdev-snapshot-sync`), and `/vm/iso/attach` and `/vm/iso/detach`, which change the medium of the CD-ROM drive.
  * Each runs in the VM's operation queue, so it never overlaps a start or stop of the same VM.
  */
 export function registerVolumeRoutes(app: FastifyInstance, context: ServerContext) {
@@ -57,6 +60,24 @@ export function registerVolumeRoutes(app: FastifyInstance, context: ServerContex
     await driver.withQmp(body.vmUuid, (qmp) => resizeDisk(qmp, path, size));
     context.logger.info({ vmUuid: body.vmUuid, path, size }, "disk resized");
     return { vmUuid: body.vmUuid, size };
+  });
+
+  asyncRoute("/vm/volume/snapshot", async (body) => {
+    assertUuid(body.vmUuid, "vmUuid");
+    assertUuid(body.topFileUuid, "topFileUuid");
+    assertUuid(body.newTopFileUuid, "newTopFileUuid");
+    const root = checkRoot({ root: body.root as string });
+    const options = {
+      volume: body.volume as VolumeRef,
+      topFileUuid: body.topFileUuid,
+      newTopFileUuid: body.newTopFileUuid,
+    };
+    const taken = await driver.withQmp(body.vmUuid, (qmp) => snapshotDisk(qmp, root, options));
+    context.logger.info(
+      { vmUuid: body.vmUuid, volumeUuid: options.volume.volumeUuid, newTop: taken.newTop.path },
+      "disk snapshot taken",
+    );
+    return taken;
   });
 
   asyncRoute("/vm/iso/attach", async (body) => {

@@ -270,7 +270,7 @@ function downloadFields(body: { imageUuid: string; url: string; maxBytes?: numbe
  * Rejects a storage root that is not a normalized absolute path, so a body cannot point a
  * command at a relative directory or climb out of its root with `..`.
  */
-function checkRoot(body: StorageRootCommand) {
+export function checkRoot(body: StorageRootCommand) {
   const { root } = body;
 
   const valid = typeof root === "string" && path.isAbsolute(root) && path.normalize(root) === root;

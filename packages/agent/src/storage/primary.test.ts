@@ -1,3 +1,4 @@
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { access, readdir, readFile, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
@@ -294,6 +295,23 @@ describe("volumes", () => {
   });
 });
 
+/** Waits until plain `qemu-img info` fails on `file`, because another process locked it. */
+async function waitForLock(file: string) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const locked = await new Promise<boolean>((resolve) => {
+      execFile("qemu-img", ["info", file], (error) => resolve(error !== null));
+    });
+
+    if (locked) {
+      return;
+    }
+
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+
+  throw new Error(`${file} was not locked within 10 s`);
+}
+
 describe("volume snapshots", () => {
   const volume = rootVolume(uuid("c"));
   const [first, second, third, fourth] = ["d", "e", "f", "0"].map(uuid) as [
@@ -395,6 +413,34 @@ describe("volume snapshots", () => {
     const info = await imageInfo(top, { allowedDirs: [primary.dir] });
     expect(info.backingFile).toBe(imageCacheFile(primary.dir, QCOW2_IMAGE));
     expect(await hasGuestPattern(top, 0, 3)).toBe(true);
+  });
+
+  it("takes a snapshot over a partial file of a killed agent", async () => {
+    const partial = `${volumeFile(primary.dir, volume, first)}.part`;
+    await writeFile(partial, "cut short");
+    const options = { volume, topFileUuid: volume.volumeUuid, newTopFileUuid: first };
+
+    const taken = await takeVolumeSnapshot(primary.dir, options);
+    const again = await takeVolumeSnapshot(primary.dir, options);
+
+    expect(again).toEqual(taken);
+    await expect(access(partial)).rejects.toThrow();
+    const names = (await listVolumeFiles(primary.dir, volume)).map((file) => file.fileUuid);
+    expect(names.sort()).toEqual([volume.volumeUuid, first].sort());
+  });
+
+  it("lists the files of a volume a running QEMU has locked", async () => {
+    const top = volumeFile(primary.dir, volume, volume.volumeUuid);
+    const holder = spawn("qemu-io", ["-f", "qcow2", top], { stdio: ["pipe", "ignore", "ignore"] });
+
+    try {
+      // qemu-io holds the image's write lock while it waits for commands on stdin.
+      await waitForLock(top);
+      const files = await listVolumeFiles(primary.dir, volume);
+      expect(files.map((file) => file.fileUuid)).toEqual([volume.volumeUuid]);
+    } finally {
+      holder.kill();
+    }
   });
 
   it("refuses to delete the current top", async () => {

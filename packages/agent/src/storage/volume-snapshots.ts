@@ -1,9 +1,9 @@
-import { access, readdir, rm } from "node:fs/promises";
+import { access, readdir, rename, rm } from "node:fs/promises";
 import { StorageError } from "./errors.js";
 import { createOverlay } from "./overlay.js";
 import { type VolumeRef, volumeDir, volumeFile } from "./primary.js";
 import { rebaseImage } from "./qemu-img.js";
-import { toVolumeFile, type VolumeFileInfo, volumeFileInfo } from "./volumes.js";
+import { type VolumeFileInfo, volumeFileInfo } from "./volumes.js";
 
 /** Options of `takeVolumeSnapshot`. */
 export interface TakeVolumeSnapshotOptions {
@@ -132,8 +132,13 @@ async function overlayOnce(root: string, volume: VolumeRef, baseUuid: string, ov
     return existing;
   }
 
-  const info = await createOverlay(base, overlay, { allowedDirs: [root] });
-  return toVolumeFile(overlayUuid, info);
+  // The overlay gets its name only when complete, so an agent killed part-way leaves a `.part`
+  // file, which no listing of the volume's files includes, and never a broken qcow2 file.
+  const partial = `${overlay}.part`;
+  await rm(partial, { force: true });
+  await createOverlay(base, partial, { allowedDirs: [root] });
+  await rename(partial, overlay);
+  return volumeFileInfo(root, volume, overlayUuid);
 }
 
 function assertNotTop(fileUuid: string, topUuid: string, action: string) {

@@ -167,14 +167,19 @@ export async function deleteVolume(root: string, volume: VolumeRef): Promise<voi
   await rm(volumeDir(root, volume), { recursive: true, force: true });
 }
 
-/** Reads one file of a volume, checking that its backing chain stays inside the storage. */
+/**
+ * Reads one file of a volume, checking that its backing chain stays inside the storage. It reads
+ * with `-U` because a running VM holds a write lock on its top file, so the allocated size of that
+ * file may lag behind the guest's writes in flight.
+ */
 export async function volumeFileInfo(
   root: string,
   volume: VolumeRef,
   fileUuid: string,
 ): Promise<VolumeFileInfo> {
   const file = volumeFile(root, volume, fileUuid);
-  return toVolumeFile(fileUuid, await imageInfo(file, { allowedDirs: [root], format: "qcow2" }));
+  const info = await imageInfo(file, { allowedDirs: [root], format: "qcow2", forceShare: true });
+  return toVolumeFile(fileUuid, info);
 }
 
 /**

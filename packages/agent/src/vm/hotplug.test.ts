@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -13,7 +13,9 @@ import {
 } from "../../test/helpers.js";
 import { run } from "../exec.js";
 import type { QmpClient } from "../qmp/index.js";
+import { volumeDir, volumeFile } from "../storage/primary.js";
 import { cdromMedium, ejectIso, insertIso } from "./cdrom.js";
+import { snapshotDisk } from "./disk-snapshot.js";
 import { QemuDriver } from "./driver.js";
 import { attachDisk, detachDisk, findDisk, hotplugNames, resizeDisk } from "./hotplug.js";
 
@@ -162,5 +164,69 @@ describe("disk hotplug on real QEMU", { timeout: 180_000 }, () => {
     await withQmp((qmp) => ejectIso(qmp));
     expect(await withQmp((qmp) => cdromMedium(qmp))).toBeUndefined();
     await withQmp((qmp) => ejectIso(qmp));
+  });
+
+  it("snapshots a plugged disk online, then detaches the whole chain", async () => {
+    const volume = { type: "Data" as const, accountUuid: newUuid(), volumeUuid: newUuid() };
+    const topFileUuid = newUuid();
+    const newTopFileUuid = newUuid();
+    await mkdir(volumeDir(dir, volume), { recursive: true });
+    const top = volumeFile(dir, volume, topFileUuid);
+    await run("qemu-img", ["create", "-q", "-f", "qcow2", top, String(32 * MiB)]);
+    await withQmp((qmp) =>
+      attachDisk(qmp, { volumeUuid: volume.volumeUuid, path: top, format: "qcow2" }),
+    );
+    const options = { volume, topFileUuid, newTopFileUuid };
+
+    const taken = await withQmp((qmp) => snapshotDisk(qmp, dir, options));
+    expect(taken.snapshot.path).toBe(top);
+    expect(taken.newTop.path).toBe(volumeFile(dir, volume, newTopFileUuid));
+    expect(taken.newTop.backingFile).toBe(top);
+    expect(taken.newTop.backingFormat).toBe("qcow2");
+    expect(await withQmp((qmp) => findDisk(qmp, top))).toBeUndefined();
+    expect((await withQmp((qmp) => findDisk(qmp, taken.newTop.path)))?.inserted).toBeDefined();
+
+    // A retried request finds the new top in place and takes no second snapshot.
+    const again = await withQmp((qmp) => snapshotDisk(qmp, dir, options));
+    expect(again.newTop.path).toBe(taken.newTop.path);
+    expect(again.newTop.backingFile).toBe(top);
+
+    expect(await withQmp((qmp) => detachDisk(qmp, taken.newTop.path))).toBe(true);
+    const files = await withQmp((qmp) =>
+      qmp.execute<{ file: string }[]>("query-named-block-nodes"),
+    );
+    expect(files.map((node) => node.file)).not.toContain(taken.newTop.path);
+    expect(files.map((node) => node.file)).not.toContain(top);
+  });
+
+  it("snapshots a disk of a paused VM", async () => {
+    const volume = { type: "Data" as const, accountUuid: newUuid(), volumeUuid: newUuid() };
+    const topFileUuid = newUuid();
+    await mkdir(volumeDir(dir, volume), { recursive: true });
+    const top = volumeFile(dir, volume, topFileUuid);
+    await run("qemu-img", ["create", "-q", "-f", "qcow2", top, String(16 * MiB)]);
+    await withQmp((qmp) =>
+      attachDisk(qmp, { volumeUuid: volume.volumeUuid, path: top, format: "qcow2" }),
+    );
+    await driver.pause(vmUuid);
+
+    try {
+      const options = { volume, topFileUuid, newTopFileUuid: newUuid() };
+      const taken = await withQmp((qmp) => snapshotDisk(qmp, dir, options));
+
+      expect(taken.newTop.backingFile).toBe(top);
+      expect((await withQmp((qmp) => findDisk(qmp, taken.newTop.path)))?.inserted).toBeDefined();
+    } finally {
+      await driver.resume(vmUuid);
+    }
+  });
+
+  it("rejects a snapshot of a file no disk uses", async () => {
+    const volume = { type: "Data" as const, accountUuid: newUuid(), volumeUuid: newUuid() };
+    const options = { volume, topFileUuid: newUuid(), newTopFileUuid: newUuid() };
+
+    await expect(withQmp((qmp) => snapshotDisk(qmp, dir, options))).rejects.toThrow(
+      /no disk of the VM uses/,
+    );
   });
 });

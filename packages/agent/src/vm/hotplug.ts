@@ -15,7 +15,14 @@ interface BlockInfo {
   device: string;
   /** qdev ID of the device, or the QOM path of its block backend when it has no ID. */
   qdev?: string;
-  inserted?: { file: string; "node-name": string; image?: { "virtual-size": number } };
+  inserted?: { file: string; "node-name": string; image?: ImageInfo };
+}
+
+/** The image part of a `query-block` entry, with its backing chain. */
+interface ImageInfo {
+  filename: string;
+  "virtual-size": number;
+  "backing-image"?: ImageInfo;
 }
 
 /** Milliseconds the guest gets to release a disk after `device_del`; 60 s by default. */
@@ -114,10 +121,37 @@ export async function detachDisk(
   await deleted.promise;
 
   if (block.device === "" && block.inserted) {
-    await qmp.execute("blockdev-del", { "node-name": block.inserted["node-name"] });
+    await removeHotplugNodes(qmp, chainFiles(block.inserted.image));
   }
 
   return true;
+}
+
+function chainFiles(image: ImageInfo | undefined) {
+  const files: string[] = [];
+
+  for (let next = image; next; next = next["backing-image"]) {
+    files.push(next.filename);
+  }
+
+  return files;
+}
+
+/**
+ * Removes the `blockdev-add` nodes of an unplugged disk's chain. Usually that is the top node,
+ * but after an online snapshot the node that `attachDisk` added sits below the snapshot's
+ * overlay, and it stays open until it is deleted by name. The overlay's own node goes with the
+ * device.
+ */
+async function removeHotplugNodes(qmp: QmpClient, files: string[]) {
+  const nodes =
+    await qmp.execute<{ "node-name": string; file: string }[]>("query-named-block-nodes");
+
+  for (const node of nodes) {
+    if (node["node-name"].startsWith("vol-") && files.includes(node.file)) {
+      await qmp.execute("blockdev-del", { "node-name": node["node-name"] });
+    }
+  }
 }
 
 /** Grows the disk whose top file is `path` with `block_resize`, which also tells the guest the new size. */

@@ -193,6 +193,16 @@ const imageRoutes = [
     "/images/data-volume-templates/from/volumes/{volumeUuid}",
     "Create an image from a data volume that no running VM uses",
   ),
+  templateFromVolume(
+    "createRootVolumeTemplateFromVolumeSnapshot",
+    "/images/root-volume-templates/from/volume-snapshots/{snapshotUuid}",
+    "Create an image from a snapshot of a root volume, while its VM runs or not",
+  ),
+  templateFromVolume(
+    "createDataVolumeTemplateFromVolumeSnapshot",
+    "/images/data-volume-templates/from/volume-snapshots/{snapshotUuid}",
+    "Create an image from a snapshot of a data volume, while its VM runs or not",
+  ),
   {
     name: "queryImage",
     method: "GET",

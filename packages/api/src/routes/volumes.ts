@@ -178,7 +178,7 @@ const snapshotRoutes = [
     }),
     inventory: Inventory.VolumeSnapshotInventory,
     resource: "VolumeSnapshot",
-    summary: "Take an offline snapshot of a volume whose VM is Stopped",
+    summary: "Take a snapshot of a volume: online through QMP while its VM runs, else offline",
   },
   {
     name: "queryVolumeSnapshot",
@@ -217,7 +217,8 @@ const snapshotRoutes = [
     kind: "delete",
     timeoutMs: SNAPSHOT_MS,
     resource: "VolumeSnapshot",
-    summary: "Delete a snapshot by merging it into the files based on it; its VM must be Stopped",
+    summary:
+      "Delete a snapshot by merging it into the files based on it; a snapshot the running VM reads through needs the VM Stopped",
   },
 ] as const satisfies readonly ApiRoute[];
 

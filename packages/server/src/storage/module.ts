@@ -9,6 +9,7 @@ import { isoHandlers } from "./iso.js";
 import { primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
 import { registerAttachWorkflows } from "./attach-workflows.js";
+import { recoverUnfinishedSnapshots } from "./snapshot-recovery.js";
 import { snapshotHandlers } from "./snapshots-api.js";
 import { templateHandlers } from "./templates.js";
 import { attachHandlers } from "./volume-attach.js";
@@ -46,6 +47,7 @@ export function storageModule(): Module {
     async recover() {
       await removeUnfinishedDataVolumes(moduleCore!);
       await failUnfinishedImages(moduleCore!);
+      await recoverUnfinishedSnapshots(moduleCore!);
     },
     start() {
       collector!.start();

@@ -1,37 +1,33 @@
-import { basename } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { ApiError } from "@tstack/api";
+import { agentTarget } from "../compute/hosts/connect.js";
 import type { Core } from "../core/core.js";
 import { newUuid } from "../core/ids.js";
+import { AgentError } from "../drivers/agent-client.js";
 import type { Caller } from "../identity/sessions.js";
 import {
   deleteMode,
   deleteResourceRow,
   insertResource,
+  inventoryOf,
   loadResource,
   updateResource,
 } from "../resources/crud.js";
 import type { ApiCall, ApiHandler, ApiHandlers } from "../rest/api.js";
 import { storageCall, storageCallAsync, storageFailure } from "./agent.js";
 import { reserveCapacity, returnCapacity } from "./capacity.js";
-import { volumeHost } from "./volume-service.js";
-
-interface VolumeFileInfo {
-  fileUuid: string;
-  path: string;
-  virtualSize: number;
-  actualSize: number;
-}
+import {
+  commitSnapshot,
+  dropSnapshot,
+  settleCreating,
+  type TakenSnapshot,
+  type VolumeFileInfo,
+  type VolumeTarget,
+  volumeTarget,
+} from "./snapshot-files.js";
+import { checkDeleteState, checkStopped, checkTakeState, type VolumeVm } from "./snapshot-state.js";
 
 type Row = Record<string, unknown>;
-
-/** Location of one volume's files: storage root, host and agent volume reference. */
-/** A volume with the primary storage root and the host whose agent reaches its files. */
-export interface VolumeTarget {
-  volume: Row;
-  root: string;
-  hostUuid: string;
-  ref: { type: string; accountUuid: string; volumeUuid: string };
-}
 
 /**
  * Runs `work` in the queue of the volume's VM, or of the volume itself when it has none, so a
@@ -41,68 +37,6 @@ export interface VolumeTarget {
 async function inVolumeQueue<T>(core: Core, volume: Row, outerKey: string, work: () => Promise<T>) {
   const key = String(volume.vmInstanceUuid ?? volume.uuid);
   return key === outerKey ? work() : core.queues.run(`resource:${key}`, work);
-}
-
-/**
- * Checks that a volume can be snapshotted or reverted offline: it has a file and no running VM
- * has it open. Snapshots here are offline only (qemu-img on the files).
- */
-async function checkOffline(core: Core, volume: Row, action: string) {
-  if (volume.status !== "Ready" || !volume.topFileUuid) {
-    throw new ApiError(
-      "invalidState",
-      `cannot ${action} volume ${String(volume.uuid)}: its status is ${String(volume.status)}; only a Ready volume with a file has snapshots`,
-    );
-  }
-
-  if (!volume.vmInstanceUuid) {
-    return;
-  }
-
-  const vm = await core.kysely
-    .selectFrom("vmInstances")
-    .select(["uuid", "state"])
-    .where("uuid", "=", String(volume.vmInstanceUuid))
-    .executeTakeFirst();
-
-  if (vm && vm.state !== "Stopped") {
-    throw new ApiError(
-      "invalidState",
-      `cannot ${action} volume ${String(volume.uuid)}: its VM ${vm.uuid} is ${vm.state}, and offline snapshots need it Stopped; stop it with stopVmInstance, then retry`,
-    );
-  }
-}
-
-/** Finds where a volume's files are: its storage root and a connected host that reaches it. */
-export async function volumeTarget(core: Core, volume: Row): Promise<VolumeTarget> {
-  const ps = await core.kysely
-    .selectFrom("primaryStorages")
-    .select("url")
-    .where("uuid", "=", String(volume.primaryStorageUuid))
-    .executeTakeFirstOrThrow();
-  const hostUuid = await volumeHost(core, {
-    primaryStorageUuid: String(volume.primaryStorageUuid),
-    hostUuid: (volume.hostUuid as string | null) ?? null,
-  });
-
-  if (!hostUuid) {
-    throw new ApiError(
-      "operationFailed",
-      `no connected host reaches primary storage ${String(volume.primaryStorageUuid)} of volume ${String(volume.uuid)}`,
-      "reconnect the volume's host, then retry",
-    );
-  }
-
-  return {
-    volume,
-    root: ps.url,
-    hostUuid,
-    ref: {
-      type: String(volume.type),
-      accountUuid: String(volume.accountUuid),
-      volumeUuid: String(volume.uuid),
-    },
-  };
 }
 
 /** Returns the uuid of the qcow2 file a snapshot froze, from its install path. */
@@ -134,9 +68,17 @@ async function topFileSize(core: Core, target: VolumeTarget) {
 /**
  * Records the snapshot row (Creating) and reserves its size. A snapshot contains bytes already
  * written, so its reservation is its actual size, without the over-provisioning ratio; it is
- * added to the volume's reservation so that expunging the volume returns it too.
+ * added to the volume's reservation so that expunging the volume returns it too. Until the
+ * snapshot is Ready, its install path is the path of the new top file, so that recovery after a
+ * crash can find out whether the agent made it.
  */
-async function reserveSnapshot(core: Core, call: ApiCall, target: VolumeTarget, size: number) {
+async function reserveSnapshot(
+  core: Core,
+  call: ApiCall,
+  target: VolumeTarget,
+  size: number,
+  newTopPath: string,
+) {
   const { volume } = target;
   const snapshotUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
 
@@ -170,7 +112,7 @@ async function reserveSnapshot(core: Core, call: ApiCall, target: VolumeTarget, 
         primaryStorageUuid: psUuid,
         parentUuid: latest?.uuid ?? null,
         volumeType: volume.type,
-        primaryStorageInstallPath: String(volume.installPath),
+        primaryStorageInstallPath: newTopPath,
         size,
         state: "Enabled",
         status: "Creating",
@@ -188,26 +130,50 @@ async function reserveSnapshot(core: Core, call: ApiCall, target: VolumeTarget, 
   return snapshotUuid;
 }
 
-/** Undoes `reserveSnapshot` after the agent failed. */
-async function dropSnapshot(core: Core, volume: Row, snapshotUuid: string, size: number) {
-  await core.transact(async (tx) => {
-    const psUuid = String(volume.primaryStorageUuid);
-    await returnCapacity(tx, psUuid, (volume.hostUuid as string | null) ?? null, size);
-    await tx
-      .updateTable("volumes")
-      .set({ reservedCapacity: Number(volume.reservedCapacity) })
-      .where("uuid", "=", String(volume.uuid))
-      .execute();
-    const row = await tx
-      .selectFrom("volumeSnapshots")
-      .selectAll()
-      .where("uuid", "=", snapshotUuid)
-      .executeTakeFirst();
+/** Asks the agent to take the snapshot: through QMP when the VM runs, else with qemu-img. */
+async function takeOnHost(
+  core: Core,
+  target: VolumeTarget,
+  vm: VolumeVm | undefined,
+  newTopFileUuid: string,
+) {
+  const body = {
+    root: target.root,
+    volume: target.ref,
+    topFileUuid: String(target.volume.topFileUuid),
+    newTopFileUuid,
+  };
 
-    if (row) {
-      await deleteResourceRow(tx, "VolumeSnapshot", row);
-    }
-  });
+  if (!vm) {
+    return storageCall<TakenSnapshot>(core, target.hostUuid, "/storage/snapshot/take", body);
+  }
+
+  const agent = await agentTarget(core, vm.hostUuid!);
+  return core.agents.callAsync<TakenSnapshot>(
+    agent,
+    "/vm/volume/snapshot",
+    { ...body, vmUuid: vm.uuid },
+    { timeoutMs: 120_000 },
+  );
+}
+
+/**
+ * Cleans up after a failed take and returns true when the snapshot was taken after all. An agent
+ * that timed out or could not be reached may have taken it, so the volume's files decide.
+ */
+async function settleFailedTake(core: Core, snapshotUuid: string, error: unknown) {
+  const row = await core.kysely
+    .selectFrom("volumeSnapshots")
+    .selectAll()
+    .where("uuid", "=", snapshotUuid)
+    .executeTakeFirstOrThrow();
+
+  if (error instanceof AgentError && error.unreachable) {
+    return (await settleCreating(core, row, error.message)) === "completed";
+  }
+
+  await dropSnapshot(core, row.volumeUuid, snapshotUuid);
+  return false;
 }
 
 async function takeSnapshot(core: Core, call: ApiCall) {
@@ -216,56 +182,51 @@ async function takeSnapshot(core: Core, call: ApiCall) {
 
   return inVolumeQueue(core, found, volumeUuid, async () => {
     const volume = await loadResource(core.kysely, "Volume", volumeUuid, call.caller);
-    await checkOffline(core, volume, "snapshot");
-
+    const vm = await checkTakeState(core, volume);
     const target = await volumeTarget(core, volume);
     const size = await topFileSize(core, target);
-    const snapshotUuid = await reserveSnapshot(core, call, target, size);
     const newTopFileUuid = newUuid();
-    // NOTE: a node that stops between the agent's reply and the commit below leaves the new
-    // overlay file unused and the snapshot row in Creating, with its capacity still reserved.
-    let taken: { snapshot: VolumeFileInfo; newTop: VolumeFileInfo };
+    const newTopPath = join(dirname(String(volume.installPath)), `${newTopFileUuid}.qcow2`);
+    const snapshotUuid = await reserveSnapshot(core, call, target, size, newTopPath);
+    let taken: TakenSnapshot;
 
     try {
-      taken = await storageCall(core, target.hostUuid, "/storage/snapshot/take", {
-        root: target.root,
-        volume: target.ref,
-        topFileUuid: String(volume.topFileUuid),
-        newTopFileUuid,
+      taken = await takeOnHost(core, target, vm, newTopFileUuid).catch(async (error) => {
+        // QEMU may have switched to the new top although the reply failed or was lost. The
+        // online take is idempotent, so a second request returns the files in that case.
+        if (!vm) {
+          throw error;
+        }
+
+        core.log.warn({ err: error, volumeUuid, snapshotUuid }, "retrying an online snapshot");
+        return takeOnHost(core, target, vm, newTopFileUuid);
       });
     } catch (error) {
-      await dropSnapshot(core, volume, snapshotUuid, size);
+      if (await settleFailedTake(core, snapshotUuid, error)) {
+        return { inventory: await inventoryOf(core.kysely, "VolumeSnapshot", snapshotUuid) };
+      }
+
+      const how = vm ? `online in VM ${vm.uuid}` : "offline";
       throw storageFailure(
-        `failed to snapshot volume ${volumeUuid} on host ${target.hostUuid}`,
+        `failed to snapshot volume ${volumeUuid} ${how} on host ${vm?.hostUuid ?? target.hostUuid}`,
         error,
         "check the primary storage directory on that host, then retry",
       );
     }
 
-    return call.commit(async (tx) => {
-      await tx
-        .updateTable("volumeSnapshots")
-        .set({ latest: 0 })
-        .where("volumeUuid", "=", volumeUuid)
-        .execute();
-      const snapshot = await loadResource(tx, "VolumeSnapshot", snapshotUuid, call.caller);
-      const inventory = await updateResource(tx, "VolumeSnapshot", snapshot, {
-        status: "Ready",
-        latest: 1,
-        primaryStorageInstallPath: taken.snapshot.path,
-      });
-      const current = await loadResource(tx, "Volume", volumeUuid, call.caller);
-      await updateResource(tx, "Volume", current, {
-        installPath: taken.newTop.path,
-        topFileUuid: taken.newTop.fileUuid,
-      });
-      return { inventory };
-    });
+    return call.commit(async (tx) => ({
+      inventory: await commitSnapshot(tx, snapshotUuid, taken, call.caller),
+    }));
   });
 }
 
-/** Loads a snapshot, its volume and where its files are, ready for an offline operation. */
-async function snapshotContext(core: Core, uuid: string, caller: Caller, action: string) {
+/** Loads a Ready snapshot and its volume, and checks that the VM's state allows `action`. */
+async function snapshotContext(
+  core: Core,
+  uuid: string,
+  caller: Caller,
+  action: "revert to" | "delete",
+) {
   const snapshot = await loadResource(core.kysely, "VolumeSnapshot", uuid, caller);
 
   if (snapshot.status !== "Ready") {
@@ -276,7 +237,13 @@ async function snapshotContext(core: Core, uuid: string, caller: Caller, action:
   }
 
   const volume = await loadResource(core.kysely, "Volume", String(snapshot.volumeUuid), caller);
-  await checkOffline(core, volume, `${action} a snapshot of`);
+
+  if (action === "delete") {
+    await checkDeleteState(core, snapshot, volume);
+  } else {
+    await checkStopped(core, volume, `${action} a snapshot of`);
+  }
+
   return { snapshot, volume };
 }
 
@@ -403,7 +370,7 @@ export function snapshotHandlers(): ApiHandlers {
   const createVolumeSnapshot: ApiHandler = {
     async check(core, call) {
       const volume = await loadResource(core.kysely, "Volume", call.path.volumeUuid!, call.caller);
-      await checkOffline(core, volume, "snapshot");
+      await checkTakeState(core, volume);
     },
     queueKey: (call) => call.path.volumeUuid,
     run: takeSnapshot,

@@ -1,3 +1,4 @@
+import { basename } from "node:path";
 import { ApiError } from "@tstack/api";
 import type { Core } from "../core/core.js";
 import { newUuid, now } from "../core/ids.js";
@@ -11,7 +12,7 @@ import {
   type StoredImage,
   usableBackupStorages,
 } from "./images.js";
-import { type VolumeTarget, volumeTarget } from "./snapshots-api.js";
+import { type VolumeTarget, volumeTarget } from "./snapshot-files.js";
 
 type Row = Record<string, unknown>;
 
@@ -59,7 +60,41 @@ async function checkVolume(core: Core, call: ApiCall, type: "Root" | "Data") {
   return volume;
 }
 
-async function insertImage(core: Core, call: ApiCall, volume: Row, type: "Root" | "Data") {
+/** Loads a Ready snapshot of a volume of `type` and its volume. The snapshot's file never changes. */
+async function checkSnapshot(core: Core, call: ApiCall, type: "Root" | "Data") {
+  const uuid = call.path.snapshotUuid!;
+  const snapshot = await loadResource(core.kysely, "VolumeSnapshot", uuid, call.caller);
+
+  if (snapshot.volumeType !== type) {
+    throw new ApiError(
+      "invalidArgument",
+      `snapshotUuid: snapshot ${uuid} is of a ${String(snapshot.volumeType)} volume; use the ${type === "Root" ? "data" : "root"} volume template API for it`,
+    );
+  }
+
+  if (snapshot.status !== "Ready") {
+    throw new ApiError(
+      "invalidState",
+      `snapshot ${uuid} is ${String(snapshot.status)}; only a Ready snapshot can become an image`,
+    );
+  }
+
+  const volume = await loadResource(
+    core.kysely,
+    "Volume",
+    String(snapshot.volumeUuid),
+    call.caller,
+  );
+  return { snapshot, volume };
+}
+
+async function insertImage(
+  core: Core,
+  call: ApiCall,
+  volume: Row,
+  type: "Root" | "Data",
+  url: string,
+) {
   const imageUuid = (call.params.resourceUuid as string | undefined) ?? newUuid();
   const stamp = now();
   const sourceImage = volume.rootImageUuid
@@ -81,7 +116,7 @@ async function insertImage(core: Core, call: ApiCall, volume: Row, type: "Root" 
         description: call.params.description ?? null,
         state: "Enabled",
         status: "Creating",
-        url: `volume://${String(volume.uuid)}`,
+        url,
         mediaType: MEDIA_TYPES[type],
         format: "qcow2",
         platform: call.params.platform ?? sourceImage?.platform ?? "Linux",
@@ -114,13 +149,14 @@ async function insertImage(core: Core, call: ApiCall, volume: Row, type: "Root" 
 }
 
 /**
- * Copies the volume into one image store: the store waits for an upload while the volume's
- * host flattens the volume's backing chain and PUTs the result to the store's upload URL.
+ * Copies a file of the volume, with its backing chain, into one image store: the store waits for
+ * an upload while the volume's host flattens the chain and PUTs the result to the upload URL.
  */
 async function copyToStore(
   core: Core,
   call: ApiCall,
   source: VolumeTarget,
+  fileUuid: string,
   imageUuid: string,
   store: { uuid: string; url: string; hostUuid: string },
 ) {
@@ -152,7 +188,7 @@ async function copyToStore(
       {
         root: source.root,
         volume: source.ref,
-        topFileUuid: source.volume.topFileUuid,
+        topFileUuid: fileUuid,
         uploadUrl,
       },
       { timeoutMs, signal: call.signal, onProgress: report },
@@ -167,17 +203,30 @@ async function copyToStore(
   return stored;
 }
 
-async function createTemplate(core: Core, call: ApiCall, type: "Root" | "Data") {
-  const volume = await checkVolume(core, call, type);
+/** The file an image is copied from: a volume's top file, or the file a snapshot froze. */
+interface TemplateSource {
+  volume: Row;
+  fileUuid: string;
+  url: string;
+  what: string;
+}
+
+async function createTemplate(
+  core: Core,
+  call: ApiCall,
+  type: "Root" | "Data",
+  from: TemplateSource,
+) {
+  const { volume } = from;
   const stores = await usableBackupStorages(core, call.params.backupStorageUuids as string[]);
   const source = await volumeTarget(core, volume);
-  const imageUuid = await insertImage(core, call, volume, type);
+  const imageUuid = await insertImage(core, call, volume, type, from.url);
   const results: PromiseSettledResult<StoredImage>[] = [];
 
   // One store at a time, because each copy reads the whole volume on its host.
   for (const store of stores) {
     results.push(
-      await copyToStore(core, call, source, imageUuid, store).then(
+      await copyToStore(core, call, source, from.fileUuid, imageUuid, store).then(
         (value) => ({ status: "fulfilled", value }) as const,
         (reason: unknown) => ({ status: "rejected", reason }) as const,
       ),
@@ -194,7 +243,7 @@ async function createTemplate(core: Core, call: ApiCall, type: "Root" | "Data") 
     await markImage(core, imageUuid, { status: "Error", lastError: reasons.join("; ") });
     throw new ApiError(
       call.signal.aborted ? "cancelled" : "operationFailed",
-      `failed to create image ${imageUuid} from volume ${String(volume.uuid)}: ${reasons.join("; ")}`,
+      `failed to create image ${imageUuid} from ${from.what}: ${reasons.join("; ")}`,
       "check the volume's host and the image stores, then retry",
     );
   }
@@ -219,21 +268,58 @@ function templateHandler(type: "Root" | "Data"): ApiHandler {
     },
     async run(core, call) {
       const volume = await checkVolume(core, call, type);
+      const from = {
+        volume,
+        fileUuid: String(volume.topFileUuid),
+        url: `volume://${String(volume.uuid)}`,
+        what: `volume ${String(volume.uuid)}`,
+      };
 
       // The VM's queue keeps it from starting while its volume is read.
       return volume.vmInstanceUuid
         ? core.queues.run(`resource:${String(volume.vmInstanceUuid)}`, () =>
-            createTemplate(core, call, type),
+            createTemplate(core, call, type, from),
           )
-        : createTemplate(core, call, type);
+        : createTemplate(core, call, type, from);
     },
   };
 }
 
-/** `createRootVolumeTemplateFromRootVolume` and `createDataVolumeTemplateFromVolume`. */
+/**
+ * Copies a snapshot's frozen file with its backing chain. No file of that chain changes while the
+ * VM runs, so the VM may be in any state. A snapshot delete merges files of the chain, so the copy
+ * runs in the queue of the volume's VM, or of the volume, as deletes do.
+ */
+function snapshotTemplateHandler(type: "Root" | "Data"): ApiHandler {
+  return {
+    async check(core, call) {
+      await checkSnapshot(core, call, type);
+      await usableBackupStorages(core, call.params.backupStorageUuids as string[]);
+    },
+    async run(core, call) {
+      const { snapshot, volume } = await checkSnapshot(core, call, type);
+      const key = String(volume.vmInstanceUuid ?? volume.uuid);
+      const from = {
+        volume,
+        fileUuid: basename(String(snapshot.primaryStorageInstallPath), ".qcow2"),
+        url: `volume-snapshot://${String(snapshot.uuid)}`,
+        what: `snapshot ${String(snapshot.uuid)} of volume ${String(volume.uuid)}`,
+      };
+
+      return core.queues.run(`resource:${key}`, async () => {
+        await checkSnapshot(core, call, type);
+        return createTemplate(core, call, type, from);
+      });
+    },
+  };
+}
+
+/** The APIs that copy a volume or a volume snapshot into image stores as a new image. */
 export function templateHandlers() {
   return {
     createRootVolumeTemplateFromRootVolume: templateHandler("Root"),
     createDataVolumeTemplateFromVolume: templateHandler("Data"),
+    createRootVolumeTemplateFromVolumeSnapshot: snapshotTemplateHandler("Root"),
+    createDataVolumeTemplateFromVolumeSnapshot: snapshotTemplateHandler("Data"),
   };
 }

@@ -27,6 +27,7 @@ export const ASYNC_PATHS = new Set([
   "/storage/imagecache/fill",
   "/storage/imagecache/gc",
   "/storage/snapshot/delete",
+  "/vm/volume/snapshot",
 ]);
 
 /** Commands served without a signature, as by the real agent. */

@@ -323,6 +323,8 @@ export const storageCommands: Record<string, Command> = {
     return { files: volume.files.map(fileReply) };
   },
   "/storage/snapshot/take": takeSnapshot,
+  // An online snapshot changes the same files; a simulated VM has no QEMU to switch over.
+  "/vm/volume/snapshot": takeSnapshot,
   "/storage/snapshot/revert": revertSnapshot,
   "/storage/snapshot/delete": deleteSnapshot,
   "/storage/smp/marker/write": (context, body) => {

@@ -269,6 +269,12 @@ export class TstackClient {
       });
       const body = await readBody(response);
 
+      // A node that restarts answers SYS.1010 until its recovery ends, and the job lives on.
+      if (response.status === 503 && errorCode(body) === "SYS.1010") {
+        await sleep(this.pollIntervalMs, options.signal);
+        continue;
+      }
+
       if (response.status !== 202) {
         return checked(response.status, body);
       }
@@ -386,4 +392,8 @@ function jobUuidOf(location: string) {
 
 function hasHeader(headers: Record<string, string>, name: string) {
   return Object.keys(headers).some((key) => key.toLowerCase() === name);
+}
+
+function errorCode(body: unknown) {
+  return (body as { error?: { code?: unknown } } | undefined)?.error?.code;
 }

@@ -25,6 +25,8 @@ export class FaultyProxy {
   dropReply: (request: ProxiedRequest) => boolean = () => false;
   /** Returns the number of bytes of the reply to forward before cutting the stream. */
   cutStreamAfter: (request: ProxiedRequest) => number | undefined = () => undefined;
+  /** Returns true for requests answered with the 503 of a node that is still recovering. */
+  notReady: (request: ProxiedRequest) => boolean = () => false;
   private server: Server | undefined;
 
   constructor(private readonly target: string) {}
@@ -43,6 +45,14 @@ export class FaultyProxy {
   private forward(incoming: IncomingMessage, outgoing: ServerResponse) {
     const seen = { method: incoming.method!, url: incoming.url!, headers: incoming.headers };
     this.requests.push(seen);
+
+    if (this.notReady(seen)) {
+      incoming.resume();
+      outgoing.writeHead(503, { "content-type": "application/json" });
+      outgoing.end(JSON.stringify({ error: { code: "SYS.1010", description: "not ready" } }));
+      return;
+    }
+
     const url = new URL(incoming.url!, this.target);
     const upstream = request(
       url,

@@ -97,6 +97,21 @@ describe("idempotent retry", () => {
   });
 });
 
+describe("job polling", () => {
+  it("waits out a node that is still recovering", async () => {
+    const client = await clientThroughProxy();
+    let refused = 0;
+    proxy!.notReady = (request) => request.url.includes("/api-jobs/") && refused++ < 2;
+
+    const reply = await client.call<{ inventory: Inventory }>("createZone", {
+      params: { name: "polled-zone" },
+    });
+
+    expect(reply.inventory.name).toBe("polled-zone");
+    expect(refused).toBeGreaterThan(2);
+  });
+});
+
 describe("job cancellation", () => {
   it("cancels the job on the server when the signal aborts", async () => {
     const zone = (

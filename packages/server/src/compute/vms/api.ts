@@ -15,7 +15,7 @@ import { vmHypervisorType } from "../../simulator/hypervisor.js";
 import { hypervisorTypeOfImage } from "../containers.js";
 import { agentTarget } from "../hosts/connect.js";
 import { checkAction, loadVm } from "./state.js";
-import { ALLOWED_ACTIONS } from "./states.js";
+import { ALLOWED_ACTIONS, type VmState } from "./states.js";
 import { checkHostnameFree, checkVmTags } from "./tags.js";
 import type { VmData } from "./workflows.js";
 
@@ -235,10 +235,15 @@ function vmAction(
       const vm = await loadVm(core.kysely, call.path.uuid!);
       checkAction(vm, apiName, ALLOWED_ACTIONS[apiName]!);
 
+      // The state to roll back to is stored with the workflow row at its start. The mark step
+      // records it too, but its data is stored only after the step ends, so a crash just after
+      // the step's state change would leave the rollback without it.
+      const initial = { vmUuid: vm.uuid, jobUuid: call.jobUuid, fromState: vm.state as VmState };
+
       try {
         await core.workflows.run(
           workflow,
-          { vmUuid: vm.uuid, jobUuid: call.jobUuid, ...data(call) },
+          { ...initial, ...data(call) },
           { jobUuid: call.jobUuid, signal: call.signal },
         );
       } catch (error) {

@@ -44,11 +44,7 @@ function checkDatabase(all: Query) {
 
   for (const vm of all("select uuid, state, lastOpDate from vmInstances")) {
     if (INTERMEDIATE_VM_STATES.includes(String(vm.state))) {
-      // The workflows that touched the VM show where it stopped: step count, state, error, node.
-      const workflows = all(
-        "select name, state, completedSteps, error, managementNodeUuid, lastOpDate from workflows where data like ?",
-        `%${String(vm.uuid)}%`,
-      );
+      const workflows = workflowsOf(all, String(vm.uuid));
       violations.push(
         `VM ${vm.uuid} is still ${vm.state} since ${vm.lastOpDate}; workflows: ${JSON.stringify(workflows)}`,
       );
@@ -135,8 +131,9 @@ async function checkSimulator(all: Query, control: HttpSimulatorControl, hostUui
 
       for (const vmUuid of actual) {
         if (!expected.has(vmUuid)) {
+          const [row] = all("select state, hostUuid from vmInstances where uuid = ?", vmUuid);
           violations.push(
-            `simulator host ${node.uuid} runs VM ${vmUuid}, which the database does not have running there`,
+            `simulator host ${node.uuid} runs VM ${vmUuid}, which the database has as ${JSON.stringify(row ?? null)}; workflows: ${JSON.stringify(workflowsOf(all, vmUuid))}`,
           );
         }
       }
@@ -196,11 +193,23 @@ function checkDisks(all: Query, node: NodeState, runningHere: Set<string>) {
     const extra = vm.disks.filter((path) => !expected.includes(path));
 
     if (missing.length > 0 || extra.length > 0) {
+      const volumeUuids = [...missing, ...extra].map(
+        (path) => /vol-([0-9a-f]{32})/.exec(path)?.[1],
+      );
+      const workflows = volumeUuids.map((uuid) => (uuid ? workflowsOf(all, uuid) : []));
       violations.push(
-        `VM ${vm.vmUuid} on host ${node.uuid} lacks disks ${JSON.stringify(missing)} and has extra disks ${JSON.stringify(extra)} in the simulator`,
+        `VM ${vm.vmUuid} on host ${node.uuid} lacks disks ${JSON.stringify(missing)} and has extra disks ${JSON.stringify(extra)} in the simulator; workflows of those volumes: ${JSON.stringify(workflows)}`,
       );
     }
   }
 
   return violations;
+}
+
+/** Lists the workflows whose data names a resource, which show where each one stopped. */
+function workflowsOf(all: Query, uuid: string) {
+  return all(
+    "select name, state, completedSteps, error, managementNodeUuid, lastOpDate from workflows where data like ?",
+    `%${uuid}%`,
+  );
 }

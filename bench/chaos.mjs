@@ -1,12 +1,14 @@
 // Chaos benchmark: the chaos test of packages/server/test at full size. tstack-simulator and
-// tstack-server (SQLite) run as their own processes; `--workers` clients run `--ops` random VM
-// and volume operations (create, start, stop, reboot, destroy, expunge, data volume create,
-// delete, expunge, attach and detach) while random faults are injected into agent commands and
-// the server is SIGKILLed and restarted every `--kill-every` seconds. Then the invariants between
-// the database and the simulator are checked; every violation is printed and the exit code is 1.
+// tstack-server (SQLite) run as their own processes. `--workers` clients run `--ops` random VM
+// and volume operations: create, start, stop, reboot, destroy and expunge of VMs, and create,
+// delete, expunge, attach and detach of data volumes. Meanwhile random faults are injected into
+// agent commands, and the server is SIGKILLed and restarted every `--kill-every` seconds. Then
+// the invariants between the database and the simulator are checked. Every violation is
+// printed, and the exit code is 1 when there is any.
 // The test's TypeScript is loaded through Vite, which vitest already depends on.
 // Usage: npm run bench -- chaos [--ops 10000] [--minutes 25] [--hosts 20] [--workers 8]
-//        [--kill-every 5] [--settle 120]
+//        [--kill-every 5] [--settle 120] [--server-log FILE]
+// --server-log appends the output of every tstack-server process (log level warn) to FILE.
 import { parseArgs } from "node:util";
 import { runnerImport } from "vite";
 import { root } from "./lib/harness.mjs";
@@ -19,6 +21,7 @@ const { values } = parseArgs({
     workers: { type: "string", default: "8" },
     "kill-every": { type: "string", default: "5" },
     settle: { type: "string", default: "120" },
+    "server-log": { type: "string" },
   },
 });
 const { module } = await runnerImport(`${root}packages/server/test/chaos/run.ts`, {
@@ -35,6 +38,7 @@ const result = await module.runChaos({
   durationMs: Number(values.minutes) * 60_000,
   killEveryMs: Number(values["kill-every"]) * 1000,
   settleMs: Number(values.settle) * 1000,
+  serverLog: values["server-log"],
   onProgress: (done, kills) => {
     const seconds = (performance.now() - began) / 1000;
     console.error(`${done} operations and ${kills} SIGKILLs in ${seconds.toFixed(0)} s`);

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync } from "node:fs";
 
 /** A child process with the last 20,000 characters of its combined output. */
 export interface Child {
@@ -6,8 +7,11 @@ export interface Child {
   output: () => string;
 }
 
-/** Spawns `node <args>` with `env` added to this process's environment. */
-export function launch(args: string[], env: Record<string, string>): Child {
+/**
+ * Spawns `node <args>` with `env` added to this process's environment. With `logFile`, all of
+ * its output is also appended to that file.
+ */
+export function launch(args: string[], env: Record<string, string>, logFile?: string): Child {
   const child = spawn(process.execPath, args, {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -15,6 +19,10 @@ export function launch(args: string[], env: Record<string, string>): Child {
   let output = "";
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-20_000);
+
+    if (logFile) {
+      appendFileSync(logFile, chunk);
+    }
   };
   child.stdout!.on("data", keep);
   child.stderr!.on("data", keep);

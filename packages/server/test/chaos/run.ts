@@ -49,6 +49,8 @@ export interface ChaosOptions {
   killEveryMs: number;
   /** Time the node gets after the chaos to finish or fail every operation in flight. */
   settleMs: number;
+  /** File to append the output of every tstack-server process to, across the restarts. */
+  serverLog?: string;
   /** Called about every 100 operations with the counts so far. */
   onProgress?: (done: number, kills: number) => void;
 }
@@ -85,12 +87,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let server: Child | undefined;
 
   const startServer = async () => {
-    server = launch([SERVER_MAIN, "--listen", `127.0.0.1:${serverPort}`, "--data-dir", dataDir], {
-      TSTACK_SIMULATOR_URL: simulatorUrl,
-      TSTACK_SIMULATOR_TOKEN: token,
-      TSTACK_ADMIN_PASSWORD: ADMIN_PASSWORD,
-      TSTACK_LOG_LEVEL: "warn",
-    });
+    server = launch(
+      [SERVER_MAIN, "--listen", `127.0.0.1:${serverPort}`, "--data-dir", dataDir],
+      {
+        TSTACK_SIMULATOR_URL: simulatorUrl,
+        TSTACK_SIMULATOR_TOKEN: token,
+        TSTACK_ADMIN_PASSWORD: ADMIN_PASSWORD,
+        TSTACK_LOG_LEVEL: "warn",
+      },
+      options.serverLog,
+    );
     const ready = async () =>
       (await fetch(`${serverUrl}/zstack/v1/management-nodes/ready`)).status === 200;
     await waitFor(ready, "tstack-server start", server);

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TstackClient } from "@tstack/sdk";
@@ -109,7 +110,6 @@ export async function raw(
 
 /** Frees a loopback port for a process the test starts. */
 export async function freePort() {
-  const { createServer } = await import("node:net");
   const server = createServer();
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   const { port } = server.address() as { port: number };

@@ -147,6 +147,40 @@ describe("Simulator", () => {
     expect((await simulator.state(HOST_A.uuid))[0]?.vms?.map((vm) => vm.vmUuid)).toContain(vmUuid);
   });
 
+  it("hotplugs and unplugs a disk of a running VM", async () => {
+    const vmUuid = uuid();
+    const startTask = uuid();
+    await startVm(HOST_A, vmUuid, startTask);
+    await until(() => callbackOf(startTask), "the start callback");
+    const path = `/sim/primary/vol-${uuid()}/data.qcow2`;
+    const asyncCommand = async (commandPath: string, body: object) => {
+      const taskUuid = uuid();
+      await command(HOST_A, commandPath, body, { taskuuid: taskUuid, callbackurl: receiver.url });
+      return (await until(() => callbackOf(taskUuid), `the ${commandPath} callback`)).body;
+    };
+    // The in-process state shares the VM's disk list, so each read takes a copy.
+    const disks = async () => [
+      ...((await simulator.state(HOST_A.uuid))[0]?.vms?.find((vm) => vm.vmUuid === vmUuid)?.disks ??
+        []),
+    ];
+
+    const attached = await asyncCommand("/vm/volume/attach", {
+      vmUuid,
+      volumeUuid: uuid(),
+      path,
+      format: "qcow2",
+    });
+    const disksAfterAttach = await disks();
+    const detached = await asyncCommand("/vm/volume/detach", { vmUuid, path });
+    const detachedAgain = await asyncCommand("/vm/volume/detach", { vmUuid, path });
+
+    expect(attached.success).toBe(true);
+    expect(disksAfterAttach).toContain(path);
+    expect(detached).toMatchObject({ success: true, detached: true });
+    expect(await disks()).not.toContain(path);
+    expect(detachedAgain).toMatchObject({ success: true, detached: false });
+  });
+
   it("runs a repeated taskuuid once", async () => {
     const vmUuid = uuid();
     const taskUuid = uuid();

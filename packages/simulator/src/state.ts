@@ -28,7 +28,7 @@ export interface SimVm {
   state: "Running" | "Paused";
   cpuNum: number;
   memoryMiB: number;
-  /** Install paths of the disks given at start. */
+  /** Install paths of the disks given at start and plugged in since. */
   disks: string[];
   /** MAC addresses of the NICs given at start. */
   macs: string[];

@@ -11,7 +11,11 @@ import { INGEST_PATH } from "./ingest.js";
  */
 export class AgentConfigurator {
   readonly #core: Core;
-  readonly #sent = new Map<string, string>();
+  /**
+   * The config last sent to each host, with the management URL it was built from. A reconcile
+   * compares against it without loading the host's target, which decrypts the host's secret.
+   */
+  readonly #sent = new Map<string, { baseUrl: string; text: string }>();
 
   constructor(core: Core) {
     this.#core = core;
@@ -43,21 +47,23 @@ export class AgentConfigurator {
   }
 
   async #send(hostUuid: string, primaryStorages: { uuid: string; root: string }[]) {
-    const target = await agentTarget(this.#core, hostUuid);
-    const base = await this.#core.agents.managementUrl(target);
+    const sent = this.#sent.get(hostUuid);
+    let target = sent ? undefined : await agentTarget(this.#core, hostUuid);
+    const baseUrl = sent?.baseUrl ?? (await this.#core.agents.managementUrl(target!));
     const config = {
       intervalSeconds: monitoringSettings(this.#core).intervalSeconds,
-      pushUrl: `${base}${INGEST_PATH}/${hostUuid}`,
+      pushUrl: `${baseUrl}${INGEST_PATH}/${hostUuid}`,
       primaryStorages,
     };
     const text = JSON.stringify(config);
 
-    if (this.#sent.get(hostUuid) === text) {
+    if (sent?.text === text) {
       return;
     }
 
+    target ??= await agentTarget(this.#core, hostUuid);
     await this.#core.agents.call(target, "/monitoring/config", config);
-    this.#sent.set(hostUuid, text);
+    this.#sent.set(hostUuid, { baseUrl, text });
   }
 
   async #storagesByHost(hostUuids: string[]) {

@@ -23,6 +23,8 @@ export const ASYNC_PATHS = new Set([
   "/vm/pause",
   "/vm/resume",
   "/vm/destroy",
+  "/vm/volume/attach",
+  "/vm/volume/detach",
   "/imagestore/download",
   "/storage/imagecache/fill",
   "/storage/imagecache/gc",

@@ -55,7 +55,36 @@ function startVm(host: SimHost, body: Body) {
   return vmReply(vm);
 }
 
-/** The `/vm/...` commands; start, stop, reboot, pause, resume and destroy are asynchronous. */
+/** Plugs a disk into a running VM. Plugging a path the VM already has changes nothing. */
+function attachVolume(host: SimHost, body: Body) {
+  const vm = vmOf(host, body, "/vm/volume/attach");
+  const volumeUuid = field(body, "volumeUuid");
+  const path = field(body, "path");
+
+  if (!vm.disks.includes(path)) {
+    vm.disks.push(path);
+  }
+
+  return { vmUuid: vm.vmUuid, volumeUuid };
+}
+
+/** Unplugs a disk by path. Like the agent, it replies detached: false when no disk uses it. */
+function detachVolume(host: SimHost, body: Body) {
+  const vm = vmOf(host, body, "/vm/volume/detach");
+  const path = field(body, "path");
+  const index = vm.disks.indexOf(path);
+
+  if (index >= 0) {
+    vm.disks.splice(index, 1);
+  }
+
+  return { vmUuid: vm.vmUuid, detached: index >= 0 };
+}
+
+/**
+ * The `/vm/...` commands. Start, stop, reboot, pause, resume, destroy and the disk hotplug
+ * commands are asynchronous.
+ */
 export const vmCommands: Record<string, Command> = {
   "/vm/vmsync": (context) => {
     const host = hostOf(context, "/vm/vmsync");
@@ -99,4 +128,6 @@ export const vmCommands: Record<string, Command> = {
     host.vms.delete(vmUuid);
     return { vmUuid };
   },
+  "/vm/volume/attach": (context, body) => attachVolume(hostOf(context, "/vm/volume/attach"), body),
+  "/vm/volume/detach": (context, body) => detachVolume(hostOf(context, "/vm/volume/detach"), body),
 };

@@ -7,6 +7,12 @@ import { agentTarget, setHostStatus } from "./connect.js";
 const MAX_RECONNECT_BACKOFF_MS = 300_000;
 
 /**
+ * Hosts a ping round handles at once, as in ZStack's HostTrackImpl. Pinging every host at once
+ * would open one connection per host at the same moment.
+ */
+export const PING_PARALLELISM = 100;
+
+/**
  * Pings every connected host each `host.ping.interval` seconds. After `host.ping.maxFailure`
  * failed tries in a row a host becomes Disconnected, and, unless switched off, is reconnected
  * with exponential backoff. Hosts in Maintenance are not pinged.
@@ -48,7 +54,10 @@ export class HostTracker {
     await this.round;
   }
 
-  /** One round: ping connected hosts, retry disconnected ones whose backoff has passed. */
+  /**
+   * Runs one round: pings connected hosts and retries disconnected ones whose backoff has passed,
+   * PING_PARALLELISM hosts at a time.
+   */
   async pingAll() {
     const hosts = await this.core.kysely
       .selectFrom("hosts")
@@ -56,19 +65,25 @@ export class HostTracker {
       .where("hypervisorType", "in", [...AGENT_HYPERVISORS, SIMULATOR])
       .execute();
 
-    await Promise.all(
-      hosts.map(async (host) => {
-        if (host.state === "Maintenance" || host.state === "PreMaintenance") {
-          return;
-        }
+    let next = 0;
+    const worker = async () => {
+      while (next < hosts.length) {
+        await this.track(hosts[next++]!);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PING_PARALLELISM, hosts.length) }, worker));
+  }
 
-        if (host.status === "Connected") {
-          await this.ping(host.uuid);
-        } else if (host.status === "Disconnected") {
-          await this.maybeReconnect(host.uuid);
-        }
-      }),
-    );
+  private async track(host: { uuid: string; status: string; state: string }) {
+    if (host.state === "Maintenance" || host.state === "PreMaintenance") {
+      return;
+    }
+
+    if (host.status === "Connected") {
+      await this.ping(host.uuid);
+    } else if (host.status === "Disconnected") {
+      await this.maybeReconnect(host.uuid);
+    }
   }
 
   private async ping(hostUuid: string) {

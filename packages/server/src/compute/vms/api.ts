@@ -16,7 +16,7 @@ import { hypervisorTypeOfImage } from "../containers.js";
 import { agentTarget } from "../hosts/connect.js";
 import { type CreationSpec, loadCreationSpec, saveCreationSpec } from "./creation-spec.js";
 import { checkAction, loadVm } from "./state.js";
-import { ALLOWED_ACTIONS } from "./states.js";
+import { ALLOWED_ACTIONS, type VmState } from "./states.js";
 import { checkHostnameFree, checkVmTags } from "./tags.js";
 import type { VmData } from "./workflows.js";
 
@@ -250,10 +250,15 @@ function plannedVmAction(apiName: string, plan: ActionPlan): ApiHandler {
       checkAction(vm, apiName, ALLOWED_ACTIONS[apiName]!);
       const { workflow, data } = await plan(core, call);
 
+      // The state to roll back to is stored with the workflow row at its start. The mark step
+      // records it too, but its data is stored only after the step ends, so a crash just after
+      // the step's state change would leave the rollback without it.
+      const initial = { vmUuid: vm.uuid, jobUuid: call.jobUuid, fromState: vm.state as VmState };
+
       try {
         await core.workflows.run(
           workflow,
-          { vmUuid: vm.uuid, jobUuid: call.jobUuid, ...data },
+          { ...initial, ...data },
           { jobUuid: call.jobUuid, signal: call.signal },
         );
       } catch (error) {

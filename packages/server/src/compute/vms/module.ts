@@ -5,6 +5,7 @@ import type { Module } from "../../modules.js";
 import { vmHandlers } from "./api.js";
 import { defineVmConfig } from "./config.js";
 import { registerVmWorkflows } from "./lifecycle.js";
+import { loadVm } from "./state.js";
 import { VmTracer } from "./tracer.js";
 import "./resource.js";
 
@@ -50,7 +51,11 @@ async function expungeDue(core: Core) {
 
   for (const vm of due) {
     await core.queues
-      .run(`resource:${vm.uuid}`, () => core.workflows.run("expunge-vm", { vmUuid: vm.uuid }))
+      .run(`resource:${vm.uuid}`, async () => {
+        // Stored with the workflow row, so a rollback after a crash can restore it.
+        const { state } = await loadVm(core.kysely, vm.uuid);
+        return core.workflows.run("expunge-vm", { vmUuid: vm.uuid, fromState: state });
+      })
       .catch((error) =>
         core.log.warn(
           { err: error, vmUuid: vm.uuid },

@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import type { TestServer } from "./harness.js";
+import { type SimulatorCloud, startSimulatorCloud } from "./simulator-cloud.js";
+
+type Vm = { uuid: string; state: string };
+
+describe("VM workflow recovery", () => {
+  let t: TestServer;
+  let cloud: SimulatorCloud;
+
+  beforeAll(async () => {
+    ({ t, cloud } = await startSimulatorCloud({
+      hosts: 1,
+      cidr: "10.63.2.0/24",
+      prefix: "tsimrecover",
+    }));
+  }, 120_000);
+
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  const createVm = async (name: string) =>
+    (
+      await t.admin.call<{ inventory: Vm }>("createVmInstance", {
+        params: {
+          name,
+          imageUuid: cloud.imageUuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+        },
+      })
+    ).inventory;
+
+  it("restores the state after a crash in the mark step", async () => {
+    const core = t.server.core;
+
+    // The data the API starts destroy-vm with, copied before the steps change it, as the
+    // workflow row stores it before any step.
+    const original = core.workflows.run.bind(core.workflows);
+    let initial: Record<string, unknown> = {};
+    const run = vi.spyOn(core.workflows, "run").mockImplementation((name, data, options) => {
+      if (name === "destroy-vm") {
+        initial = JSON.parse(JSON.stringify(data));
+      }
+
+      return original(name, data, options);
+    });
+    const first = await createVm("recover-first");
+    await t.admin.call("destroyVmInstance", { path: { uuid: first.uuid } });
+    run.mockRestore();
+
+    // A node that died after the mark step committed Destroying but before the workflow row
+    // recorded the step as done.
+    const vm = await createVm("recover-second");
+    await core.kysely
+      .updateTable("vmInstances")
+      .set({ state: "Destroying" })
+      .where("uuid", "=", vm.uuid)
+      .execute();
+    const stamp = new Date().toISOString();
+    await core.kysely
+      .insertInto("workflows")
+      .values({
+        uuid: "f".repeat(32),
+        name: "destroy-vm",
+        jobUuid: null,
+        state: "Running",
+        data: JSON.stringify({ ...initial, vmUuid: vm.uuid, jobUuid: undefined }),
+        completedSteps: 0,
+        managementNodeUuid: "0".repeat(32),
+        error: null,
+        createDate: stamp,
+        lastOpDate: stamp,
+      })
+      .execute();
+
+    await core.workflows.recover();
+    const after = await core.kysely
+      .selectFrom("vmInstances")
+      .select("state")
+      .where("uuid", "=", vm.uuid)
+      .executeTakeFirstOrThrow();
+
+    expect(initial.fromState).toBe("Running");
+    expect(after.state).toBe("Running");
+  });
+});

@@ -1,5 +1,8 @@
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { simulatorLink } from "../src/simulator/link.js";
 import type { TestServer } from "./harness.js";
+import { until } from "./poll.js";
 import { type SimulatorCloud, startSimulatorCloud } from "./simulator-cloud.js";
 
 type Vm = { uuid: string; state: string };
@@ -84,5 +87,53 @@ describe("VM workflow recovery", () => {
 
     expect(initial.fromState).toBe("Running");
     expect(after.state).toBe("Running");
+  });
+
+  it("keeps a refused rollback destroy and retries it", async () => {
+    const core = t.server.core;
+    const [hostUuid] = cloud.hostUuids;
+    const simulatedVms = async () => {
+      const { control } = await simulatorLink(core);
+      const [host] = await control.state(hostUuid);
+      return (host?.vms ?? []).map((vm) => vm.vmUuid);
+    };
+    const fault = (path: string, kind: string) =>
+      t.admin.call("createSimulatorFault", {
+        params: { path, kind, errorText: "injected destroy failure", count: 1 },
+      });
+    await fault("/vm/start", "drop-callback");
+    const vmUuid = randomBytes(16).toString("hex");
+
+    const accepted = await t.admin.call<{ location: string }>("createVmInstance", {
+      params: {
+        resourceUuid: vmUuid,
+        name: "refused-undo",
+        imageUuid: cloud.imageUuid,
+        instanceOfferingUuid: cloud.instanceOfferingUuid,
+        l3NetworkUuids: [cloud.l3NetworkUuid],
+      },
+      noWait: true,
+    });
+    const jobUuid = accepted.location.split("/api-jobs/")[1]!;
+    await until(simulatedVms, (vms) => vms.includes(vmUuid), "VM start", 60_000);
+    await fault("/vm/destroy", "fail");
+    await t.admin.cancelJob(jobUuid);
+    const failure = await t.admin.waitForJob(accepted.location).catch((error: Error) => error);
+
+    // The job ends at the cancel; its rollback goes on in the background.
+    const kept = await until(
+      () => core.kysely.selectFrom("hostCleanups").selectAll().execute(),
+      (rows) => rows.length > 0,
+      "kept destroy",
+      60_000,
+    );
+    expect(String(failure)).toMatch(/cancel/i);
+    expect(kept.map((row) => [row.vmUuid, row.path])).toEqual([[vmUuid, "/vm/destroy"]]);
+    expect(await simulatedVms()).toContain(vmUuid);
+
+    await t.admin.call("reconnectHost", { path: { uuid: hostUuid! }, params: {} });
+
+    expect(await simulatedVms()).not.toContain(vmUuid);
+    expect(await core.kysely.selectFrom("hostCleanups").selectAll().execute()).toEqual([]);
   });
 });

@@ -14,6 +14,20 @@ export interface CleanupCommand {
   async?: boolean;
   /** Why it runs, for the log: the VM or volume it cleans up after. */
   reason: string;
+  /**
+   * Keeps the command when the agent answers with an error too, for rollbacks: the rollback
+   * then ends, and the command is retried until the host takes it.
+   */
+  keepOnError?: boolean;
+}
+
+/** Whether an agent's error says the thing to remove is already gone. */
+export function alreadyGone(error: unknown) {
+  return (
+    error instanceof AgentError &&
+    !error.unreachable &&
+    /not found|unknown|does not exist|no VM/i.test(error.message)
+  );
 }
 
 /** Long enough for a slow `/vm/destroy`. An unreachable host fails sooner, at connect. */
@@ -23,14 +37,18 @@ const SYNC_TIMEOUT_MS = 30_000;
 /**
  * Runs a cleanup on a host now, or, when the agent cannot be reached, keeps it in the database
  * and returns, so that a rollback or a delete finishes while the host is down. The kept command
- * runs when the host connects again. An agent that answers with an error still throws.
+ * runs when the host connects again and at each retry round. An agent that answers with an
+ * error still throws, unless the command says `keepOnError`.
  */
 export async function cleanUpOnHost(core: Core, command: CleanupCommand) {
   try {
     await send(core, command);
     return "done" as const;
   } catch (error) {
-    if (!(error instanceof AgentError) || !error.unreachable) {
+    const keepable =
+      error instanceof AgentError && (error.unreachable || command.keepOnError === true);
+
+    if (!keepable || alreadyGone(error)) {
       throw error;
     }
 
@@ -87,7 +105,7 @@ async function keep(core: Core, command: CleanupCommand, error: string) {
     .execute();
   core.log.warn(
     { hostUuid: command.hostUuid, path: command.path, reason: command.reason, err: error },
-    "host unreachable; cleanup kept to run when it reconnects",
+    "cleanup failed on the host; kept to run again",
   );
 }
 
@@ -124,7 +142,11 @@ async function replay(core: Core, hostUuid: string, vmUuid: string | undefined) 
     };
 
     try {
-      await send(core, command);
+      await send(core, command).catch((error) => {
+        if (!alreadyGone(error)) {
+          throw error;
+        }
+      });
       await core.kysely.deleteFrom("hostCleanups").where("uuid", "=", row.uuid).execute();
       core.log.info({ hostUuid, path: row.path, reason: row.reason }, "kept cleanup ran");
     } catch (error) {
@@ -153,4 +175,32 @@ export function replayCleanupsOnConnect(core: Core) {
       core.log.warn({ err: error, hostUuid }, "replaying kept cleanups failed"),
     );
   });
+}
+
+/** Seconds between rounds that retry kept cleanups of connected hosts. */
+const RETRY_ROUND_MS = 60_000;
+
+/**
+ * Retries, every minute, the kept cleanups of hosts that are connected, such as a rollback's
+ * destroy that the agent refused. Returns a function that stops the rounds.
+ */
+export function retryCleanupsPeriodically(core: Core) {
+  const round = async () => {
+    const hosts = await core.kysely
+      .selectFrom("hostCleanups")
+      .innerJoin("hosts", "hosts.uuid", "hostCleanups.hostUuid")
+      .select("hostCleanups.hostUuid")
+      .distinct()
+      .where("hosts.status", "=", "Connected")
+      .execute();
+
+    for (const { hostUuid } of hosts) {
+      await replayCleanups(core, hostUuid);
+    }
+  };
+  const timer = setInterval(() => {
+    round().catch((error) => core.log.warn({ err: error }, "retrying kept cleanups failed"));
+  }, RETRY_ROUND_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }

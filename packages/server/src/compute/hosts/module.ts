@@ -3,7 +3,7 @@ import type { Core } from "../../core/core.js";
 import type { AgentClient } from "../../drivers/agent-client.js";
 import type { Module } from "../../modules.js";
 import { connectHost, hostHandlers } from "./api.js";
-import { replayCleanupsOnConnect } from "./cleanups.js";
+import { replayCleanupsOnConnect, retryCleanupsPeriodically } from "./cleanups.js";
 import { defineHostConfig } from "./config.js";
 import { type ConnectData, connectSteps } from "./connect.js";
 import { HostTracker } from "./tracker.js";
@@ -15,6 +15,7 @@ export function hostModule(): Module & { agents(): AgentClient } {
   let tracker: HostTracker | undefined;
   let core: Core | undefined;
   let unsubscribe: (() => void) | undefined;
+  let stopRetries: (() => void) | undefined;
 
   const module = {
     handlers: {},
@@ -33,12 +34,14 @@ export function hostModule(): Module & { agents(): AgentClient } {
       tracker = new HostTracker(core!, agents!, (hostUuid) => connectHost(core!, hostUuid));
       tracker.start();
       unsubscribe = replayCleanupsOnConnect(core!);
+      stopRetries = retryCleanupsPeriodically(core!);
     },
     routes(app: FastifyInstance) {
       registerAgentRoutes(app, () => agents!);
     },
     async stop() {
       unsubscribe?.();
+      stopRetries?.();
       await tracker?.stop();
     },
   };

@@ -2,10 +2,9 @@ import { ApiError } from "@tstack/api";
 import type { Core } from "../../core/core.js";
 import { newUuid } from "../../core/ids.js";
 import type { Step } from "../../core/workflow.js";
-import { AgentError } from "../../drivers/agent-client.js";
 import { deleteResourceRow } from "../../resources/crud.js";
 import { CONTAINER_HYPERVISOR, containerStartSpec } from "../containers.js";
-import { cleanUpOnHost, replayCleanups } from "../hosts/cleanups.js";
+import { alreadyGone, cleanUpOnHost, replayCleanups } from "../hosts/cleanups.js";
 import { agentTarget } from "../hosts/connect.js";
 import type { NicAttachment, VolumeAttachment } from "../vm-resources.js";
 import { allocateHost, release } from "./allocator.js";
@@ -224,7 +223,7 @@ export function vmSteps(core: Core) {
     },
     async rollback(data) {
       if (data.hostUuid) {
-        await destroyOnHost(core, data.vmUuid, data.hostUuid);
+        await destroyOnHost(core, data.vmUuid, data.hostUuid, { rollback: true });
       }
     },
   };
@@ -306,9 +305,16 @@ async function flushCleanups(core: Core, vmUuid: string, hostUuid: string) {
 
 /**
  * Stops and removes a VM's QEMU process and taps on a host; a VM the agent does not know is fine.
- * On an unreachable host the destroy is kept and runs when the host connects again.
+ * On an unreachable host the destroy is kept and runs when the host connects again. A rollback
+ * keeps it when the agent refuses it too, so the VM's row is not deleted over a failed undo
+ * while the process may still run: the kept destroy is retried until the host takes it.
  */
-export async function destroyOnHost(core: Core, vmUuid: string, hostUuid: string) {
+export async function destroyOnHost(
+  core: Core,
+  vmUuid: string,
+  hostUuid: string,
+  options: { rollback?: boolean } = {},
+) {
   try {
     await cleanUpOnHost(core, {
       hostUuid,
@@ -317,12 +323,10 @@ export async function destroyOnHost(core: Core, vmUuid: string, hostUuid: string
       body: { vmUuid },
       async: true,
       reason: `destroy VM ${vmUuid}`,
+      keepOnError: options.rollback,
     });
   } catch (error) {
-    if (
-      !(error instanceof AgentError) ||
-      !/not found|unknown|does not exist|no VM/i.test(error.message)
-    ) {
+    if (!alreadyGone(error)) {
       throw error;
     }
   }

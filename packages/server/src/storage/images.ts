@@ -1,4 +1,5 @@
 import { ApiError } from "@tstack/api";
+import { agentTarget } from "../compute/hosts/connect.js";
 import type { Core } from "../core/core.js";
 import { emitEvent } from "../core/events.js";
 import { newUuid, now } from "../core/ids.js";
@@ -317,9 +318,8 @@ async function expungeImage(core: Core, call: ApiCall) {
 
 /**
  * Fails the images a crash left Downloading or Creating: the job that waited for their transfer
- * ran in a process that is gone.
- * NOTE: an agent still transferring when the node died finishes and keeps the file in its
- * store; deleting and expunging the failed image removes it.
+ * ran in a process that is gone. The agent of each store may still be transferring, so it gets
+ * a delete of the image, which aborts the transfer and removes its files.
  */
 export async function failUnfinishedImages(core: Core) {
   const unfinished = await core.kysely
@@ -330,6 +330,7 @@ export async function failUnfinishedImages(core: Core) {
   const lastError = "the management node restarted before the image was stored; add it again";
 
   for (const { uuid } of unfinished) {
+    await removeUnfinishedCopies(core, uuid);
     await core.kysely
       .updateTable("imageBackupStorageRefs")
       .set({ status: "Error", lastError, lastOpDate: now() })
@@ -338,6 +339,42 @@ export async function failUnfinishedImages(core: Core) {
       .execute();
     await markImage(core, uuid, { status: "Error", lastError });
     core.log.warn({ imageUuid: uuid }, "failed an image a restart left unfinished");
+  }
+}
+
+/** Milliseconds that start-up waits for an agent to delete an unfinished image. */
+const UNFINISHED_DELETE_TIMEOUT_MS = 15_000;
+
+/**
+ * Deletes an image's files from every store whose copy was still in transfer. A store that
+ * cannot be reached keeps them.
+ * NOTE: such files stay until the image is deleted and expunged.
+ */
+async function removeUnfinishedCopies(core: Core, imageUuid: string) {
+  const refs = await core.kysely
+    .selectFrom("imageBackupStorageRefs")
+    .innerJoin("backupStorages", "backupStorages.uuid", "imageBackupStorageRefs.backupStorageUuid")
+    .select(["backupStorages.uuid", "backupStorages.url", "backupStorages.hostUuid"])
+    .where("imageBackupStorageRefs.imageUuid", "=", imageUuid)
+    .where("imageBackupStorageRefs.status", "in", ["Downloading", "Creating"])
+    .execute();
+
+  for (const ref of refs) {
+    try {
+      const target = await agentTarget(core, ref.hostUuid);
+      const body = { root: ref.url, imageUuid };
+      await core.agents.call(
+        target,
+        "/imagestore/image/delete",
+        body,
+        UNFINISHED_DELETE_TIMEOUT_MS,
+      );
+    } catch (error) {
+      core.log.warn(
+        { err: error, imageUuid, backupStorageUuid: ref.uuid },
+        "failed to delete an unfinished image from its backup storage",
+      );
+    }
   }
 }
 

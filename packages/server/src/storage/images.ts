@@ -330,7 +330,7 @@ export async function failUnfinishedImages(core: Core) {
   const lastError = "the management node restarted before the image was stored; add it again";
 
   for (const { uuid } of unfinished) {
-    await removeUnfinishedCopies(core, uuid);
+    const copies = await copiesInTransfer(core, uuid);
     await core.kysely
       .updateTable("imageBackupStorageRefs")
       .set({ status: "Error", lastError, lastOpDate: now() })
@@ -339,39 +339,43 @@ export async function failUnfinishedImages(core: Core) {
       .execute();
     await markImage(core, uuid, { status: "Error", lastError });
     core.log.warn({ imageUuid: uuid }, "failed an image a restart left unfinished");
+    // Start-up does not wait for the agents, because one that hangs would delay it.
+    void deleteCopies(core, uuid, copies);
   }
 }
 
-/** Milliseconds that start-up waits for an agent to delete an unfinished image. */
+/** Milliseconds that an agent gets to delete an unfinished image. */
 const UNFINISHED_DELETE_TIMEOUT_MS = 15_000;
 
-/**
- * Deletes an image's files from every store whose copy was still in transfer. A store that
- * cannot be reached keeps them.
- * NOTE: such files stay until the image is deleted and expunged.
- */
-async function removeUnfinishedCopies(core: Core, imageUuid: string) {
-  const refs = await core.kysely
+/** Returns the image stores whose copy of an image was still in transfer. */
+function copiesInTransfer(core: Core, imageUuid: string) {
+  return core.kysely
     .selectFrom("imageBackupStorageRefs")
     .innerJoin("backupStorages", "backupStorages.uuid", "imageBackupStorageRefs.backupStorageUuid")
     .select(["backupStorages.uuid", "backupStorages.url", "backupStorages.hostUuid"])
     .where("imageBackupStorageRefs.imageUuid", "=", imageUuid)
     .where("imageBackupStorageRefs.status", "in", ["Downloading", "Creating"])
     .execute();
+}
 
-  for (const ref of refs) {
+/**
+ * Deletes an image's files from the given image stores. A store that cannot be reached keeps them.
+ * NOTE: such files stay until the image is deleted and expunged.
+ */
+async function deleteCopies(
+  core: Core,
+  imageUuid: string,
+  stores: { uuid: string; url: string; hostUuid: string }[],
+) {
+  for (const store of stores) {
     try {
-      const target = await agentTarget(core, ref.hostUuid);
-      const body = { root: ref.url, imageUuid };
-      await core.agents.call(
-        target,
-        "/imagestore/image/delete",
-        body,
-        UNFINISHED_DELETE_TIMEOUT_MS,
-      );
+      const target = await agentTarget(core, store.hostUuid);
+      const body = { root: store.url, imageUuid };
+      const timeoutMs = UNFINISHED_DELETE_TIMEOUT_MS;
+      await core.agents.call(target, "/imagestore/image/delete", body, timeoutMs);
     } catch (error) {
       core.log.warn(
-        { err: error, imageUuid, backupStorageUuid: ref.uuid },
+        { err: error, imageUuid, backupStorageUuid: store.uuid },
         "failed to delete an unfinished image from its backup storage",
       );
     }

@@ -94,6 +94,8 @@ type TaskProgress = TransferProgress & { running: boolean; known?: boolean };
 /**
  * Polls in a row that must find the task unknown before the call fails. One poll can arrive
  * before the command itself, so one is not enough.
+ * NOTE: a command that takes more than about two seconds to reach a loaded agent would be failed
+ * as lost although the agent runs it.
  */
 const LOST_TASK_POLLS = 2;
 

@@ -14,6 +14,7 @@ const HOST_TESTS = [
   "packages/server/test/container-metrics.test.ts",
   "packages/server/test/containers.test.ts",
   "packages/server/test/debian.test.ts",
+  "packages/server/test/download-crash.test.ts",
   "packages/server/test/monitoring.test.ts",
   "packages/server/test/network-host.test.ts",
   "packages/server/test/security-groups.test.ts",

@@ -97,7 +97,8 @@ export function registerStorageRoutes(app: FastifyInstance, context: ServerConte
   app.post("/storage/task/progress", async (request) => {
     const taskUuid = taskUuidOf(request);
     const task = running.get(taskUuid);
-    return { success: true, running: task !== undefined, ...task?.progress };
+    const known = context.tasks.has(taskUuid);
+    return { success: true, running: task !== undefined, known, ...task?.progress };
   });
 
   app.post("/storage/task/cancel", async (request) => {

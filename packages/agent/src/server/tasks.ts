@@ -59,6 +59,11 @@ export class TaskRunner {
     return true;
   }
 
+  /** Returns whether this process received the taskuuid, which is false after a restart. */
+  has(taskUuid: string) {
+    return this.#tasks.has(taskUuid);
+  }
+
   /** Number of remembered tasks, running or finished. */
   get size() {
     return this.#tasks.size;

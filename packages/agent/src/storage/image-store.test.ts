@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { access, readdir, readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -104,6 +105,30 @@ describe("image store", () => {
     await deleteImage(store.dir, IMAGE_UUID);
 
     await expect(getImage(store.dir, IMAGE_UUID)).rejects.toThrow("not found in image store");
+  });
+
+  it("aborts a running add on delete", async () => {
+    // The source sends half of the image and then nothing, so the add stays in flight.
+    const source = createServer((_request, response) => {
+      response.writeHead(200, { "content-length": imageBytes.length });
+      response.write(imageBytes.subarray(0, imageBytes.length / 2));
+    });
+    await new Promise<void>((done) => source.listen(0, "127.0.0.1", done));
+    const { port } = source.address() as AddressInfo;
+    const url = `http://127.0.0.1:${port}/held.qcow2`;
+    const dir = storedImageDir(store.dir, IMAGE_UUID);
+    const adding = addImage(store.dir, { imageUuid: IMAGE_UUID, url, allowLoopback: true });
+    const outcome = adding.catch((error: Error) => error);
+
+    while (!(await readdir(dir).catch(() => [])).some((file) => file.includes(".download-"))) {
+      await new Promise((done) => setTimeout(done, 20));
+    }
+    await deleteImage(store.dir, IMAGE_UUID);
+
+    expect(String(await outcome)).toMatch(`download of ${url} was aborted`);
+    await expect(access(dir)).rejects.toThrow("ENOENT");
+    source.closeAllConnections();
+    source.close();
   });
 
   it("rejects a uuid that is not 32 hex characters", async () => {

@@ -36,6 +36,9 @@ export interface AddImageOptions extends UrlPolicy {
 
 const additions = new SingleFlight<StoredImage>();
 
+/** Running additions by image directory, so that deleting an image can cancel its download. */
+const runningAdditions = new Map<string, { controller: AbortController; done: Promise<unknown> }>();
+
 /** Directory that contains one image's file and metadata. */
 export function storedImageDir(root: string, imageUuid: string) {
   assertUuid(imageUuid, "image UUID");
@@ -66,7 +69,16 @@ export function imageStoreCapacity(root: string): Promise<FilesystemCapacity> {
  */
 export async function addImage(root: string, options: AddImageOptions): Promise<StoredImage> {
   const dir = storedImageDir(root, options.imageUuid);
-  return additions.run(dir, () => download(root, options));
+
+  return additions.run(dir, () => {
+    const controller = new AbortController();
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, controller.signal])
+      : controller.signal;
+    const done = download(root, { ...options, signal });
+    runningAdditions.set(dir, { controller, done });
+    return done.finally(() => runningAdditions.delete(dir));
+  });
 }
 
 async function download(root: string, options: AddImageOptions) {
@@ -123,9 +135,22 @@ export async function getImage(root: string, imageUuid: string): Promise<StoredI
   return image;
 }
 
-/** Deletes an image's file and metadata. Deleting a missing image succeeds. */
+/**
+ * Deletes an image's file and metadata. A running download of the image is aborted first and
+ * awaited, so it cannot store the image after the delete. Deleting a missing image succeeds.
+ */
 export async function deleteImage(root: string, imageUuid: string): Promise<void> {
-  await rm(storedImageDir(root, imageUuid), { recursive: true, force: true });
+  const dir = storedImageDir(root, imageUuid);
+  const addition = runningAdditions.get(dir);
+
+  if (addition) {
+    addition.controller.abort(
+      new StorageError("ABORTED", `image ${imageUuid} was deleted while it was being added`),
+    );
+    await addition.done.catch(() => undefined);
+  }
+
+  await rm(dir, { recursive: true, force: true });
 }
 
 function metadataFile(root: string, imageUuid: string) {

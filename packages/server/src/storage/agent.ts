@@ -25,7 +25,9 @@ export async function storageCall<T>(
 
 /**
  * Sends a long storage command and polls its progress every second until the callback arrives.
- * Aborting `signal` tells the agent to cancel the task, so it removes its partial file.
+ * Aborting `signal` tells the agent to cancel the task, so it removes its partial file. When two
+ * polls in a row return that the agent never received the task, it restarted and lost the task,
+ * so the call fails instead of waiting for `timeoutMs`.
  */
 export async function storageCallAsync<T>(
   core: Core,
@@ -45,15 +47,23 @@ export async function storageCallAsync<T>(
       .call(target, "/storage/task/cancel", { taskUuid }, 10_000)
       .catch((error) => core.log.warn({ err: error, taskUuid }, "failed to cancel a storage task"));
   options.signal?.addEventListener("abort", cancel, { once: true });
+  const lost = new AbortController();
+  let unknownPolls = 0;
 
   const poller = setInterval(async () => {
     try {
-      const progress = await core.agents.call<TransferProgress & { running: boolean }>(
+      const progress = await core.agents.call<TaskProgress>(
         target,
         "/storage/task/progress",
         { taskUuid },
         5000,
       );
+      unknownPolls = progress.known === false ? unknownPolls + 1 : 0;
+
+      if (unknownPolls >= LOST_TASK_POLLS) {
+        core.log.warn({ taskUuid, hostUuid, path }, "the agent lost a storage task");
+        lost.abort(lostTask(path, hostUuid));
+      }
 
       if (progress.running) {
         await options.onProgress?.(progress);
@@ -64,15 +74,37 @@ export async function storageCallAsync<T>(
   }, 1000);
 
   try {
+    const signal = options.signal ? AbortSignal.any([options.signal, lost.signal]) : lost.signal;
     return await core.agents.callAsync<T>(target, path, body, {
       timeoutMs: options.timeoutMs,
       taskUuid,
-      signal: options.signal,
+      signal,
     });
+  } catch (error) {
+    throw lost.signal.aborted ? lost.signal.reason : error;
   } finally {
     clearInterval(poller);
     options.signal?.removeEventListener("abort", cancel);
   }
+}
+
+/** Progress of a storage task; `known` is false when the agent never received the task. */
+type TaskProgress = TransferProgress & { running: boolean; known?: boolean };
+
+/**
+ * Polls in a row that must find the task unknown before the call fails. One poll can arrive
+ * before the command itself, so one is not enough.
+ * NOTE: a command that takes more than about two seconds to reach a loaded agent would be failed
+ * as lost although the agent runs it.
+ */
+const LOST_TASK_POLLS = 2;
+
+function lostTask(path: string, hostUuid: string) {
+  return new AgentError(
+    `agent command ${path} failed on host ${hostUuid}: the agent restarted and lost the task; retry the operation`,
+    path,
+    hostUuid,
+  );
 }
 
 /** The message of an agent failure without the transport prefix, for resource `lastError`. */

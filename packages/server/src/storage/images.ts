@@ -1,4 +1,5 @@
 import { ApiError } from "@tstack/api";
+import { agentTarget } from "../compute/hosts/connect.js";
 import type { Core } from "../core/core.js";
 import { emitEvent } from "../core/events.js";
 import { newUuid, now } from "../core/ids.js";
@@ -317,9 +318,8 @@ async function expungeImage(core: Core, call: ApiCall) {
 
 /**
  * Fails the images a crash left Downloading or Creating: the job that waited for their transfer
- * ran in a process that is gone.
- * NOTE: an agent still transferring when the node died finishes and keeps the file in its
- * store; deleting and expunging the failed image removes it.
+ * ran in a process that is gone. The agent of each store may still be transferring, so it gets
+ * a delete of the image, which aborts the transfer and removes its files.
  */
 export async function failUnfinishedImages(core: Core) {
   const unfinished = await core.kysely
@@ -330,6 +330,7 @@ export async function failUnfinishedImages(core: Core) {
   const lastError = "the management node restarted before the image was stored; add it again";
 
   for (const { uuid } of unfinished) {
+    const copies = await copiesInTransfer(core, uuid);
     await core.kysely
       .updateTable("imageBackupStorageRefs")
       .set({ status: "Error", lastError, lastOpDate: now() })
@@ -338,6 +339,46 @@ export async function failUnfinishedImages(core: Core) {
       .execute();
     await markImage(core, uuid, { status: "Error", lastError });
     core.log.warn({ imageUuid: uuid }, "failed an image a restart left unfinished");
+    // Start-up does not wait for the agents, because one that hangs would delay it.
+    void deleteCopies(core, uuid, copies);
+  }
+}
+
+/** Milliseconds that an agent gets to delete an unfinished image. */
+const UNFINISHED_DELETE_TIMEOUT_MS = 15_000;
+
+/** Returns the image stores whose copy of an image was still in transfer. */
+function copiesInTransfer(core: Core, imageUuid: string) {
+  return core.kysely
+    .selectFrom("imageBackupStorageRefs")
+    .innerJoin("backupStorages", "backupStorages.uuid", "imageBackupStorageRefs.backupStorageUuid")
+    .select(["backupStorages.uuid", "backupStorages.url", "backupStorages.hostUuid"])
+    .where("imageBackupStorageRefs.imageUuid", "=", imageUuid)
+    .where("imageBackupStorageRefs.status", "in", ["Downloading", "Creating"])
+    .execute();
+}
+
+/**
+ * Deletes an image's files from the given image stores. A store that cannot be reached keeps them.
+ * NOTE: such files stay until the image is deleted and expunged.
+ */
+async function deleteCopies(
+  core: Core,
+  imageUuid: string,
+  stores: { uuid: string; url: string; hostUuid: string }[],
+) {
+  for (const store of stores) {
+    try {
+      const target = await agentTarget(core, store.hostUuid);
+      const body = { root: store.url, imageUuid };
+      const timeoutMs = UNFINISHED_DELETE_TIMEOUT_MS;
+      await core.agents.call(target, "/imagestore/image/delete", body, timeoutMs);
+    } catch (error) {
+      core.log.warn(
+        { err: error, imageUuid, backupStorageUuid: store.uuid },
+        "failed to delete an unfinished image from its backup storage",
+      );
+    }
   }
 }
 

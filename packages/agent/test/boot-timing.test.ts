@@ -24,6 +24,8 @@ import {
 
 const BOOT_OK = "TSTACK-GUEST: boot-ok";
 const RUNS = 3;
+/** VMs running while the agent's RSS is read, as many as its target names. */
+const RSS_VMS = 10;
 const secret = "bench-secret-0123456789abcdef";
 const bridge = `tqab${shortId()}`;
 
@@ -40,7 +42,13 @@ function spec(vmUuid: string, disk: string, index: number) {
     memoryMiB: 128,
     cpuNum: 1,
     disks: [{ path: disk }],
-    nics: [{ mac: `52:54:00:7b:00:0${index}`, bridgeName: bridge, tapName: `tqaq${shortId()}` }],
+    nics: [
+      {
+        mac: `52:54:00:7b:00:${index.toString(16).padStart(2, "0")}`,
+        bridgeName: bridge,
+        tapName: `tqaq${shortId()}`,
+      },
+    ],
   };
 }
 
@@ -134,7 +142,7 @@ describe.runIf(process.env.TSTACK_AGENT_BENCH === "1")("agent boot timing", () =
     const idle = await rssKiB(agent.pid);
     const vms: string[] = [];
 
-    for (let index = 0; index < 3; index++) {
+    for (let index = 0; index < RSS_VMS; index++) {
       const vmUuid = newUuid();
       const disk = await overlay(image, `${dir}/rss-${index}.qcow2`);
       await mn.call(agent, "/vm/start", spec(vmUuid, disk, index));

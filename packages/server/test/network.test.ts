@@ -431,6 +431,63 @@ describe.each(dialects)("networks on %s", (dialect) => {
     expect(ips).not.toEqual(["10.50.0.2", "10.50.0.3", "10.50.0.4", "10.50.0.5"]);
   });
 
+  it("fills ranges in order and a gap in the second", async () => {
+    const l2 = await create(admin, "createL2NoVlanNetwork", { name: "l2", zoneUuid: zone.uuid });
+    const l3 = await create(admin, "createL3Network", { name: "l3", l2NetworkUuid: l2.uuid });
+    const path = { l3NetworkUuid: l3.uuid };
+    const base = { name: "r", netmask: "255.255.255.0", gateway: "10.70.0.1" };
+    await create(
+      admin,
+      "addIpRange",
+      { ...base, startIp: "10.70.0.20", endIp: "10.70.0.22" },
+      path,
+    );
+    await create(
+      admin,
+      "addIpRange",
+      { ...base, startIp: "10.70.0.10", endIp: "10.70.0.11" },
+      path,
+    );
+
+    const first = [];
+
+    for (let i = 0; i < 4; i++) {
+      first.push(await allocate(l3.uuid));
+    }
+
+    expect(first.map((result) => result.nic.ip)).toEqual([
+      "10.70.0.10",
+      "10.70.0.11",
+      "10.70.0.20",
+      "10.70.0.21",
+    ]);
+
+    await allocate(l3.uuid, "10.70.0.22");
+    await nics.deleteNics(first[2]!.vmUuid);
+    expect((await allocate(l3.uuid)).nic.ip).toBe("10.70.0.20");
+    await expectApiError(allocate(l3.uuid), "SYS.1006", /no free IP address left/);
+  });
+
+  it("fills a small range with random addresses", async () => {
+    const l3 = await l3WithRange("10.80.0.0/29", [
+      "ipAllocationStrategy::RandomIpAllocatorStrategy",
+    ]);
+    const ips = [];
+
+    for (let i = 0; i < 5; i++) {
+      ips.push((await allocate(l3.uuid)).nic.ip);
+    }
+
+    expect([...ips].sort()).toEqual([
+      "10.80.0.2",
+      "10.80.0.3",
+      "10.80.0.4",
+      "10.80.0.5",
+      "10.80.0.6",
+    ]);
+    await expectApiError(allocate(l3.uuid), "SYS.1006", /no free IP address left/);
+  });
+
   it("never hands one address to two of 50 concurrent allocations", async () => {
     const l3 = await l3WithRange("10.60.0.0/24");
     const results = await Promise.all(Array.from({ length: 50 }, () => allocate(l3.uuid)));

@@ -7,6 +7,7 @@ import {
   createSecurityGroupFailureHosts,
   createSecurityGroupTables,
 } from "../network/security-groups-migration.js";
+import { createUsedIpIndexes } from "../network/used-ip-indexes-migration.js";
 import { createSimulatorTables } from "../simulator/migration.js";
 import { createVmCdRomTable } from "../storage/cdrom-migration.js";
 import type { DialectName } from "./connect.js";
@@ -547,6 +548,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0007_simulator": { up: (db) => createSimulatorTables(db) },
     "0013_vm_creation_specs": { up: (db) => createVmCreationSpecs(db) },
     "0014_security_group_failure_hosts": { up: (db) => createSecurityGroupFailureHosts(db) },
+    "0015_used_ip_indexes": { up: (db) => createUsedIpIndexes(db) },
   };
 }
 

@@ -276,9 +276,12 @@ export class MetricStore {
         )
         .execute();
 
+      // The resource narrows the lookup through its index; labels alone matched no index and
+      // scanned every series, a cost that grew with each VM's series.
       const rows = await this.#db
         .selectFrom("metricSeries")
         .select(["id", "namespace", "metricName", "labels"])
+        .where("resourceUuid", "in", [...new Set(chunk.map((key) => key.resourceUuid))])
         .where(
           "labels",
           "in",

@@ -148,6 +148,102 @@ function pick(ranges: Range[], taken: Set<number>, random: boolean): [Range, num
   return undefined;
 }
 
+/** Random addresses tried before reading every used address. A nearly full L3 uses them all. */
+const RANDOM_PICKS = 8;
+
+/**
+ * Claims the lowest free address, found in SQL. The count and bounds of a range's used addresses
+ * give the address after a run without gaps, and only a range with a gap is walked to its first
+ * gap. Returns undefined when every range is full or the claim lost a race.
+ * NOTE: the count still steps over every used address of the range in the index, so its cost
+ * grows with the addresses in use, though far less than reading them all into the process.
+ */
+async function claimFirstFree(
+  tx: Tx,
+  l3NetworkUuid: string,
+  ranges: Range[],
+  usedFor: string,
+  vmNicUuid: string | null,
+) {
+  for (const range of ranges) {
+    const ip = await firstFreeIn(tx, l3NetworkUuid, range);
+
+    if (ip !== undefined) {
+      return claim(tx, l3NetworkUuid, range, ip, usedFor, vmNicUuid);
+    }
+  }
+
+  return undefined;
+}
+
+async function firstFreeIn(tx: Tx, l3NetworkUuid: string, range: Range) {
+  const usage = await tx
+    .selectFrom("usedIps")
+    .select((eb) => [
+      eb.fn.countAll<number>().as("count"),
+      eb.fn.min("ipInLong").as("lowest"),
+      eb.fn.max("ipInLong").as("highest"),
+    ])
+    .where("l3NetworkUuid", "=", l3NetworkUuid)
+    .where("ipInLong", ">=", range.start)
+    .where("ipInLong", "<=", range.end)
+    .executeTakeFirstOrThrow();
+  const count = Number(usage.count);
+
+  if (count === 0 || Number(usage.lowest) > range.start) {
+    return range.start;
+  }
+
+  if (count === range.end - range.start + 1) {
+    return undefined;
+  }
+
+  if (Number(usage.highest) - range.start + 1 === count) {
+    return Number(usage.highest) + 1;
+  }
+
+  const gap = await tx
+    .selectFrom("usedIps as used")
+    .select("used.ipInLong")
+    .where("used.l3NetworkUuid", "=", l3NetworkUuid)
+    .where("used.ipInLong", ">=", range.start)
+    .where("used.ipInLong", "<", Number(usage.highest))
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom("usedIps as next")
+            .select("next.ipInLong")
+            .where("next.l3NetworkUuid", "=", l3NetworkUuid)
+            .where((eb) => eb("next.ipInLong", "=", eb(eb.ref("used.ipInLong"), "+", 1))),
+        ),
+      ),
+    )
+    .orderBy("used.ipInLong")
+    .limit(1)
+    .executeTakeFirstOrThrow();
+  return Number(gap.ipInLong) + 1;
+}
+
+/** Claims random addresses until one is free, at most `RANDOM_PICKS` times. */
+async function claimRandom(
+  tx: Tx,
+  l3NetworkUuid: string,
+  ranges: Range[],
+  usedFor: string,
+  vmNicUuid: string | null,
+) {
+  for (let attempt = 0; attempt < RANDOM_PICKS; attempt++) {
+    const [range, ip] = pick(ranges, new Set(), true)!;
+    const claimed = await claim(tx, l3NetworkUuid, range, ip, usedFor, vmNicUuid);
+
+    if (claimed) {
+      return claimed;
+    }
+  }
+
+  return undefined;
+}
+
 /**
  * Takes an address of an L3 network in the caller's transaction: the static one if given, else
  * one by the L3's strategy. The unique (l3NetworkUuid, ip) constraint decides races: a lost insert
@@ -176,6 +272,15 @@ export async function allocateIp(
   }
 
   const random = (await strategyOf(core, tx, l3NetworkUuid)) === "RandomIpAllocatorStrategy";
+  const quick = random
+    ? await claimRandom(tx, l3NetworkUuid, ranges, options.usedFor, vmNicUuid)
+    : await claimFirstFree(tx, l3NetworkUuid, ranges, options.usedFor, vmNicUuid);
+
+  if (quick) {
+    return quick;
+  }
+
+  // After a lost race or a run of taken random picks, read every used address and pick from them.
   const lost = new Set<number>();
 
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {

@@ -130,17 +130,27 @@ export class VmTracer {
 
     for (const vm of known) {
       const state = reply.states[vm.uuid];
+      const observed = state ? (REPORTED[state] ?? "Unknown") : "Stopped";
+
+      // `apply` leaves a VM alone whose state is already the observed one; skipping it here
+      // saves a read per VM on every periodic sync.
+      if (observed === vm.state) {
+        continue;
+      }
+
       await this.apply(
         hostUuid,
         vm.uuid,
-        state ? (REPORTED[state] ?? "Unknown") : "Stopped",
+        observed,
         state ? "vm sync" : "the host no longer runs it",
         vm.state,
       );
     }
 
+    const knownUuids = new Set(known.map((vm) => vm.uuid));
+
     for (const [vmUuid, state] of Object.entries(reply.states)) {
-      if (!known.some((vm) => vm.uuid === vmUuid)) {
+      if (!knownUuids.has(vmUuid)) {
         await this.apply(hostUuid, vmUuid, REPORTED[state] ?? "Unknown", "vm sync");
       }
     }

@@ -18,6 +18,7 @@ const HOST_TESTS = [
   "packages/server/test/monitoring.test.ts",
   "packages/server/test/network-host.test.ts",
   "packages/server/test/security-groups.test.ts",
+  "packages/server/test/smp-hosts.test.ts",
   "packages/server/test/snapshots.test.ts",
   "packages/server/test/templates.test.ts",
   "packages/server/test/vm-crash.test.ts",

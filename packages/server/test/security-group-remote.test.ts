@@ -15,7 +15,12 @@ describe.each(dialects)("security group remote sets on %s", (dialect) => {
   let groupUuid: string;
 
   const call = async (api: string, params: object, path?: Record<string, string>) =>
-    (await admin.call<{ inventory: Inventory }>(api, { params, path })).inventory;
+    (
+      await admin.call<{ inventory: Inventory }>(api, {
+        params: params as Record<string, unknown>,
+        path,
+      })
+    ).inventory;
 
   /** The member addresses of the group as the simulated host last took them. */
   const membersOnHost = async (hostUuid: string) => {

@@ -29,7 +29,12 @@ describe.each(dialects)("security group push retries on %s", (dialect) => {
   const nics: string[] = [];
 
   const call = async (api: string, params: object, path?: Record<string, string>) =>
-    (await admin.call<{ inventory: Inventory }>(api, { params, path })).inventory;
+    (
+      await admin.call<{ inventory: Inventory }>(api, {
+        params: params as Record<string, unknown>,
+        path,
+      })
+    ).inventory;
 
   const hostOf = async (uuid: string) =>
     (await admin.query<Host>("queryHost", [`uuid=${uuid}`])).inventories[0]!;

@@ -234,9 +234,8 @@ describe("VXLAN network across two namespace hosts", () => {
     // The second host joins after the pool is attached and the first VM runs, so its VTEP must
     // reach the first host's replication list when it connects.
     await createVm(0);
+    // Local primary storage reaches the host that joins later when it connects.
     await addHost(1);
-    // NOTE: local primary storage reaches a host that joins later only through a reconnect.
-    await admin.call("reconnectPrimaryStorage", { path: { uuid: primary.uuid }, params: {} });
     await createVm(1);
   }, 600_000);
 

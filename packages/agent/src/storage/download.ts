@@ -96,6 +96,14 @@ export interface ReceiveOptions
   sourceName: string;
 }
 
+/** Temporary files of downloads running in this process, which a sweep must leave alone. */
+export const downloadsInFlight = new Set<string>();
+
+/** Whether a file name is the temporary file of a download. */
+export function isDownloadTemporary(name: string) {
+  return /^\..+\.download-[0-9a-f]{12}$/.test(name);
+}
+
 /**
  * Stores an image from a stream, such as an HTTP download or an upload, with the same checks:
  * a temporary file, fsync, qemu-img inspection, then a rename to `<baseName>.<format>`. On any
@@ -113,6 +121,7 @@ export async function receiveImage(
     `.${options.baseName}.download-${randomBytes(6).toString("hex")}`,
   );
   const started = Date.now();
+  downloadsInFlight.add(temporary);
 
   try {
     const received = await receive(source, temporary, options, sourceName);
@@ -129,6 +138,8 @@ export async function receiveImage(
   } catch (error) {
     await rm(temporary, { force: true });
     throw describeFailure(error, sourceName, options.signal);
+  } finally {
+    downloadsInFlight.delete(temporary);
   }
 }
 

@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { access, readdir, readFile, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -106,6 +106,19 @@ describe("primary storage capacity", () => {
     expect(before.availablePhysicalCapacity).toBeLessThanOrEqual(before.totalPhysicalCapacity);
     expect(before.usedPhysicalCapacity).toBe(0);
     expect(after.usedPhysicalCapacity).toBeGreaterThan(4 * MiB);
+  });
+});
+
+describe("primary storage init", () => {
+  it("removes abandoned download files", async () => {
+    const dir = path.join(primary.dir, "imagecache/template", randomBytes(16).toString("hex"));
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, ".source.download-0123456789ab"), "partial");
+    await writeFile(path.join(dir, "source.qcow2"), "kept");
+
+    await initPrimaryStorage(primary.dir);
+
+    expect(await readdir(dir)).toEqual(["source.qcow2"]);
   });
 });
 

@@ -1,5 +1,6 @@
-import { lstat, mkdir, readdir } from "node:fs/promises";
+import { lstat, mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { downloadsInFlight, isDownloadTemporary } from "./download.js";
 import { StorageError } from "./errors.js";
 import { filesystemCapacity } from "./statfs.js";
 import { assertUuid } from "./uuid.js";
@@ -35,7 +36,32 @@ export async function initPrimaryStorage(root: string): Promise<PrimaryStorageCa
     await mkdir(path.join(root, dir), { recursive: true });
   }
 
+  await removeAbandonedDownloads(root);
   return primaryStorageCapacity(root);
+}
+
+/**
+ * Deletes the temporary files of image cache fills that no download of this process owns,
+ * such as those of an agent killed in the middle of a fill.
+ */
+async function removeAbandonedDownloads(root: string) {
+  const cache = path.join(root, "imagecache/template");
+
+  for (const entry of await readdir(cache, { withFileTypes: true })) {
+    if (!entry.isDirectory()) {
+      continue;
+    }
+
+    const dir = path.join(cache, entry.name);
+
+    for (const name of await readdir(dir)) {
+      const file = path.join(dir, name);
+
+      if (isDownloadTemporary(name) && !downloadsInFlight.has(file)) {
+        await rm(file, { force: true });
+      }
+    }
+  }
 }
 
 /** Reads the filesystem capacity with statfs and adds up the blocks the storage files use. */

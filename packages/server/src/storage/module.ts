@@ -6,7 +6,7 @@ import { defineStorageConfig } from "./config.js";
 import { ImageCacheCollector } from "./image-cache-gc.js";
 import { failUnfinishedImages, imageHandlers } from "./images.js";
 import { isoHandlers } from "./iso.js";
-import { primaryStorageHandlers } from "./primary-storage.js";
+import { prepareOnConnectedHost, primaryStorageHandlers } from "./primary-storage.js";
 import "./resources.js";
 import { registerAttachWorkflows } from "./attach-workflows.js";
 import { recoverUnfinishedSnapshots } from "./snapshot-recovery.js";
@@ -21,6 +21,7 @@ import { removeUnfinishedDataVolumes, volumeHandlers } from "./volumes-api.js";
 export function storageModule(): Module {
   let moduleCore: Core | undefined;
   let collector: ImageCacheCollector | undefined;
+  let unsubscribe: (() => void) | undefined;
   const module: Module = {
     handlers: {},
     register(core: Core) {
@@ -51,8 +52,13 @@ export function storageModule(): Module {
     },
     start() {
       collector!.start();
+      unsubscribe = moduleCore!.bus.subscribe("host.connected", async (message) => {
+        const { hostUuid } = message.body as { hostUuid: string };
+        await prepareOnConnectedHost(moduleCore!, hostUuid);
+      });
     },
     stop() {
+      unsubscribe?.();
       collector?.stop();
     },
   };

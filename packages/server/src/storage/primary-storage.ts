@@ -182,6 +182,52 @@ async function setStatus(core: Core, uuid: string, status: string, lastError: st
   });
 }
 
+/**
+ * Prepares the primary storage of a host's cluster on a host that connects, so a host that
+ * joins after the attach can hold volumes. A shared mount point is proved against a host that
+ * already uses it. A failure is logged and leaves the host without that storage.
+ */
+export async function prepareOnConnectedHost(core: Core, hostUuid: string) {
+  const host = await core.kysely
+    .selectFrom("hosts")
+    .select("clusterUuid")
+    .where("uuid", "=", hostUuid)
+    .executeTakeFirst();
+
+  if (!host) {
+    return;
+  }
+
+  const storages = await core.kysely
+    .selectFrom("primaryStorages")
+    .innerJoin(
+      "primaryStorageClusterRefs",
+      "primaryStorageClusterRefs.primaryStorageUuid",
+      "primaryStorages.uuid",
+    )
+    .selectAll("primaryStorages")
+    .where("primaryStorageClusterRefs.clusterUuid", "=", host.clusterUuid)
+    .where("primaryStorages.type", "in", ["LocalStorage", "SharedMountPoint"])
+    .execute();
+
+  for (const ps of storages) {
+    try {
+      await connectOnHosts(core, ps, [hostUuid]);
+
+      if (ps.type === "SharedMountPoint") {
+        const hosts = await clusterHosts(core, await attachedClusters(core, ps.uuid));
+        const peer = hosts.find((other) => other.uuid !== hostUuid && other.status === "Connected");
+        await proveSharedMount(core, ps, peer ? [peer.uuid, hostUuid] : []);
+      }
+    } catch (error) {
+      core.log.warn(
+        { err: error, hostUuid, primaryStorageUuid: ps.uuid },
+        "failed to prepare primary storage on a connected host",
+      );
+    }
+  }
+}
+
 /** Reconnects a primary storage on the connected hosts of its clusters and syncs its capacity. */
 export async function reconnectPrimaryStorage(core: Core, uuid: string) {
   const ps = await loadPrimaryStorage(core, uuid);

@@ -269,7 +269,7 @@ export class TstackClient {
       });
       const body = await readBody(response);
 
-      // A node that restarts answers SYS.1010 until its recovery ends, and the job lives on.
+      // A restarting node returns SYS.1010 until its recovery ends, and the job keeps running.
       if (response.status === 503 && errorCode(body) === "SYS.1010") {
         await sleep(this.pollIntervalMs, options.signal);
         continue;

@@ -25,7 +25,7 @@ export class FaultyProxy {
   dropReply: (request: ProxiedRequest) => boolean = () => false;
   /** Returns the number of bytes of the reply to forward before cutting the stream. */
   cutStreamAfter: (request: ProxiedRequest) => number | undefined = () => undefined;
-  /** Returns true for requests answered with the 503 of a node that is still recovering. */
+  /** Returns true for requests that get the 503 of a node that is still recovering. */
   notReady: (request: ProxiedRequest) => boolean = () => false;
   private server: Server | undefined;
 

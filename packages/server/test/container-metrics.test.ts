@@ -6,8 +6,7 @@ import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildBusyboxTarball } from "../../agent/src/container/testbed.js";
 import { buildCloud } from "./cloud.js";
-import { startTestServer, type TestServer } from "./harness.js";
-import { until } from "./poll.js";
+import { startTestServer, type TestServer, until } from "./harness.js";
 
 type Inventory = Record<string, unknown> & { uuid: string };
 type Point = { time: number; value: number; labels: Record<string, string> };

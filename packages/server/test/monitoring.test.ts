@@ -4,8 +4,7 @@ import { sha512Hex } from "@tstack/api";
 import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCloud } from "./cloud.js";
-import { type Dialect, dialects, startTestServer, type TestServer } from "./harness.js";
-import { until } from "./poll.js";
+import { type Dialect, dialects, startTestServer, type TestServer, until } from "./harness.js";
 
 type Inventory = { uuid: string } & Record<string, unknown>;
 type Point = { time: number; value: number; labels: Record<string, string> };

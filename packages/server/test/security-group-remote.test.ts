@@ -22,7 +22,7 @@ describe.each(dialects)("security group remote sets on %s", (dialect) => {
       })
     ).inventory;
 
-  /** The member addresses of the group as the simulated host last took them. */
+  /** Returns the group's member addresses from the last apply the simulated host received. */
   const membersOnHost = async (hostUuid: string) => {
     const { control } = await simulatorLink(t.server.core);
     const [state] = await control.state(hostUuid);

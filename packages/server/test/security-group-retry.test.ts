@@ -3,8 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { agentTarget } from "../src/compute/hosts/connect.js";
 import { pushRetriesOf } from "../src/network/security-groups-failures.js";
 import { simulatorLink } from "../src/simulator/link.js";
-import { dialects, startTestServer, type TestServer } from "./harness.js";
-import { until } from "./poll.js";
+import { dialects, startTestServer, type TestServer, until } from "./harness.js";
 import { buildSimulatorCloud, type SimulatorCloud } from "./simulator-cloud.js";
 
 type Inventory = { uuid: string } & Record<string, unknown>;

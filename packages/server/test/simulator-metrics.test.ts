@@ -1,7 +1,6 @@
 import type { TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestServer, type TestServer } from "./harness.js";
-import { until } from "./poll.js";
+import { startTestServer, type TestServer, until } from "./harness.js";
 import { buildSimulatorCloud } from "./simulator-cloud.js";
 
 type Vm = { uuid: string; hostUuid: string; rootVolumeUuid: string } & Record<string, unknown>;

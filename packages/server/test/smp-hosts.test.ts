@@ -1,7 +1,7 @@
 /**
  * Shared mount point primary storage across two hosts made of network namespaces, added over SSH
- * and each running its own agent. A directory both hosts see is one filesystem and attaches; a
- * path that each host maps to a directory of its own is refused by the marker proof.
+ * and each running its own agent. A directory both hosts see is one filesystem, so it attaches.
+ * A path that each host maps to a directory of its own fails the marker proof.
  */
 import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";

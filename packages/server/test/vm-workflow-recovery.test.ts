@@ -1,8 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { simulatorLink } from "../src/simulator/link.js";
-import type { TestServer } from "./harness.js";
-import { until } from "./poll.js";
+import { type TestServer, until } from "./harness.js";
 import { type SimulatorCloud, startSimulatorCloud } from "./simulator-cloud.js";
 
 type Vm = { uuid: string; state: string };

@@ -99,7 +99,7 @@ export interface ReceiveOptions
 /** Temporary files of downloads running in this process, which a sweep must leave alone. */
 export const downloadsInFlight = new Set<string>();
 
-/** Whether a file name is the temporary file of a download. */
+/** Returns whether a file name is the temporary file of a download. */
 export function isDownloadTemporary(name: string) {
   return /^\..+\.download-[0-9a-f]{12}$/.test(name);
 }

@@ -236,7 +236,7 @@ export interface HostCapacityTable {
 }
 
 /** An agent command kept until its unreachable host connects again. */
-/** What a VM created with the JustCreate strategy asked for; its first start allocates it. */
+/** The request of a VM created with the JustCreate strategy, used by its first start. */
 export interface VmCreationSpecTable {
   vmInstanceUuid: string;
   /** JSON of the L3 networks, static IPs, root disk size and placement of the create call. */

@@ -15,13 +15,13 @@ export interface CleanupCommand {
   /** Why it runs, for the log: the VM or volume it cleans up after. */
   reason: string;
   /**
-   * Keeps the command when the agent answers with an error too, for rollbacks: the rollback
-   * then ends, and the command is retried until the host takes it.
+   * Keeps the command when the agent returns an error too. A rollback then ends, and the command
+   * is retried until it succeeds on the host.
    */
   keepOnError?: boolean;
 }
 
-/** Whether an agent's error says the thing to remove is already gone. */
+/** Returns whether an agent error reports that the thing to remove no longer exists. */
 export function alreadyGone(error: unknown) {
   return (
     error instanceof AgentError &&
@@ -37,8 +37,8 @@ const SYNC_TIMEOUT_MS = 30_000;
 /**
  * Runs a cleanup on a host now, or, when the agent cannot be reached, keeps it in the database
  * and returns, so that a rollback or a delete finishes while the host is down. The kept command
- * runs when the host connects again and at each retry round. An agent that answers with an
- * error still throws, unless the command says `keepOnError`.
+ * runs when the host connects again and at each retry round. An agent that returns an error
+ * still throws, unless the command sets `keepOnError`.
  */
 export async function cleanUpOnHost(core: Core, command: CleanupCommand) {
   try {

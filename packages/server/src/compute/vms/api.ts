@@ -326,12 +326,8 @@ export const vmHandlers: ApiHandlers = {
         const { setVmState } = await import("./state.js");
         const vm = await loadVm(tx, call.path.uuid!);
         checkAction(vm, "recoverVmInstance", ALLOWED_ACTIONS.recoverVmInstance!);
-        // A JustCreate VM that never started has nothing to start from: it goes back to Created.
-        const spec = await tx
-          .selectFrom("vmCreationSpecs")
-          .select("vmInstanceUuid")
-          .where("vmInstanceUuid", "=", vm.uuid)
-          .executeTakeFirst();
+        // A JustCreate VM that never started has no volume to start from, so it returns to Created.
+        const spec = await loadCreationSpec(tx, vm.uuid);
         await setVmState(tx, vm, spec ? "Created" : "Stopped", { expungeDate: null });
         return { inventory: await inventoryOf(tx, "VmInstance", vm.uuid) };
       }),

@@ -2,7 +2,7 @@ import type { Kysely, Transaction } from "kysely";
 import type { Database } from "../../db/schema.js";
 import type { VmData } from "./workflows.js";
 
-/** What a JustCreate VM keeps of its create call until its first start allocates it. */
+/** The placement and network request of a JustCreate VM, kept until its first start. */
 export type CreationSpec = Pick<
   VmData,
   "l3NetworkUuids" | "staticIps" | "rootDiskSize" | "requestedHostUuid" | "requestedClusterUuid"

@@ -135,4 +135,67 @@ describe("VM workflow recovery", () => {
     expect(await simulatedVms()).not.toContain(vmUuid);
     expect(await core.kysely.selectFrom("hostCleanups").selectAll().execute()).toEqual([]);
   });
+
+  it("keeps a refused rollback unplug", async () => {
+    const core = t.server.core;
+    const [hostUuid] = cloud.hostUuids;
+    const vm = await createVm("refused-unplug");
+    const other = await createVm("refused-unplug-other");
+    const volume = (
+      await t.admin.call<{ inventory: { uuid: string } }>("createDataVolume", {
+        params: {
+          name: "refused-unplug",
+          diskSize: 32 * 1024 ** 2,
+          primaryStorageUuid: cloud.primaryStorageUuid,
+        },
+      })
+    ).inventory;
+    const pluggedDisks = async (vmUuid: string) => {
+      const { control } = await simulatorLink(core);
+      const [host] = await control.state(hostUuid);
+      return host?.vms.find((entry) => entry.vmUuid === vmUuid)?.disks ?? [];
+    };
+    const fault = (path: string, kind: string) =>
+      t.admin.call("createSimulatorFault", {
+        params: { path, kind, errorText: "injected unplug failure", count: 1 },
+      });
+    const attach = (vmUuid: string) =>
+      t.admin.call("attachDataVolumeToVm", {
+        path: { volumeUuid: volume.uuid, vmInstanceUuid: vmUuid },
+        params: {},
+      });
+
+    // The disk goes in, its callback is lost, and the rollback of the cancel cannot unplug it.
+    await fault("/vm/volume/attach", "drop-callback");
+    const accepted = await t.admin.call<{ location: string }>("attachDataVolumeToVm", {
+      path: { volumeUuid: volume.uuid, vmInstanceUuid: vm.uuid },
+      params: {},
+      noWait: true,
+    });
+    await until(
+      () => pluggedDisks(vm.uuid),
+      (disks) => disks.length > 1,
+      "hotplug",
+      60_000,
+    );
+    await fault("/vm/volume/detach", "fail");
+    await t.admin.cancelJob(accepted.location.split("/api-jobs/")[1]!);
+    const kept = await until(
+      () => core.kysely.selectFrom("hostCleanups").selectAll().execute(),
+      (rows) => rows.length > 0,
+      "kept unplug",
+      60_000,
+    );
+
+    expect(kept.map((row) => [row.vmUuid, row.path])).toEqual([[vm.uuid, "/vm/volume/detach"]]);
+    expect(await pluggedDisks(vm.uuid)).toHaveLength(2);
+    await expect(attach(other.uuid)).rejects.toThrow(/may still be plugged into VM/);
+
+    await t.admin.call("reconnectHost", { path: { uuid: hostUuid! }, params: {} });
+
+    expect(await pluggedDisks(vm.uuid)).toHaveLength(1);
+    expect(await core.kysely.selectFrom("hostCleanups").selectAll().execute()).toEqual([]);
+    await attach(other.uuid);
+    expect(await pluggedDisks(other.uuid)).toHaveLength(2);
+  });
 });

@@ -110,6 +110,8 @@ export async function checkAttach(db: Db, volume: VolumeTable, vm: VmInstanceTab
     );
   }
 
+  await checkNoPendingUnplug(db, volume, what);
+
   const attached = await dataVolumesOf(db, vm.uuid);
 
   if (attached.length >= MAX_DATA_VOLUMES) {
@@ -120,6 +122,30 @@ export async function checkAttach(db: Db, volume: VolumeTable, vm: VmInstanceTab
   }
 
   return placement;
+}
+
+/** The agent command that unplugs a disk from a running VM. */
+export const UNPLUG_PATH = "/vm/volume/detach";
+
+/**
+ * Refuses a volume whose unplug from an earlier VM failed and is kept to run again: its disk
+ * may still be in that VM, and a second VM must not write to it too.
+ */
+async function checkNoPendingUnplug(db: Db, volume: VolumeTable, what: string) {
+  const kept = await db
+    .selectFrom("hostCleanups")
+    .select(["hostUuid", "vmUuid", "body", "lastError"])
+    .where("path", "=", UNPLUG_PATH)
+    .execute();
+  const pending = kept.find((row) => JSON.parse(row.body).volumeUuid === volume.uuid);
+
+  if (pending) {
+    throw new ApiError(
+      "invalidState",
+      `${what}: its disk may still be plugged into VM ${pending.vmUuid} on host ${pending.hostUuid}, whose unplug failed (${pending.lastError}) and is retried every minute`,
+      "wait for the retry to succeed, or stop that VM, then attach again",
+    );
+  }
 }
 
 function dataVolumesOf(db: Db, vmUuid: string) {

@@ -1,4 +1,5 @@
 import { ApiError } from "@tstack/api";
+import { alreadyGone, cleanUpOnHost } from "../compute/hosts/cleanups.js";
 import { agentTarget } from "../compute/hosts/connect.js";
 import { loadVm } from "../compute/vms/state.js";
 import type { Core } from "../core/core.js";
@@ -12,6 +13,7 @@ import {
   freeDeviceId,
   HOT_STATES,
   loadVolumeRow,
+  UNPLUG_PATH,
   vmPlacement,
 } from "./attach-rules.js";
 import { reservationFor, reserveCapacity, returnCapacity } from "./capacity.js";
@@ -29,9 +31,15 @@ export interface AttachData {
   instantiated?: boolean;
 }
 
-async function callAgent(core: Core, hostUuid: string, path: string, body: object) {
+async function callAgent(
+  core: Core,
+  hostUuid: string,
+  path: string,
+  body: object,
+  signal?: AbortSignal,
+) {
   const target = await agentTarget(core, hostUuid);
-  return core.agents.callAsync(target, path, body, { timeoutMs: HOTPLUG_TIMEOUT_MS });
+  return core.agents.callAsync(target, path, body, { timeoutMs: HOTPLUG_TIMEOUT_MS, signal });
 }
 
 /** Claims the volume for the VM in one transaction, so a second attach finds it taken. */
@@ -239,7 +247,7 @@ async function reserveForAttach(
 function hotplugStep(core: Core): Step<AttachData> {
   return {
     name: "hotplug-volume",
-    async run(data) {
+    async run(data, signal) {
       if (!data.hotplugHostUuid) {
         return;
       }
@@ -247,12 +255,13 @@ function hotplugStep(core: Core): Step<AttachData> {
       const volume = await loadVolumeRow(core.kysely, data.volumeUuid);
 
       try {
-        await callAgent(core, data.hotplugHostUuid, "/vm/volume/attach", {
+        const disk = {
           vmUuid: data.vmUuid,
           volumeUuid: volume.uuid,
           path: volume.installPath,
           format: volume.format,
-        });
+        };
+        await callAgent(core, data.hotplugHostUuid, "/vm/volume/attach", disk, signal);
       } catch (error) {
         throw new ApiError(
           "operationFailed",
@@ -262,7 +271,8 @@ function hotplugStep(core: Core): Step<AttachData> {
       }
     },
     // A crash can end the step after QEMU took the disk, so this unplugs whenever the VM still
-    // runs. The agent replies detached: false when no disk uses the path.
+    // runs. The agent replies detached: false when no disk uses the path. An unplug the agent
+    // refuses is kept and retried, and the volume attaches nowhere until it succeeds.
     async rollback(data) {
       if (!data.hotplugHostUuid) {
         return;
@@ -275,9 +285,18 @@ function hotplugStep(core: Core): Step<AttachData> {
         return;
       }
 
-      await callAgent(core, data.hotplugHostUuid, "/vm/volume/detach", {
+      await cleanUpOnHost(core, {
+        hostUuid: data.hotplugHostUuid,
         vmUuid: data.vmUuid,
-        path: volume.installPath,
+        path: UNPLUG_PATH,
+        body: { vmUuid: data.vmUuid, volumeUuid: volume.uuid, path: volume.installPath },
+        async: true,
+        reason: `unplug volume ${volume.uuid} from VM ${data.vmUuid}`,
+        keepOnError: true,
+      }).catch((error) => {
+        if (!alreadyGone(error)) {
+          throw error;
+        }
       });
     },
   };
@@ -301,7 +320,7 @@ function unplugStep(core: Core): Step<AttachData> {
       const volume = await loadVolumeRow(core.kysely, data.volumeUuid);
 
       try {
-        await callAgent(core, vm.hostUuid, "/vm/volume/detach", {
+        await callAgent(core, vm.hostUuid, UNPLUG_PATH, {
           vmUuid: vm.uuid,
           path: volume.installPath,
         });

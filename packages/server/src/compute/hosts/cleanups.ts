@@ -26,7 +26,7 @@ export function alreadyGone(error: unknown) {
   return (
     error instanceof AgentError &&
     !error.unreachable &&
-    /not found|unknown|does not exist|no VM/i.test(error.message)
+    /not found|unknown|does not exist|no VM|is not running on/i.test(error.message)
   );
 }
 

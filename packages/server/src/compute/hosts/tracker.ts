@@ -1,4 +1,5 @@
 import type { Core } from "../../core/core.js";
+import { Rounds } from "../../core/rounds.js";
 import type { AgentClient } from "../../drivers/agent-client.js";
 import { SIMULATOR } from "../../simulator/targets.js";
 import { AGENT_HYPERVISORS } from "../containers.js";
@@ -18,40 +19,29 @@ export const PING_PARALLELISM = 100;
  * with exponential backoff. Hosts in Maintenance are not pinged.
  */
 export class HostTracker {
-  private timer: NodeJS.Timeout | undefined;
   private readonly backoff = new Map<string, { attempts: number; nextAt: number }>();
-  private stopped = false;
-  private round: Promise<void> | undefined;
+  private readonly rounds: Rounds;
 
   constructor(
     private readonly core: Core,
     private readonly agents: AgentClient,
     private readonly reconnect: (hostUuid: string) => Promise<void>,
-  ) {}
-
-  start() {
-    const schedule = () => {
-      if (this.stopped) {
-        return;
-      }
-
-      this.timer = setTimeout(async () => {
-        this.round = this.pingAll().catch((error) =>
-          this.core.log.error({ err: error }, "host ping round failed"),
-        );
-        await this.round;
-        schedule();
-      }, this.core.config.number("host", "ping.interval") * 1000);
-      this.timer.unref();
-    };
-
-    schedule();
+  ) {
+    this.rounds = new Rounds(
+      () => core.config.number("host", "ping.interval"),
+      () => this.pingAll(),
+      core.log,
+      "host ping round",
+    );
   }
 
-  async stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.round;
+  start() {
+    this.rounds.start();
+    this.core.config.onChange("host", "ping.interval", () => this.rounds.restartWait());
+  }
+
+  stop() {
+    return this.rounds.stop();
   }
 
   /**

@@ -33,9 +33,9 @@ export function vmModule(): Module {
       sweeper = setInterval(() => void expungeDue(core!), EXPUNGE_SWEEP_MS);
       sweeper.unref();
     },
-    stop() {
-      tracer?.stop();
+    async stop() {
       clearInterval(sweeper);
+      await tracer?.stop();
     },
   };
 }

@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import type { Core } from "../../core/core.js";
 import { emitEvent } from "../../core/events.js";
 import { UUID_PATTERN } from "../../core/ids.js";
+import { Rounds } from "../../core/rounds.js";
 import { SIMULATOR } from "../../simulator/targets.js";
 import { AGENT_HYPERVISORS } from "../containers.js";
 import { agentTarget } from "../hosts/connect.js";
@@ -23,10 +24,17 @@ const REPORTED: Record<string, VmState> = {
  * operation in flight are left alone, since that operation sets their state itself.
  */
 export class VmTracer {
-  private timer: NodeJS.Timeout | undefined;
   private readonly strangers = new Set<string>();
+  private readonly rounds: Rounds;
 
-  constructor(private readonly core: Core) {}
+  constructor(private readonly core: Core) {
+    this.rounds = new Rounds(
+      () => core.config.number("host", "ping.interval"),
+      () => this.syncAll(),
+      core.log,
+      "VM sync round",
+    );
+  }
 
   start() {
     this.core.bus.subscribe("host.connected", async (message) => {
@@ -34,15 +42,12 @@ export class VmTracer {
         this.core.log.warn({ err: error }, "VM sync after connect failed"),
       );
     });
-    this.timer = setInterval(
-      () => void this.syncAll(),
-      this.core.config.number("host", "ping.interval") * 1000,
-    );
-    this.timer.unref();
+    this.rounds.start();
+    this.core.config.onChange("host", "ping.interval", () => this.rounds.restartWait());
   }
 
   stop() {
-    clearInterval(this.timer);
+    return this.rounds.stop();
   }
 
   private busy(vmUuid: string, state: string) {

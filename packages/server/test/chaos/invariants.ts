@@ -18,14 +18,18 @@ export const INTERMEDIATE_VM_STATES = [
 type Row = Record<string, unknown>;
 type Query = (sql: string, ...params: unknown[]) => Row[];
 
-/** Counts the VMs in an intermediate state and the API jobs not yet ended. */
+/**
+ * Counts the VMs in an intermediate state, the API jobs not yet ended and the host cleanups
+ * kept for a retry, such as a rollback's destroy that an injected fault failed.
+ */
 export function countUnsettled(db: Database.Database) {
   const placeholders = INTERMEDIATE_VM_STATES.map(() => "?").join(",");
   const vms = db
     .prepare(`select uuid from vmInstances where state in (${placeholders})`)
     .all(...INTERMEDIATE_VM_STATES);
   const jobs = db.prepare("select uuid from apiJobs where state in ('Pending', 'Running')").all();
-  return vms.length + jobs.length;
+  const cleanups = db.prepare("select uuid from hostCleanups").all();
+  return vms.length + jobs.length + cleanups.length;
 }
 
 /** Lists every broken invariant between the database and the simulator, one line each. */

@@ -177,12 +177,12 @@ export function replayCleanupsOnConnect(core: Core) {
   });
 }
 
-/** Seconds between rounds that retry kept cleanups of connected hosts. */
+/** Milliseconds between rounds that retry kept cleanups of connected hosts. */
 const RETRY_ROUND_MS = 60_000;
 
 /**
- * Retries, every minute, the kept cleanups of hosts that are connected, such as a rollback's
- * destroy that the agent refused. Returns a function that stops the rounds.
+ * Retries the kept cleanups of hosts that are connected, such as a rollback's destroy that the
+ * agent refused: once at start-up and then every minute. Returns a function that stops the rounds.
  */
 export function retryCleanupsPeriodically(core: Core) {
   const round = async () => {
@@ -198,9 +198,11 @@ export function retryCleanupsPeriodically(core: Core) {
       await replayCleanups(core, hostUuid);
     }
   };
-  const timer = setInterval(() => {
+  const retry = () => {
     round().catch((error) => core.log.warn({ err: error }, "retrying kept cleanups failed"));
-  }, RETRY_ROUND_MS);
+  };
+  const timer = setInterval(retry, RETRY_ROUND_MS);
+  retry();
   timer.unref();
   return () => clearInterval(timer);
 }

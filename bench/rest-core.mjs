@@ -3,8 +3,8 @@
 // needs its own poll loop), and a plain Fastify route returning a constant as the ceiling.
 // Usage: npm run bench -- rest-core [--seconds 10] [--clients 50] [--database postgres://...]
 //   [--profile DIR] (writes a V8 CPU profile of tstack-server to DIR when it stops)
-//   [--server FILE] (the tstack-server entry point; default packages/server/dist/main.js, so an
-//   older build can be measured against the same ceiling)
+//   [--server FILE] (the tstack-server entry point, by default packages/server/dist/main.js. Give
+//   it more than once to measure several builds one after the other against the same ceiling.)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,11 +24,18 @@ const { values } = parseArgs({
     clients: { type: "string", default: "50" },
     database: { type: "string" },
     profile: { type: "string" },
-    server: { type: "string", default: "packages/server/dist/main.js" },
+    server: { type: "string", multiple: true, default: ["packages/server/dist/main.js"] },
   },
 });
 const seconds = Number(values.seconds);
 const clients = Number(values.clients);
+
+if (values.database && values.server.length > 1) {
+  console.error(
+    "--database accepts only one --server, because each build needs an empty database. Run the bench once per build.",
+  );
+  process.exit(2);
+}
 
 /** Runs `clients` loops of `request` for `seconds`; returns req/s and latency percentiles in ms. */
 async function load(request) {
@@ -75,10 +82,9 @@ async function expectOk(response, status = 200) {
   return body;
 }
 
-const dataDir = mkdtempSync(join(tmpdir(), "tstack-bench-"));
-const serverArgs = (port) => [
+const serverArgs = (main, dataDir) => (port) => [
   ...(values.profile ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : []),
-  values.server,
+  main,
   "--listen",
   `127.0.0.1:${port}`,
   "--data-dir",
@@ -87,63 +93,98 @@ const serverArgs = (port) => [
   "warn",
   ...(values.database ? ["--database", values.database] : []),
 ];
-const ceiling = await startServerProcess((port) => ["bench/ceiling-server.mjs", String(port)]);
-const tstack = await startServerProcess(serverArgs, { TSTACK_ADMIN_PASSWORD: "password" });
+
+/** Starts one build of tstack-server on a fresh data directory and measures both workloads. */
+async function measureServer(main) {
+  const dataDir = mkdtempSync(join(tmpdir(), "tstack-bench-"));
+  const tstack = await startServerProcess(serverArgs(main, dataDir), {
+    TSTACK_ADMIN_PASSWORD: "password",
+  });
+
+  try {
+    const session = await logIn(tstack.url, "password");
+    const headers = { authorization: `OAuth ${session}`, "content-type": "application/json" };
+
+    const createAndPoll = async () => {
+      const accepted = await fetch(`${tstack.url}/zstack/v1/zones`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ params: { name: "bench" } }),
+      });
+      const { location } = JSON.parse(await expectOk(accepted, 202));
+
+      for (;;) {
+        const poll = await fetch(location, { headers });
+        const body = await poll.text();
+
+        if (poll.status === 200) {
+          return JSON.parse(body).inventory.uuid;
+        }
+
+        if (poll.status !== 202) {
+          throw new Error(`poll returned ${poll.status}: ${body}`);
+        }
+
+        await new Promise((done) => setTimeout(done, 5));
+      }
+    };
+
+    const zoneUuid = await createAndPoll();
+    const getUrl = `${tstack.url}/zstack/v1/zones/${zoneUuid}`;
+    await expectOk(await fetch(getUrl, { headers }));
+
+    return {
+      getByUuid: wrk(tstack, getUrl, {
+        clients,
+        seconds,
+        headers: { authorization: headers.authorization },
+      }),
+      createThenPoll: await load(createAndPoll),
+    };
+  } finally {
+    await stopServerProcess(tstack);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+const ceilingServer = await startServerProcess((port) => [
+  "bench/ceiling-server.mjs",
+  String(port),
+]);
+let ceiling;
 
 try {
-  const session = await logIn(tstack.url, "password");
-  const headers = { authorization: `OAuth ${session}`, "content-type": "application/json" };
-
-  const createAndPoll = async () => {
-    const accepted = await fetch(`${tstack.url}/zstack/v1/zones`, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({ params: { name: "bench" } }),
-    });
-    const { location } = JSON.parse(await expectOk(accepted, 202));
-
-    for (;;) {
-      const poll = await fetch(location, { headers });
-      const body = await poll.text();
-
-      if (poll.status === 200) {
-        return JSON.parse(body).inventory.uuid;
-      }
-
-      if (poll.status !== 202) {
-        throw new Error(`poll returned ${poll.status}: ${body}`);
-      }
-
-      await new Promise((done) => setTimeout(done, 5));
-    }
-  };
-
-  const zoneUuid = await createAndPoll();
-  const getUrl = `${tstack.url}/zstack/v1/zones/${zoneUuid}`;
-  await expectOk(await fetch(getUrl, { headers }));
-
-  const load50 = { clients, seconds };
-  const results = {
-    ceiling: wrk(ceiling, `${ceiling.url}/zstack/v1/zones/${zoneUuid}`, load50),
-    getByUuid: wrk(tstack, getUrl, {
-      ...load50,
-      headers: { authorization: headers.authorization },
-    }),
-    createThenPoll: await load(createAndPoll),
-  };
-
-  console.log(
-    `\nREST core, ${clients} clients, ${seconds} s each, database ${values.database ? "PostgreSQL" : "SQLite"}\n`,
-  );
-  console.log(TABLE_HEADER);
-  console.log(tableRow("plain Fastify constant (ceiling)", results.ceiling));
-  console.log(tableRow("GET /zones/{uuid}", results.getByUuid));
-  console.log(tableRow("POST /zones then poll to 200", results.createThenPoll));
-  console.log(
-    `\nGET by uuid reaches ${((results.getByUuid.perSecond / results.ceiling.perSecond) * 100).toFixed(0)}% of the ceiling.`,
-  );
+  ceiling = wrk(ceilingServer, `${ceilingServer.url}/zstack/v1/zones/${"0".repeat(32)}`, {
+    clients,
+    seconds,
+  });
 } finally {
-  await stopServerProcess(ceiling);
-  await stopServerProcess(tstack);
-  rmSync(dataDir, { recursive: true, force: true });
+  await stopServerProcess(ceilingServer);
+}
+
+const builds = [];
+
+for (const main of values.server) {
+  builds.push({ main, ...(await measureServer(main)) });
+}
+
+console.log(
+  `\nREST core, ${clients} clients, ${seconds} s each, database ${values.database ? "PostgreSQL" : "SQLite"}\n`,
+);
+console.log(TABLE_HEADER);
+console.log(tableRow("plain Fastify constant (ceiling)", ceiling));
+
+// With one build the rows keep their short names, and with several each row names its build.
+const label = (name, main) => (builds.length > 1 ? `${name}, ${main}` : name);
+
+for (const build of builds) {
+  console.log(tableRow(label("GET /zones/{uuid}", build.main), build.getByUuid));
+  console.log(tableRow(label("POST /zones then poll to 200", build.main), build.createThenPoll));
+}
+
+console.log("");
+
+for (const build of builds) {
+  const share = (build.getByUuid.perSecond / ceiling.perSecond) * 100;
+  console.log(`GET by uuid of ${build.main} reaches ${share.toFixed(0)}% of the ceiling.`);
 }

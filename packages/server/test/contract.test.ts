@@ -577,6 +577,7 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       );
       expect(error.status).toBe(403);
       await expectApiError(tenant.query("queryZone"), "ID.1002");
+      await expectApiError(tenant.call("queryZone", { path: { uuid: "0".repeat(32) } }), "ID.1002");
       await expectApiError(
         tenant.call("updateGlobalConfig", {
           path: { category: "identity", name: "session.timeout" },
@@ -596,6 +597,13 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         hook.uuid,
       ]);
       expect((await other.query("queryWebHook")).inventories).toEqual([]);
+      expect(
+        (
+          await tenant.call<{ inventories: Inventory[] }>("queryWebHook", {
+            path: { uuid: hook.uuid },
+          })
+        ).inventories,
+      ).toEqual([hook]);
       expect(
         (
           await other.call<{ inventories: unknown[] }>("queryWebHook", {

@@ -37,6 +37,16 @@ describe.each(dialects)("read path on %s", (dialect) => {
     expect(response.json.inventories).toEqual([]);
   });
 
+  it("projects fields on a lookup by uuid", async () => {
+    const projected = await get(`/zones/${zone.uuid}?fields=uuid,name`);
+    expect(projected.status).toBe(200);
+    expect(projected.json.inventories).toEqual([{ uuid: zone.uuid, name: "read-path" }]);
+
+    const unknown = await get(`/zones/${zone.uuid}?fields=color`);
+    expect(unknown.status).toBe(400);
+    expect(JSON.stringify(unknown.json)).toMatch(/unknown field 'color'/);
+  });
+
   it("pages a lookup by uuid when asked", async () => {
     const skipped = await get(`/zones/${zone.uuid}?start=1`);
     expect(skipped.json.inventories).toEqual([]);

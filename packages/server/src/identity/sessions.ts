@@ -58,8 +58,11 @@ export class SessionService {
     return session;
   }
 
-  /** Resolves a session to its caller and slides its expiry, or throws ID.1001. */
-  async authenticate(sessionUuid: string): Promise<Caller> {
+  /**
+   * Returns the caller of a session read from the database less than 5 s ago and not expired,
+   * or undefined, so a request can skip the promise of `authenticate` on a cache hit.
+   */
+  cachedCaller(sessionUuid: string): Caller | undefined {
     const cached = this.cache.get(sessionUuid);
     const current = Date.now();
 
@@ -67,6 +70,18 @@ export class SessionService {
       return cached.caller;
     }
 
+    return undefined;
+  }
+
+  /** Resolves a session to its caller and slides its expiry, or throws ID.1001. */
+  async authenticate(sessionUuid: string): Promise<Caller> {
+    const cached = this.cachedCaller(sessionUuid);
+
+    if (cached) {
+      return cached;
+    }
+
+    const current = Date.now();
     const row = await this.core.kysely
       .selectFrom("sessions")
       .innerJoin("accounts", "accounts.uuid", "sessions.accountUuid")

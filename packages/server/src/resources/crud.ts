@@ -178,7 +178,7 @@ export async function deleteResourceRow(tx: AnyTx, type: string, row: Row) {
 /** The query handler of a resource type. */
 export function queryHandler(type: string): ApiHandler {
   return {
-    async run(core, call) {
+    run(core, call) {
       const query = call.query;
       const conditions = toList(query.q);
       const fixed = call.path.uuid

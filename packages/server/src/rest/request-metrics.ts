@@ -34,7 +34,9 @@ interface MetricValues {
  * format is the one prom-client's own Counter and Histogram produce.
  */
 export class RequestMetrics {
-  private readonly series = new Map<string, Series>();
+  /** Every series in the order of its first request, for the exposition. */
+  private readonly series: Series[] = [];
+  private readonly seriesByRoute = new Map<string, Map<string, Map<number, Series>>>();
   private readonly latencies = new Map<string, Latency>();
 
   constructor(registry: Registry) {
@@ -62,18 +64,7 @@ export class RequestMetrics {
 
   /** Counts one finished request and observes its latency in seconds. */
   record(method: string, route: string, status: number, seconds: number) {
-    const key = `${method} ${status} ${route}`;
-    let series = this.series.get(key);
-
-    if (!series) {
-      series = {
-        labels: { method, route, status: String(status) },
-        requests: 0,
-        latency: this.latency(method, route),
-      };
-      this.series.set(key, series);
-    }
-
+    const series = this.seriesOf(method, route, status);
     series.requests++;
     const latency = series.latency;
     let bucket = 0;
@@ -85,6 +76,41 @@ export class RequestMetrics {
     latency.buckets[bucket]!++;
     latency.sum += seconds;
     latency.count++;
+  }
+
+  /**
+   * Returns the series of one route, method and status, creating it on first use. The lookup goes
+   * through nested maps, because a key concatenated per request is a new string that V8 hashes
+   * again on every lookup, while route and method strings repeat and keep their hash.
+   */
+  private seriesOf(method: string, route: string, status: number) {
+    let byMethod = this.seriesByRoute.get(route);
+
+    if (!byMethod) {
+      byMethod = new Map();
+      this.seriesByRoute.set(route, byMethod);
+    }
+
+    let byStatus = byMethod.get(method);
+
+    if (!byStatus) {
+      byStatus = new Map();
+      byMethod.set(method, byStatus);
+    }
+
+    let series = byStatus.get(status);
+
+    if (!series) {
+      series = {
+        labels: { method, route, status: String(status) },
+        requests: 0,
+        latency: this.latency(method, route),
+      };
+      byStatus.set(status, series);
+      this.series.push(series);
+    }
+
+    return series;
   }
 
   private latency(method: string, route: string) {
@@ -127,7 +153,7 @@ export class RequestMetrics {
   }
 
   private counterValues(include: (labels: Labels) => boolean) {
-    return [...this.series.values()]
+    return this.series
       .filter((series) => include(series.labels))
       .map((series) => ({ labels: series.labels, value: series.requests }));
   }
@@ -163,7 +189,8 @@ export class RequestMetrics {
   }
 
   private reset() {
-    this.series.clear();
+    this.series.length = 0;
+    this.seriesByRoute.clear();
     this.latencies.clear();
   }
 }

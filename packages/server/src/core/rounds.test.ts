@@ -70,4 +70,28 @@ describe("Rounds", () => {
     await stopped;
     expect(calls).toBe(3);
   });
+
+  it("aborts a running round at stop", async () => {
+    vi.useFakeTimers();
+    let hostsDone = 0;
+    const rounds = new Rounds(
+      () => 1,
+      async (signal) => {
+        while (hostsDone < 1000 && !signal.aborted) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          hostsDone++;
+        }
+      },
+      pino({ level: "silent" }),
+      "test round",
+    );
+    rounds.start();
+    await vi.advanceTimersByTimeAsync(1_550);
+
+    const stopped = rounds.stop();
+    await vi.advanceTimersByTimeAsync(200);
+    await stopped;
+
+    expect(hostsDone).toBe(6);
+  });
 });

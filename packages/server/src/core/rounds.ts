@@ -8,11 +8,12 @@ import type { Logger } from "pino";
 export class Rounds {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly seconds: () => number,
-    private readonly work: () => Promise<void>,
+    /** One round. It should return soon after `signal` aborts, which `stop` does. */
+    private readonly work: (signal: AbortSignal) => Promise<void>,
     private readonly log: Logger,
     private readonly what: string,
   ) {}
@@ -29,15 +30,15 @@ export class Rounds {
     }
   }
 
-  /** Stops the rounds and waits for one that is running. */
+  /** Stops the rounds, tells a running round to end early and waits for it. */
   async stop() {
-    this.stopped = true;
+    this.stopping.abort();
     clearTimeout(this.timer);
     await this.running;
   }
 
   private wait() {
-    if (this.stopped) {
+    if (this.stopping.signal.aborted) {
       return;
     }
 
@@ -46,7 +47,7 @@ export class Rounds {
   }
 
   private async round() {
-    this.running = this.work().catch((error) =>
+    this.running = this.work(this.stopping.signal).catch((error) =>
       this.log.error({ err: error }, `${this.what} failed`),
     );
     await this.running;

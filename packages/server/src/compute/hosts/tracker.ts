@@ -29,7 +29,7 @@ export class HostTracker {
   ) {
     this.rounds = new Rounds(
       () => core.config.number("host", "ping.interval"),
-      () => this.pingAll(),
+      (signal) => this.pingAll(signal),
       core.log,
       "host ping round",
     );
@@ -46,9 +46,9 @@ export class HostTracker {
 
   /**
    * Runs one round: pings connected hosts and retries disconnected ones whose backoff has passed,
-   * PING_PARALLELISM hosts at a time.
+   * PING_PARALLELISM hosts at a time. Once `signal` aborts, no further host is started.
    */
-  async pingAll() {
+  async pingAll(signal?: AbortSignal) {
     const hosts = await this.core.kysely
       .selectFrom("hosts")
       .select(["uuid", "status", "state"])
@@ -57,7 +57,7 @@ export class HostTracker {
 
     let next = 0;
     const worker = async () => {
-      while (next < hosts.length) {
+      while (next < hosts.length && !signal?.aborted) {
         await this.track(hosts[next++]!);
       }
     };

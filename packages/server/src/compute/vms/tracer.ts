@@ -30,7 +30,7 @@ export class VmTracer {
   constructor(private readonly core: Core) {
     this.rounds = new Rounds(
       () => core.config.number("host", "ping.interval"),
-      () => this.syncAll(),
+      (signal) => this.syncAll(signal),
       core.log,
       "VM sync round",
     );
@@ -161,7 +161,7 @@ export class VmTracer {
     }
   }
 
-  private async syncAll() {
+  private async syncAll(signal: AbortSignal) {
     const hosts = await this.core.kysely
       .selectFrom("hosts")
       .select("uuid")
@@ -170,6 +170,10 @@ export class VmTracer {
       .execute();
 
     for (const host of hosts) {
+      if (signal.aborted) {
+        return;
+      }
+
       await this.sync(host.uuid).catch((error) =>
         this.core.log.warn({ err: error, hostUuid: host.uuid }, "VM sync failed"),
       );

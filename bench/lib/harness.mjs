@@ -2,8 +2,10 @@
 // read the server's CPU time and memory from /proc.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 export const root = new URL("../..", import.meta.url).pathname;
 
@@ -21,11 +23,16 @@ export async function freePort() {
  */
 export async function startServerProcess(args, env = {}) {
   const port = await freePort();
+  // The log goes to a file: an unread pipe fills up, and then the server waits forever
+  // to write its log.
+  const logPath = join(tmpdir(), `tstack-bench-server-${port}.log`);
+  const log = openSync(logPath, "w");
   const child = spawn(process.execPath, [...args(port)], {
     cwd: root,
     env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", log, "inherit"],
   });
+  closeSync(log);
   const url = `http://127.0.0.1:${port}`;
 
   for (let attempt = 0; attempt < 1200; attempt++) {
@@ -35,7 +42,7 @@ export async function startServerProcess(args, env = {}) {
     );
 
     if (ok) {
-      return { child, url };
+      return { child, url, logPath };
     }
 
     if (child.exitCode !== null) {
@@ -49,15 +56,22 @@ export async function startServerProcess(args, env = {}) {
   throw new Error(`server ${args(port).join(" ")} did not start within 60 s`);
 }
 
-/** Sends SIGTERM and waits for the process to exit. */
+/**
+ * Sends SIGTERM and waits for the process to exit. Removes an empty log and names one that is
+ * not empty.
+ */
 export async function stopServerProcess(server) {
-  if (server.child.exitCode !== null) {
-    return;
+  if (server.child.exitCode === null) {
+    const exited = new Promise((done) => server.child.once("exit", done));
+    server.child.kill("SIGTERM");
+    await exited;
   }
 
-  const exited = new Promise((done) => server.child.once("exit", done));
-  server.child.kill("SIGTERM");
-  await exited;
+  if (statSync(server.logPath).size === 0) {
+    rmSync(server.logPath);
+  } else {
+    console.error(`server log kept: ${server.logPath}`);
+  }
 }
 
 /** Logs in as `admin` with the SHA-512 of `password` and returns the session uuid. */

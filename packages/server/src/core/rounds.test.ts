@@ -12,7 +12,7 @@ describe("Rounds", () => {
     let seconds = 60;
     const started: number[] = [];
     const rounds = new Rounds(
-      () => seconds,
+      () => seconds * 1000,
       async () => {
         started.push(Date.now());
       },
@@ -39,7 +39,7 @@ describe("Rounds", () => {
     let most = 0;
     let calls = 0;
     const rounds = new Rounds(
-      () => 1,
+      () => 1000,
       async () => {
         calls++;
         active++;
@@ -75,7 +75,7 @@ describe("Rounds", () => {
     vi.useFakeTimers();
     let hostsDone = 0;
     const rounds = new Rounds(
-      () => 1,
+      () => 1000,
       async (signal) => {
         while (hostsDone < 1000 && !signal.aborted) {
           await new Promise((resolve) => setTimeout(resolve, 100));

@@ -1,9 +1,9 @@
 import type { Logger } from "pino";
 
 /**
- * Runs periodic work in rounds that never overlap: each round starts a number of seconds after
- * the previous one ended. The number is read again before every wait, and `restartWait` starts
- * the current wait over, so a changed global configuration applies at once.
+ * Runs periodic work in rounds that never overlap: each round starts an interval after the
+ * previous one ended. The interval is read again before every wait, and `restartWait` starts the
+ * current wait over, so a changed global configuration applies at once.
  */
 export class Rounds {
   private timer: NodeJS.Timeout | undefined;
@@ -11,7 +11,7 @@ export class Rounds {
   private readonly stopping = new AbortController();
 
   constructor(
-    private readonly seconds: () => number,
+    private readonly intervalMs: () => number,
     /** One round. It should return soon after `signal` aborts, which `stop` does. */
     private readonly work: (signal: AbortSignal) => Promise<void>,
     private readonly log: Logger,
@@ -42,7 +42,7 @@ export class Rounds {
       return;
     }
 
-    this.timer = setTimeout(() => void this.round(), this.seconds() * 1000);
+    this.timer = setTimeout(() => void this.round(), this.intervalMs());
     this.timer.unref();
   }
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Core } from "../core/core.js";
+import { Rounds } from "../core/rounds.js";
 import type { Module } from "../modules.js";
 import { AgentConfigurator } from "./agent-config.js";
 import { alarmHandlers } from "./alarms.js";
@@ -12,29 +13,11 @@ import { MetricStore } from "./store.js";
 const SWEEP_INTERVAL_MS = 60_000;
 const RECONCILE_INTERVAL_MS = 30_000;
 
-/**
- * Runs `work` on a timer, again `delayMs()` after each run ends, so a changed delay applies to
- * the next run. A failed run is logged and the timer goes on.
- */
-function repeat(core: Core, name: string, work: () => Promise<void>, delayMs: () => number) {
-  let timer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  const schedule = () => {
-    timer = setTimeout(async () => {
-      await work().catch((error) => core.log.warn({ err: error }, `${name} failed; retrying`));
-
-      if (!stopped) {
-        schedule();
-      }
-    }, delayMs());
-    timer.unref();
-  };
-
-  schedule();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+/** Starts `work` in rounds `intervalMs()` apart and returns a function that stops them. */
+function repeat(core: Core, name: string, work: () => Promise<void>, intervalMs: () => number) {
+  const rounds = new Rounds(intervalMs, work, core.log, name);
+  rounds.start();
+  return () => rounds.stop();
 }
 
 /**
@@ -46,7 +29,7 @@ export function monitoringModule(): Module {
   let store: MetricStore | undefined;
   let evaluator: AlarmEvaluator | undefined;
   let configurator: AgentConfigurator | undefined;
-  const stops: (() => void)[] = [];
+  const stops: (() => void | Promise<void>)[] = [];
 
   const sweep = async () => {
     const settings = monitoringSettings(core!);
@@ -125,10 +108,8 @@ export function monitoringModule(): Module {
       );
       stops.push(repeat(registered, "metric history sweep", sweep, () => SWEEP_INTERVAL_MS));
     },
-    stop() {
-      for (const stop of stops.splice(0)) {
-        stop();
-      }
+    async stop() {
+      await Promise.all(stops.splice(0).map((stop) => stop()));
     },
   };
 }

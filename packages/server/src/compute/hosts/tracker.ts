@@ -28,7 +28,7 @@ export class HostTracker {
     private readonly reconnect: (hostUuid: string) => Promise<void>,
   ) {
     this.rounds = new Rounds(
-      () => core.config.number("host", "ping.interval"),
+      () => core.config.number("host", "ping.interval") * 1000,
       (signal) => this.pingAll(signal),
       core.log,
       "host ping round",

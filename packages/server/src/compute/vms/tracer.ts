@@ -29,7 +29,7 @@ export class VmTracer {
 
   constructor(private readonly core: Core) {
     this.rounds = new Rounds(
-      () => core.config.number("host", "ping.interval"),
+      () => core.config.number("host", "ping.interval") * 1000,
       (signal) => this.syncAll(signal),
       core.log,
       "VM sync round",

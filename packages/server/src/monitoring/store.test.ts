@@ -45,7 +45,7 @@ describe.each(dialects)("metric store on %s", (dialect: Dialect) => {
     db = await openDatabase(
       dialect === "postgres" ? await createPostgresDatabase() : join(dir, "test.db"),
     );
-    store = new MetricStore(db.kysely);
+    store = new MetricStore(db.kysely, db.dialect);
 
     // VM B belongs to the tenant; VM A has no owner entry, like an admin resource.
     await db.kysely

@@ -147,6 +147,35 @@ describe("workflow engine", () => {
     expect(effects).toEqual(["run-y"]);
   });
 
+  it("rolls back a failed begin", async () => {
+    const effects: string[] = [];
+    const error = await engine(effects)
+      .run(
+        "three",
+        { log: [] },
+        {
+          async begin(tx) {
+            await tx
+              .insertInto("resources")
+              .values({
+                uuid: "vm",
+                resourceType: "VmInstance",
+                name: "vm",
+                accountUuid: "account",
+                createDate: "2026-01-01T00:00:00.000Z",
+              })
+              .execute();
+            throw new Error("quota exceeded");
+          },
+        },
+      )
+      .catch((failure: unknown) => failure);
+    expect((error as Error).message).toBe("quota exceeded");
+    expect(effects).toEqual([]);
+    expect(await db.kysely.selectFrom("resources").selectAll().execute()).toEqual([]);
+    expect(await db.kysely.selectFrom("workflows").selectAll().execute()).toEqual([]);
+  });
+
   describe("transactional steps", () => {
     /** A plain step `a`, then `b` and `c`, which insert a tag row each in one transaction. */
     function transactional(effects: string[], failAt?: string) {

@@ -34,6 +34,11 @@ export interface WorkflowDefinition<D> {
 export interface WorkflowRun {
   jobUuid?: string;
   signal?: AbortSignal;
+  /**
+   * Writes done in the transaction that inserts the workflow row, such as the row of the
+   * resource the workflow creates, so a crash cannot leave one without the other.
+   */
+  begin?(tx: Transaction<Database>): Promise<void>;
   onProgress?(done: number, total: number, stepName: string): void;
 }
 
@@ -103,21 +108,28 @@ export class WorkflowEngine {
     const definition = this.definition<D>(name);
     const uuid = newUuid();
     const stamp = now();
-    await this.db
-      .insertInto("workflows")
-      .values({
-        uuid,
-        name,
-        jobUuid: options.jobUuid ?? null,
-        state: "Running",
-        data: JSON.stringify(data),
-        completedSteps: 0,
-        managementNodeUuid: this.nodeUuid,
-        error: null,
-        createDate: stamp,
-        lastOpDate: stamp,
-      })
-      .execute();
+    const row = {
+      uuid,
+      name,
+      jobUuid: options.jobUuid ?? null,
+      state: "Running",
+      data: JSON.stringify(data),
+      completedSteps: 0,
+      managementNodeUuid: this.nodeUuid,
+      error: null,
+      createDate: stamp,
+      lastOpDate: stamp,
+    };
+
+    if (options.begin) {
+      const begin = options.begin;
+      await this.transact(async (tx) => {
+        await begin(tx);
+        await tx.insertInto("workflows").values(row).execute();
+      });
+    } else {
+      await this.db.insertInto("workflows").values(row).execute();
+    }
 
     const started = performance.now();
 

@@ -85,6 +85,20 @@ export function canonicalLabels(labels: Record<string, string>) {
   return JSON.stringify(Object.fromEntries(sorted));
 }
 
+/** A pushed batch waiting for the next write, with its caller's promise. */
+interface QueuedBatch {
+  time: number;
+  samples: StoredSample[];
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Time a batch waits for others before it is written. The batches of that time share one
+ * transaction, so the pages they share are written once a transaction, not once a batch.
+ */
+const WRITE_DELAY_MS = 100;
+
 /**
  * Metric series and samples in the database: raw points for the raw retention, then rollups per
  * step until the retention ends. Series ids are cached in memory, so a batch costs one
@@ -94,17 +108,72 @@ export class MetricStore {
   readonly #db: Kysely<Database>;
   readonly #dialect: DialectName;
   readonly #seriesIds = new Map<string, number>();
+  #queued: QueuedBatch[] = [];
+  #writeTimer: NodeJS.Timeout | undefined;
 
   constructor(db: Kysely<Database>, dialect: DialectName) {
     this.#db = db;
     this.#dialect = dialect;
   }
 
-  /** Stores the samples of one batch at `time` (ms); a repeated batch is ignored. */
-  async insert(time: number, samples: StoredSample[]) {
-    const ids = await this.#seriesIdsOf(samples);
-    const points = JSON.stringify(samples.map((sample, index) => [ids[index]!, sample.value]));
-    await this.#db.executeQuery(CompiledQuery.raw(INSERT_POINTS[this.#dialect], [time, points]));
+  /**
+   * Stores the samples of one batch at `time` (ms); a repeated batch is ignored. Resolves once
+   * the batch is committed, together with the batches of the next `WRITE_DELAY_MS`, and
+   * rejects with their transaction's error.
+   */
+  insert(time: number, samples: StoredSample[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queued.push({ time, samples, resolve, reject });
+      this.#writeTimer ??= setTimeout(() => void this.#writeQueued(), WRITE_DELAY_MS);
+    });
+  }
+
+  async #writeQueued() {
+    const batches = this.#queued;
+    this.#queued = [];
+    this.#writeTimer = undefined;
+
+    try {
+      await this.#db.transaction().execute((tx) => this.#write(tx, batches));
+    } catch (error) {
+      // Series created in the failed transaction may be cached, so the cache starts over.
+      this.#seriesIds.clear();
+
+      for (const batch of batches) {
+        batch.reject(error);
+      }
+
+      return;
+    }
+
+    for (const batch of batches) {
+      batch.resolve();
+    }
+  }
+
+  async #write(tx: Kysely<Database>, batches: QueuedBatch[]) {
+    const ids = await this.#seriesIdsOf(
+      tx,
+      batches.flatMap((batch) => batch.samples),
+    );
+    const pointsByTime = new Map<number, Array<[number, number]>>();
+    let index = 0;
+
+    for (const batch of batches) {
+      const points = pointsByTime.get(batch.time) ?? [];
+
+      for (const sample of batch.samples) {
+        points.push([ids[index++]!, sample.value]);
+      }
+
+      pointsByTime.set(batch.time, points);
+    }
+
+    for (const [time, points] of pointsByTime) {
+      await tx.executeQuery(
+        CompiledQuery.raw(INSERT_POINTS[this.#dialect], [time, JSON.stringify(points)]),
+      );
+    }
   }
 
   /** Returns the series of one metric, optionally only those of the given resources. */
@@ -279,39 +348,42 @@ export class MetricStore {
     };
   }
 
-  async #seriesIdsOf(samples: StoredSample[]): Promise<number[]> {
+  async #seriesIdsOf(tx: Kysely<Database>, samples: StoredSample[]): Promise<number[]> {
     const keys = samples.map((sample) => ({
       namespace: sample.namespace,
       metricName: sample.metricName,
       resourceUuid: sample.resourceUuid,
       labels: canonicalLabels(sample.labels),
     }));
+
+    // Cleared before the lookup, so every key of these samples is cached after it.
+    if (this.#seriesIds.size + keys.length > SERIES_CACHE_LIMIT) {
+      this.#seriesIds.clear();
+    }
+
     const missing = keys.filter((key) => !this.#seriesIds.has(cacheKey(key)));
 
     if (missing.length > 0) {
-      await this.#createSeries(missing);
+      await this.#createSeries(tx, missing);
     }
 
     return keys.map((key) => this.#seriesIds.get(cacheKey(key))!);
   }
 
   async #createSeries(
+    tx: Kysely<Database>,
     keys: { namespace: string; metricName: string; resourceUuid: string; labels: string }[],
   ) {
-    if (this.#seriesIds.size + keys.length > SERIES_CACHE_LIMIT) {
-      this.#seriesIds.clear();
-    }
-
     const rows = JSON.stringify(
       keys.map((key) => [key.namespace, key.metricName, key.resourceUuid, key.labels]),
     );
-    await this.#db.executeQuery(CompiledQuery.raw(INSERT_SERIES[this.#dialect], [rows]));
+    await tx.executeQuery(CompiledQuery.raw(INSERT_SERIES[this.#dialect], [rows]));
 
     // The resource narrows the lookup through its index; labels alone matched no index and
     // scanned every series, a cost that grew with each VM's series.
     const resources = JSON.stringify([...new Set(keys.map((key) => key.resourceUuid))]);
     const labels = JSON.stringify(keys.map((key) => key.labels));
-    const found = await this.#db.executeQuery<SeriesKeyRow>(
+    const found = await tx.executeQuery<SeriesKeyRow>(
       CompiledQuery.raw(SELECT_SERIES[this.#dialect], [resources, labels]),
     );
 

@@ -45,7 +45,7 @@ export class JobService {
   private readonly waiters = new Map<string, Array<() => void>>();
   /** The latest progress of each job that the next flush writes. */
   private readonly pendingProgress = new Map<string, { progress: number; text: string }>();
-  private progressFlush: Promise<void> | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -192,22 +192,19 @@ export class JobService {
   }
 
   /**
-   * Records a running job's progress. Writes wait up to `PROGRESS_FLUSH_MS`, so that a job's
-   * later progress replaces its earlier one and the writes of all jobs share one commit. The
-   * promise resolves once the progress is written. A failed write is logged, not raised.
+   * Records a running job's progress and returns at once. The write waits up to
+   * `PROGRESS_FLUSH_MS`, so that a job's later progress replaces its earlier one and the writes
+   * of all jobs share one commit. A failed write is logged, not raised.
    */
-  progress(jobUuid: string, progress: number, text: string): Promise<void> {
+  async progress(jobUuid: string, progress: number, text: string) {
     this.pendingProgress.set(jobUuid, { progress, text });
-    this.progressFlush ??= new Promise((resolve) => setTimeout(resolve, PROGRESS_FLUSH_MS)).then(
-      () => this.flushProgress(),
-    );
-    return this.progressFlush;
+    this.progressTimer ??= setTimeout(() => void this.flushProgress(), PROGRESS_FLUSH_MS);
   }
 
   private async flushProgress() {
     const pending = [...this.pendingProgress];
     this.pendingProgress.clear();
-    this.progressFlush = undefined;
+    this.progressTimer = undefined;
     const stamp = now();
 
     try {

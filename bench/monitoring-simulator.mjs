@@ -100,7 +100,7 @@ function vmSeries(vm) {
 /** Writes one hour of points of every series, ending at `endTime`, before the server restarts. */
 async function prefill(series, endTime) {
   const db = await openDatabase(join(dataDir, "tstack.db"));
-  const store = new MetricStore(db.kysely);
+  const store = new MetricStore(db.kysely, db.dialect);
   const started = performance.now();
   let rows = 0;
 

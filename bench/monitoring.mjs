@@ -74,7 +74,7 @@ function resourceOf(sample) {
 /** Stores one hour of history through the server's own store code, before the server starts. */
 async function prefill(endTime) {
   const db = await openDatabase(join(dataDir, "tstack.db"));
-  const store = new MetricStore(db.kysely);
+  const store = new MetricStore(db.kysely, db.dialect);
   const started = performance.now();
   let rows = 0;
 

@@ -157,7 +157,7 @@ function buildCore(db: Db, dataDir: string, log: Logger): Core {
     queues: new KeyedQueue(),
     relay,
     jobs: new JobService(db.kysely, nodeUuid, log),
-    workflows: new WorkflowEngine(db.kysely, nodeUuid, log),
+    workflows: new WorkflowEngine(db.kysely, nodeUuid, log, transactor(db.kysely, relay)),
     config: new GlobalConfig(db.kysely),
     log,
     transact: transactor(db.kysely, relay),

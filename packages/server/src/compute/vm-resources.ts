@@ -1,4 +1,4 @@
-import type { Transaction } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { Database } from "../db/schema.js";
 
 /**
@@ -78,8 +78,11 @@ export interface NicService {
   releaseNicsOnHost(vmUuid: string, hostUuid: string): Promise<void>;
   /** Deletes the VM's NICs and returns their IP addresses to the ranges. */
   deleteNics(vmUuid: string): Promise<void>;
-  /** Clusters attached to the L2 networks of all these L3 networks, for the host allocator. */
-  clustersReaching?(l3NetworkUuids: string[]): Promise<string[]>;
+  /**
+   * Clusters attached to the L2 networks of all these L3 networks, for the host allocator. Pass
+   * the caller's transaction as `db` inside one, because on SQLite the transaction has the only connection.
+   */
+  clustersReaching?(l3NetworkUuids: string[], db?: Kysely<Database>): Promise<string[]>;
 }
 
 /** Services that modules provide to each other. */

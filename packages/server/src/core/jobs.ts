@@ -5,6 +5,12 @@ import type { Database } from "../db/schema.js";
 import { type Executor, queueDelivery } from "./events.js";
 import { now } from "./ids.js";
 
+/**
+ * Time a progress write waits for other progress. Without it a VM create wrote its progress five
+ * times, each in a commit of its own.
+ */
+const PROGRESS_FLUSH_MS = 100;
+
 /** A job's end: the HTTP status and body that polling returns from then on. */
 export interface JobOutcome {
   status: 200 | 503;
@@ -37,6 +43,9 @@ export class JobService {
   private readonly controllers = new Map<string, AbortController>();
   /** Long polls waiting for a job of this node to end, woken by `untrack`. */
   private readonly waiters = new Map<string, Array<() => void>>();
+  /** The latest progress of each job that the next flush writes. */
+  private readonly pendingProgress = new Map<string, { progress: number; text: string }>();
+  private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -182,13 +191,36 @@ export class JobService {
     return true;
   }
 
+  /**
+   * Records a running job's progress and returns at once. The write waits up to
+   * `PROGRESS_FLUSH_MS`, so that a job's later progress replaces its earlier one and the writes
+   * of all jobs share one commit. A failed write is logged, not raised.
+   */
   async progress(jobUuid: string, progress: number, text: string) {
-    await this.db
-      .updateTable("apiJobs")
-      .set({ progress, progressText: text, lastOpDate: now() })
-      .where("uuid", "=", jobUuid)
-      .where("state", "=", "Running")
-      .execute();
+    this.pendingProgress.set(jobUuid, { progress, text });
+    this.progressTimer ??= setTimeout(() => void this.flushProgress(), PROGRESS_FLUSH_MS);
+  }
+
+  private async flushProgress() {
+    const pending = [...this.pendingProgress];
+    this.pendingProgress.clear();
+    this.progressTimer = undefined;
+    const stamp = now();
+
+    try {
+      await this.db.transaction().execute(async (tx) => {
+        for (const [jobUuid, { progress, text }] of pending) {
+          await tx
+            .updateTable("apiJobs")
+            .set({ progress, progressText: text, lastOpDate: stamp })
+            .where("uuid", "=", jobUuid)
+            .where("state", "=", "Running")
+            .execute();
+        }
+      });
+    } catch (error) {
+      this.log.warn({ err: error, jobs: pending.length }, "writing job progress failed");
+    }
   }
 
   /** Asks a running job to stop; its work rolls back at its next step boundary. */

@@ -2,11 +2,21 @@ import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
+/** Maximum opened secrets kept; the oldest goes first. Each host has one agent secret. */
+const OPENED_CACHE_SIZE = 100_000;
+
 /**
  * Encrypts secrets kept in the database (agent secrets, SSH credentials) with AES-256-GCM under
  * a key in the data directory, so a copy of the database alone does not give them away.
  */
 export class SecretBox {
+  /**
+   * Opened secrets by sealed text. A sealed text opens to one plaintext under this key, so
+   * entries never go stale. Every command to a host opens its agent secret, and deciphering
+   * took about 1% of the server's CPU in a profile of the control-plane benchmark.
+   */
+  private readonly opened = new Map<string, string>();
+
   private constructor(private readonly key: Buffer) {}
 
   /** Loads the key from `<dataDir>/secret.key`, creating it (mode 0600) on first start. */
@@ -34,6 +44,22 @@ export class SecretBox {
   }
 
   open(sealed: string): string {
+    let text = this.opened.get(sealed);
+
+    if (text === undefined) {
+      text = this.decrypt(sealed);
+
+      if (this.opened.size >= OPENED_CACHE_SIZE) {
+        this.opened.delete(this.opened.keys().next().value as string);
+      }
+
+      this.opened.set(sealed, text);
+    }
+
+    return text;
+  }
+
+  private decrypt(sealed: string): string {
     const [version, iv, tag, data] = sealed.split(".");
 
     if (version !== "v1" || !iv || !tag || !data) {

@@ -1,9 +1,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Transaction } from "kysely";
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type Db, openDatabase } from "../db/connect.js";
+import type { Database } from "../db/schema.js";
 import { WorkflowEngine, WorkflowError } from "./workflow.js";
 
 interface Data {
@@ -143,5 +145,109 @@ describe("workflow engine", () => {
       { jobUuid: "j2", name: "resumable", succeeded: true, result: ["x", "y"] },
     ]);
     expect(effects).toEqual(["run-y"]);
+  });
+
+  it("rolls back a failed begin", async () => {
+    const effects: string[] = [];
+    const error = await engine(effects)
+      .run(
+        "three",
+        { log: [] },
+        {
+          async begin(tx) {
+            await tx
+              .insertInto("resources")
+              .values({
+                uuid: "vm",
+                resourceType: "VmInstance",
+                name: "vm",
+                accountUuid: "account",
+                createDate: "2026-01-01T00:00:00.000Z",
+              })
+              .execute();
+            throw new Error("quota exceeded");
+          },
+        },
+      )
+      .catch((failure: unknown) => failure);
+    expect((error as Error).message).toBe("quota exceeded");
+    expect(effects).toEqual([]);
+    expect(await db.kysely.selectFrom("resources").selectAll().execute()).toEqual([]);
+    expect(await db.kysely.selectFrom("workflows").selectAll().execute()).toEqual([]);
+  });
+
+  describe("transactional steps", () => {
+    /** A plain step `a`, then `b` and `c`, which insert a tag row each in one transaction. */
+    function transactional(effects: string[], failAt?: string) {
+      const workflows = new WorkflowEngine(db.kysely, "node", pino({ level: "silent" }));
+      const step = (name: string) => ({
+        name,
+        async runInTransaction(tx: Transaction<Database>, data: Data) {
+          await tx
+            .insertInto("tags")
+            .values({
+              uuid: `tag-${name}`,
+              resourceUuid: "vm",
+              resourceType: "VmInstance",
+              tag: name,
+              type: "System",
+              inherent: 0,
+              accountUuid: "account",
+              createDate: "2026-01-01T00:00:00.000Z",
+              lastOpDate: "2026-01-01T00:00:00.000Z",
+            })
+            .execute();
+
+          if (name === failAt) {
+            throw new Error(`${name} broke`);
+          }
+
+          effects.push(`run-${name}`);
+          data.log.push(name);
+        },
+        async rollback() {
+          effects.push(`undo-${name}`);
+        },
+      });
+      const plain = {
+        name: "a",
+        async run(data: Data) {
+          effects.push("run-a");
+          data.log.push("a");
+        },
+        async rollback() {
+          effects.push("undo-a");
+        },
+      };
+      workflows.register<Data>({ name: "mixed", steps: [plain, step("b"), step("c")] });
+      return workflows;
+    }
+
+    async function tags() {
+      const rows = await db.kysely.selectFrom("tags").select("tag").orderBy("tag").execute();
+      return rows.map((row) => row.tag);
+    }
+
+    it("commits a run with its completion", async () => {
+      const effects: string[] = [];
+      await transactional(effects).run("mixed", { log: [] });
+      expect(effects).toEqual(["run-a", "run-b", "run-c"]);
+      expect(await tags()).toEqual(["b", "c"]);
+      const row = await db.kysely.selectFrom("workflows").selectAll().executeTakeFirstOrThrow();
+      expect(row.completedSteps).toBe(3);
+      expect(JSON.parse(row.data)).toEqual({ log: ["a", "b", "c"] });
+    });
+
+    it("rolls back the shared transaction", async () => {
+      const effects: string[] = [];
+      const error = await transactional(effects, "c")
+        .run("mixed", { log: [] })
+        .catch((failure: unknown) => failure);
+      expect((error as WorkflowError).step).toBe("c");
+      expect(effects).toEqual(["run-a", "run-b", "undo-c", "undo-b", "undo-a"]);
+      expect(await tags()).toEqual([]);
+      const row = await db.kysely.selectFrom("workflows").selectAll().executeTakeFirstOrThrow();
+      expect(row.state).toBe("RolledBack");
+    });
   });
 });

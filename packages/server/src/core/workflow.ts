@@ -1,13 +1,23 @@
-import type { Kysely } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
 import type { Database } from "../db/schema.js";
 import { newUuid, now } from "./ids.js";
 
-/** One step of a workflow. `data` is the workflow's JSON state, persisted after every step. */
+/**
+ * One step of a workflow. `data` is the workflow's JSON state, persisted after every step. A
+ * step does its work in `run`, or in `runInTransaction` when that work is database writes only.
+ */
 export interface Step<D> {
   name: string;
-  run(data: D, signal: AbortSignal): Promise<void>;
-  /** Undoes `run`. Must tolerate a run that stopped halfway, because a crash can cut one short. */
+  run?(data: D, signal: AbortSignal): Promise<void>;
+  /**
+   * Does the step's work in a transaction that also records the step as completed, so a crash
+   * leaves both or neither. Transactional steps in a row share one transaction. When one of them
+   * fails, its rollback and those of the steps before it run, so they must tolerate work that
+   * never committed.
+   */
+  runInTransaction?(tx: Transaction<Database>, data: D): Promise<void>;
+  /** Undoes the step's work. Must tolerate a run that stopped halfway, because a crash can cut one short. */
   rollback?(data: D): Promise<void>;
   /** Running it again after a crash is safe, so recovery may resume instead of rolling back. */
   resumable?: boolean;
@@ -24,6 +34,11 @@ export interface WorkflowDefinition<D> {
 export interface WorkflowRun {
   jobUuid?: string;
   signal?: AbortSignal;
+  /**
+   * Writes done in the transaction that inserts the workflow row, such as the row of the
+   * resource the workflow creates, so a crash cannot leave one without the other.
+   */
+  begin?(tx: Transaction<Database>): Promise<void>;
   onProgress?(done: number, total: number, stepName: string): void;
 }
 
@@ -49,6 +64,20 @@ export class WorkflowError extends Error {
   }
 }
 
+/** Runs work in one transaction. The management node's transactor also relays what it queued. */
+export type Transactor = <T>(work: (tx: Transaction<Database>) => Promise<T>) => Promise<T>;
+
+/** Returns the index after the run of transactional steps that starts at `start`. */
+function transactionalRunEnd<D>(steps: Step<D>[], start: number) {
+  let end = start;
+
+  while (end < steps.length && steps[end]!.runInTransaction) {
+    end++;
+  }
+
+  return end;
+}
+
 /** Debug hook for crash tests: milliseconds to wait before each step. Zero in production. */
 const stepDelayMs = Number(process.env.TSTACK_TEST_WORKFLOW_STEP_DELAY_MS ?? "0");
 
@@ -67,6 +96,7 @@ export class WorkflowEngine {
     private readonly db: Kysely<Database>,
     private readonly nodeUuid: string,
     private readonly log: Logger,
+    private readonly transact: Transactor = (work) => db.transaction().execute(work),
   ) {}
 
   register<D>(definition: WorkflowDefinition<D>) {
@@ -78,21 +108,28 @@ export class WorkflowEngine {
     const definition = this.definition<D>(name);
     const uuid = newUuid();
     const stamp = now();
-    await this.db
-      .insertInto("workflows")
-      .values({
-        uuid,
-        name,
-        jobUuid: options.jobUuid ?? null,
-        state: "Running",
-        data: JSON.stringify(data),
-        completedSteps: 0,
-        managementNodeUuid: this.nodeUuid,
-        error: null,
-        createDate: stamp,
-        lastOpDate: stamp,
-      })
-      .execute();
+    const row = {
+      uuid,
+      name,
+      jobUuid: options.jobUuid ?? null,
+      state: "Running",
+      data: JSON.stringify(data),
+      completedSteps: 0,
+      managementNodeUuid: this.nodeUuid,
+      error: null,
+      createDate: stamp,
+      lastOpDate: stamp,
+    };
+
+    if (options.begin) {
+      const begin = options.begin;
+      await this.transact(async (tx) => {
+        await begin(tx);
+        await tx.insertInto("workflows").values(row).execute();
+      });
+    } else {
+      await this.db.insertInto("workflows").values(row).execute();
+    }
 
     const started = performance.now();
 
@@ -121,9 +158,11 @@ export class WorkflowEngine {
     options: WorkflowRun,
   ) {
     const steps = definition.steps;
+    let index = from;
 
-    for (let index = from; index < steps.length; index++) {
-      const step = steps[index]!;
+    while (index < steps.length) {
+      const end = steps[index]!.runInTransaction ? transactionalRunEnd(steps, index) : index + 1;
+      let current = index;
 
       try {
         if (stepDelayMs > 0) {
@@ -131,9 +170,23 @@ export class WorkflowEngine {
         }
 
         options.signal?.throwIfAborted();
-        await step.run(data, options.signal ?? new AbortController().signal);
+
+        if (steps[index]!.runInTransaction) {
+          await this.transact(async (tx) => {
+            for (; current < end; current++) {
+              await steps[current]!.runInTransaction!(tx, data);
+            }
+
+            current = end - 1;
+            await this.recordCompleted(tx, uuid, end, data);
+          });
+        } else {
+          await steps[index]!.run!(data, options.signal ?? new AbortController().signal);
+          await this.recordCompleted(this.db, uuid, end, data);
+        }
       } catch (error) {
-        const rolledBack = await this.rollback(uuid, definition, data, index, error);
+        const step = steps[current]!;
+        const rolledBack = await this.rollback(uuid, definition, data, current, error);
         const reason = error instanceof Error ? error.message : String(error);
         throw new WorkflowError(
           `workflow ${definition.name} failed at step ${step.name}: ${reason}`,
@@ -143,13 +196,23 @@ export class WorkflowEngine {
         );
       }
 
-      await this.db
-        .updateTable("workflows")
-        .set({ completedSteps: index + 1, data: JSON.stringify(data), lastOpDate: now() })
-        .where("uuid", "=", uuid)
-        .execute();
-      options.onProgress?.(index + 1, steps.length, step.name);
+      for (; index < end; index++) {
+        options.onProgress?.(index + 1, steps.length, steps[index]!.name);
+      }
     }
+  }
+
+  private async recordCompleted<D>(
+    executor: Kysely<Database>,
+    uuid: string,
+    completedSteps: number,
+    data: D,
+  ) {
+    await executor
+      .updateTable("workflows")
+      .set({ completedSteps, data: JSON.stringify(data), lastOpDate: now() })
+      .where("uuid", "=", uuid)
+      .execute();
   }
 
   /**

@@ -1,6 +1,7 @@
 import Sqlite from "better-sqlite3";
 import { CompiledQuery, Kysely, Migrator, PostgresDialect } from "kysely";
 import pg from "pg";
+import { startCheckpointer } from "./checkpointer.js";
 import { migrations } from "./migrations.js";
 import type { Database } from "./schema.js";
 import { QueuedSqliteDialect } from "./sqlite-driver.js";
@@ -60,6 +61,10 @@ function openSqlite(path: string): Db {
     };
   }
 
+  // The worker checkpoints. The main connection does it too only when the log passes this many
+  // pages (4 KiB each), which happens when the worker falls far behind or has stopped.
+  database.pragma("wal_autocheckpoint = 16384");
+  const checkpointer = startCheckpointer(path, reportCheckpointError);
   const readerDatabase = new Sqlite(path, { readonly: true });
   readerDatabase.pragma("busy_timeout = 5000");
   const readerDialect = new QueuedSqliteDialect(readerDatabase);
@@ -70,10 +75,23 @@ function openSqlite(path: string): Db {
     reader,
     select: async (sql, parameters) => readerDialect.connection.all(sql, parameters),
     close: async () => {
+      await checkpointer.stop();
       await reader.destroy();
       await kysely.destroy();
     },
   };
+}
+
+let lastCheckpointReport = 0;
+
+/** Reports a failed checkpoint as a process warning, at most once a minute. */
+function reportCheckpointError(error: string) {
+  if (Date.now() - lastCheckpointReport < 60_000) {
+    return;
+  }
+
+  lastCheckpointReport = Date.now();
+  process.emitWarning(`SQLite WAL checkpoint failed: ${error}`);
 }
 
 function openPostgres(url: string): Db {

@@ -1,4 +1,5 @@
 import { type Migration, sql } from "kysely";
+import { createHostCapacityMemoryIndex } from "../compute/hosts/capacity-index-migration.js";
 import { createHostCleanups } from "../compute/hosts/cleanups-migration.js";
 import { createVmCreationSpecs } from "../compute/vms/creation-spec-migration.js";
 import { createMonitoringTables } from "../monitoring/migration.js";
@@ -549,6 +550,7 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
     "0013_vm_creation_specs": { up: (db) => createVmCreationSpecs(db) },
     "0014_security_group_failure_hosts": { up: (db) => createSecurityGroupFailureHosts(db) },
     "0015_used_ip_indexes": { up: (db) => createUsedIpIndexes(db) },
+    "0016_host_capacity_memory_index": { up: (db) => createHostCapacityMemoryIndex(db) },
   };
 }
 

@@ -65,7 +65,7 @@ export function monitoringModule(): Module {
     },
     register(registered) {
       core = registered;
-      store = new MetricStore(registered.kysely);
+      store = new MetricStore(registered.kysely, registered.db.dialect);
       evaluator = new AlarmEvaluator(registered, store);
       configurator = new AgentConfigurator(registered);
       defineMonitoringConfig(registered);

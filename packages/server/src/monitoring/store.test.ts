@@ -45,7 +45,7 @@ describe.each(dialects)("metric store on %s", (dialect: Dialect) => {
     db = await openDatabase(
       dialect === "postgres" ? await createPostgresDatabase() : join(dir, "test.db"),
     );
-    store = new MetricStore(db.kysely);
+    store = new MetricStore(db.kysely, db.dialect);
 
     // VM B belongs to the tenant; VM A has no owner entry, like an admin resource.
     await db.kysely
@@ -59,10 +59,12 @@ describe.each(dialects)("metric store on %s", (dialect: Dialect) => {
       })
       .execute();
 
-    // Ten minutes of samples every 10 s: VM A at 10 + i % 6, VM B at 50.
-    for (let i = 0; i < 60; i++) {
-      await store.insert(T0 + i * 10_000, [cpu(vmA, 10 + (i % 6)), cpu(vmB, 50)]);
-    }
+    // Ten minutes of samples every 10 s: VM A at 10 + i % 6, VM B at 50. The batches go in at
+    // once, so the store writes them in one transaction.
+    const batches = Array.from({ length: 60 }, (_, i) =>
+      store.insert(T0 + i * 10_000, [cpu(vmA, 10 + (i % 6)), cpu(vmB, 50)]),
+    );
+    await Promise.all(batches);
   });
 
   afterEach(async () => {

@@ -1,4 +1,5 @@
-import { type Kysely, sql } from "kysely";
+import { CompiledQuery, type Kysely, sql } from "kysely";
+import type { DialectName } from "../db/connect.js";
 import type { Database } from "../db/schema.js";
 
 /** A sample ready to store, its labels already validated. */
@@ -27,10 +28,54 @@ export interface BucketRow {
   maxValue: number;
 }
 
-// SQLite (since 3.32) accepts at most 32766 bound values per statement by default; 500 rows of 3 or 6 columns stay far
-// below that, and PostgreSQL's 65535 too.
-const INSERT_CHUNK = 500;
+// SQLite (since 3.32) accepts at most 32766 bound values per statement by default, and
+// PostgreSQL 65535. A bucket query binds this many series ids, far below both.
+const SERIES_PER_QUERY = 500;
 const SERIES_CACHE_LIMIT = 200_000;
+
+/**
+ * Inserts a batch's points, given as one JSON array of `[seriesId, value]` pairs, at one time.
+ * Each dialect has one statement text, so it is prepared once. Kysely's multi-row insert built
+ * a statement per row count and compiled every row's values, a cost that grew with the VMs.
+ * SQLite needs `where true` to parse an upsert whose rows come from a select.
+ */
+const INSERT_POINTS: Record<DialectName, string> = {
+  sqlite: `insert into "metricPoints" ("seriesId", "time", "value")
+    select "value" ->> 0, ?, "value" ->> 1 from json_each(?) where true
+    on conflict ("seriesId", "time") do nothing`,
+  postgres: `insert into "metricPoints" ("seriesId", "time", "value")
+    select ("point" ->> 0)::bigint, $1::bigint, ("point" ->> 1)::double precision
+    from jsonb_array_elements($2::jsonb) as "point"
+    on conflict ("seriesId", "time") do nothing`,
+};
+
+/** Inserts series given as one JSON array of `[namespace, metricName, resourceUuid, labels]`. */
+const INSERT_SERIES: Record<DialectName, string> = {
+  sqlite: `insert into "metricSeries" ("namespace", "metricName", "resourceUuid", "labels")
+    select "value" ->> 0, "value" ->> 1, "value" ->> 2, "value" ->> 3 from json_each(?) where true
+    on conflict ("namespace", "metricName", "labels") do nothing`,
+  postgres: `insert into "metricSeries" ("namespace", "metricName", "resourceUuid", "labels")
+    select "key" ->> 0, "key" ->> 1, "key" ->> 2, "key" ->> 3
+    from jsonb_array_elements($1::jsonb) as "key"
+    on conflict ("namespace", "metricName", "labels") do nothing`,
+};
+
+/** Selects the series of the resources and labels given as two JSON arrays of strings. */
+const SELECT_SERIES: Record<DialectName, string> = {
+  sqlite: `select "id", "namespace", "metricName", "labels" from "metricSeries"
+    where "resourceUuid" in (select "value" from json_each(?))
+    and "labels" in (select "value" from json_each(?))`,
+  postgres: `select "id", "namespace", "metricName", "labels" from "metricSeries"
+    where "resourceUuid" in (select jsonb_array_elements_text($1::jsonb))
+    and "labels" in (select jsonb_array_elements_text($2::jsonb))`,
+};
+
+interface SeriesKeyRow {
+  id: number | string;
+  namespace: string;
+  metricName: string;
+  labels: string;
+}
 
 /** Returns labels as JSON with sorted keys, the form series are stored and compared in. */
 export function canonicalLabels(labels: Record<string, string>) {
@@ -40,6 +85,20 @@ export function canonicalLabels(labels: Record<string, string>) {
   return JSON.stringify(Object.fromEntries(sorted));
 }
 
+/** A pushed batch waiting for the next write, with its caller's promise. */
+interface QueuedBatch {
+  time: number;
+  samples: StoredSample[];
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Time a batch waits for others before it is written. The batches of that time share one
+ * transaction, so the pages they share are written once a transaction, not once a batch.
+ */
+const WRITE_DELAY_MS = 100;
+
 /**
  * Metric series and samples in the database: raw points for the raw retention, then rollups per
  * step until the retention ends. Series ids are cached in memory, so a batch costs one
@@ -47,27 +106,73 @@ export function canonicalLabels(labels: Record<string, string>) {
  */
 export class MetricStore {
   readonly #db: Kysely<Database>;
+  readonly #dialect: DialectName;
   readonly #seriesIds = new Map<string, number>();
+  #queued: QueuedBatch[] = [];
+  #writeTimer: NodeJS.Timeout | undefined;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: DialectName) {
     this.#db = db;
+    this.#dialect = dialect;
   }
 
-  /** Stores the samples of one batch at `time` (ms); a repeated batch is ignored. */
-  async insert(time: number, samples: StoredSample[]) {
-    const ids = await this.#seriesIdsOf(samples);
-    const points = samples.map((sample, index) => ({
-      seriesId: ids[index]!,
-      time,
-      value: sample.value,
-    }));
+  /**
+   * Stores the samples of one batch at `time` (ms); a repeated batch is ignored. Resolves once
+   * the batch is committed, together with the batches of the next `WRITE_DELAY_MS`, and
+   * rejects with their transaction's error.
+   */
+  insert(time: number, samples: StoredSample[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queued.push({ time, samples, resolve, reject });
+      this.#writeTimer ??= setTimeout(() => void this.#writeQueued(), WRITE_DELAY_MS);
+    });
+  }
 
-    for (let start = 0; start < points.length; start += INSERT_CHUNK) {
-      await this.#db
-        .insertInto("metricPoints")
-        .values(points.slice(start, start + INSERT_CHUNK))
-        .onConflict((conflict) => conflict.columns(["seriesId", "time"]).doNothing())
-        .execute();
+  async #writeQueued() {
+    const batches = this.#queued;
+    this.#queued = [];
+    this.#writeTimer = undefined;
+
+    try {
+      await this.#db.transaction().execute((tx) => this.#write(tx, batches));
+    } catch (error) {
+      // Series created in the failed transaction may be cached, so the cache starts over.
+      this.#seriesIds.clear();
+
+      for (const batch of batches) {
+        batch.reject(error);
+      }
+
+      return;
+    }
+
+    for (const batch of batches) {
+      batch.resolve();
+    }
+  }
+
+  async #write(tx: Kysely<Database>, batches: QueuedBatch[]) {
+    const ids = await this.#seriesIdsOf(
+      tx,
+      batches.flatMap((batch) => batch.samples),
+    );
+    const pointsByTime = new Map<number, Array<[number, number]>>();
+    let index = 0;
+
+    for (const batch of batches) {
+      const points = pointsByTime.get(batch.time) ?? [];
+
+      for (const sample of batch.samples) {
+        points.push([ids[index++]!, sample.value]);
+      }
+
+      pointsByTime.set(batch.time, points);
+    }
+
+    for (const [time, points] of pointsByTime) {
+      await tx.executeQuery(
+        CompiledQuery.raw(INSERT_POINTS[this.#dialect], [time, JSON.stringify(points)]),
+      );
     }
   }
 
@@ -118,8 +223,8 @@ export class MetricStore {
     // Inlined rather than bound, so SQLite divides integers instead of floating-point values.
     const bucket = sql<number>`(${sql.ref("time")} - ${sql.lit(Math.trunc(origin))}) / ${sql.lit(Math.trunc(periodMs))}`;
 
-    for (let start = 0; start < seriesIds.length; start += INSERT_CHUNK) {
-      const chunk = seriesIds.slice(start, start + INSERT_CHUNK);
+    for (let start = 0; start < seriesIds.length; start += SERIES_PER_QUERY) {
+      const chunk = seriesIds.slice(start, start + SERIES_PER_QUERY);
       const raw = await this.#db
         .selectFrom("metricPoints")
         .select((eb) => [
@@ -243,55 +348,47 @@ export class MetricStore {
     };
   }
 
-  async #seriesIdsOf(samples: StoredSample[]): Promise<number[]> {
+  async #seriesIdsOf(tx: Kysely<Database>, samples: StoredSample[]): Promise<number[]> {
     const keys = samples.map((sample) => ({
       namespace: sample.namespace,
       metricName: sample.metricName,
       resourceUuid: sample.resourceUuid,
       labels: canonicalLabels(sample.labels),
     }));
+
+    // Cleared before the lookup, so every key of these samples is cached after it.
+    if (this.#seriesIds.size + keys.length > SERIES_CACHE_LIMIT) {
+      this.#seriesIds.clear();
+    }
+
     const missing = keys.filter((key) => !this.#seriesIds.has(cacheKey(key)));
 
     if (missing.length > 0) {
-      await this.#createSeries(missing);
+      await this.#createSeries(tx, missing);
     }
 
     return keys.map((key) => this.#seriesIds.get(cacheKey(key))!);
   }
 
   async #createSeries(
+    tx: Kysely<Database>,
     keys: { namespace: string; metricName: string; resourceUuid: string; labels: string }[],
   ) {
-    if (this.#seriesIds.size + keys.length > SERIES_CACHE_LIMIT) {
-      this.#seriesIds.clear();
-    }
+    const rows = JSON.stringify(
+      keys.map((key) => [key.namespace, key.metricName, key.resourceUuid, key.labels]),
+    );
+    await tx.executeQuery(CompiledQuery.raw(INSERT_SERIES[this.#dialect], [rows]));
 
-    for (let start = 0; start < keys.length; start += INSERT_CHUNK) {
-      const chunk = keys.slice(start, start + INSERT_CHUNK);
-      await this.#db
-        .insertInto("metricSeries")
-        .values(chunk)
-        .onConflict((conflict) =>
-          conflict.columns(["namespace", "metricName", "labels"]).doNothing(),
-        )
-        .execute();
+    // The resource narrows the lookup through its index; labels alone matched no index and
+    // scanned every series, a cost that grew with each VM's series.
+    const resources = JSON.stringify([...new Set(keys.map((key) => key.resourceUuid))]);
+    const labels = JSON.stringify(keys.map((key) => key.labels));
+    const found = await tx.executeQuery<SeriesKeyRow>(
+      CompiledQuery.raw(SELECT_SERIES[this.#dialect], [resources, labels]),
+    );
 
-      // The resource narrows the lookup through its index; labels alone matched no index and
-      // scanned every series, a cost that grew with each VM's series.
-      const rows = await this.#db
-        .selectFrom("metricSeries")
-        .select(["id", "namespace", "metricName", "labels"])
-        .where("resourceUuid", "in", [...new Set(chunk.map((key) => key.resourceUuid))])
-        .where(
-          "labels",
-          "in",
-          chunk.map((key) => key.labels),
-        )
-        .execute();
-
-      for (const row of rows) {
-        this.#seriesIds.set(cacheKey(row), Number(row.id));
-      }
+    for (const row of found.rows) {
+      this.#seriesIds.set(cacheKey(row), Number(row.id));
     }
   }
 }

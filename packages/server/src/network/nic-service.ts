@@ -1,5 +1,5 @@
 import { ApiError } from "@tstack/api";
-import type { Transaction } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import { isContainer } from "../compute/containers.js";
 import { cleanUpOnHost, skipIfUnreachable } from "../compute/hosts/cleanups.js";
 import { agentTarget } from "../compute/hosts/connect.js";
@@ -356,12 +356,12 @@ export class FlatNicService implements NicService {
     }
   }
 
-  async l2NetworksOf(l3NetworkUuids: string[]) {
+  async l2NetworksOf(l3NetworkUuids: string[], db: Kysely<Database> = this.core.kysely) {
     if (l3NetworkUuids.length === 0) {
       return [];
     }
 
-    const rows = await this.core.kysely
+    const rows = await db
       .selectFrom("l3Networks")
       .select("l2NetworkUuid")
       .distinct()
@@ -371,14 +371,14 @@ export class FlatNicService implements NicService {
   }
 
   /** Clusters attached to every L2 network behind these L3 networks, for the host allocator. */
-  async clustersReaching(l3NetworkUuids: string[]) {
-    const l2s = await this.l2NetworksOf(l3NetworkUuids);
+  async clustersReaching(l3NetworkUuids: string[], db: Kysely<Database> = this.core.kysely) {
+    const l2s = await this.l2NetworksOf(l3NetworkUuids, db);
 
     if (l2s.length === 0) {
       return [];
     }
 
-    const refs = await this.core.kysely
+    const refs = await db
       .selectFrom("l2NetworkClusterRefs")
       .select(["l2NetworkUuid", "clusterUuid"])
       .where("l2NetworkUuid", "in", l2s)

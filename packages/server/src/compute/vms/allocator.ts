@@ -89,25 +89,44 @@ export async function allocateHost(
   return allocateFromAll(tx, request);
 }
 
+const CANDIDATE_COLUMNS = [
+  "hosts.uuid",
+  "hosts.name",
+  "hosts.zoneUuid",
+  "hosts.clusterUuid",
+  "hosts.state",
+  "hosts.status",
+  "hosts.hypervisorType",
+  "clusters.state as clusterState",
+  "hostCapacities.availableCpu",
+  "hostCapacities.availableMemory",
+] as const;
+
 /** Hosts of the request's hypervisor type with their cluster state and free capacity. */
 function candidateQuery(tx: Transaction<Database>, request: AllocationRequest) {
   return tx
     .selectFrom("hosts")
     .innerJoin("hostCapacities", "hostCapacities.uuid", "hosts.uuid")
     .innerJoin("clusters", "clusters.uuid", "hosts.clusterUuid")
-    .select([
-      "hosts.uuid",
-      "hosts.name",
-      "hosts.zoneUuid",
-      "hosts.clusterUuid",
-      "hosts.state",
-      "hosts.status",
-      "hosts.hypervisorType",
-      "clusters.state as clusterState",
-      "hostCapacities.availableCpu",
-      "hostCapacities.availableMemory",
-    ])
+    .select(CANDIDATE_COLUMNS)
     .where("hosts.hypervisorType", "=", request.hypervisorType);
+}
+
+/**
+ * Builds the candidate query in order of free memory. SQLite keeps the tables of a cross join in
+ * the written order, so it walks `hostCapacities_available_memory` from the top and stops at
+ * the limit. With an inner join it scanned every host and sorted them, about 0.6 ms per VM
+ * with 1,000 hosts. PostgreSQL plans a cross join with a join condition like an inner join.
+ */
+function candidatesByMemory(tx: Transaction<Database>, request: AllocationRequest) {
+  return tx
+    .selectFrom("hostCapacities")
+    .crossJoin("hosts")
+    .innerJoin("clusters", "clusters.uuid", "hosts.clusterUuid")
+    .select(CANDIDATE_COLUMNS)
+    .whereRef("hosts.uuid", "=", "hostCapacities.uuid")
+    .where("hosts.hypervisorType", "=", request.hypervisorType)
+    .orderBy("hostCapacities.availableMemory", "desc");
 }
 
 /** Maximum hosts `bestHosts` returns. Only allocations racing on other connections use them all. */
@@ -122,7 +141,7 @@ async function bestHosts(tx: Transaction<Database>, request: AllocationRequest) 
     return [];
   }
 
-  let query = candidateQuery(tx, request)
+  let query = candidatesByMemory(tx, request)
     .where("hosts.state", "=", "Enabled")
     .where("hosts.status", "=", "Connected")
     .where("clusters.state", "=", "Enabled")
@@ -149,10 +168,7 @@ async function bestHosts(tx: Transaction<Database>, request: AllocationRequest) 
     query = query.where("hosts.uuid", "not in", request.avoidHostUuids);
   }
 
-  return (await query
-    .orderBy("hostCapacities.availableMemory", "desc")
-    .limit(BEST_HOSTS)
-    .execute()) as Candidate[];
+  return (await query.limit(BEST_HOSTS).execute()) as Candidate[];
 }
 
 /**

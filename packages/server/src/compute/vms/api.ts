@@ -1,7 +1,9 @@
 import { ApiError } from "@tstack/api";
+import type { Transaction } from "kysely";
 import type { Core } from "../../core/core.js";
 import { newUuid } from "../../core/ids.js";
 import { WorkflowError } from "../../core/workflow.js";
+import type { Database } from "../../db/schema.js";
 import { checkQuota } from "../../identity/quotas.js";
 import {
   insertResource,
@@ -163,7 +165,7 @@ const createVm: ApiHandler = {
       requestedClusterUuid: call.params.clusterUuid as string | undefined,
     };
 
-    await core.transact(async (tx) => {
+    const record = async (tx: Transaction<Database>) => {
       await checkQuota(tx, account, "vm.num", 1);
       await checkQuota(tx, account, "vm.cpuNum", size.cpuNum);
       await checkQuota(tx, account, "vm.memorySize", size.memorySize);
@@ -198,9 +200,10 @@ const createVm: ApiHandler = {
       if (strategy === "JustCreate") {
         await saveCreationSpec(tx, vmUuid, spec);
       }
-    });
+    };
 
     if (strategy === "JustCreate") {
+      await core.transact(record);
       return { inventory: await inventoryOf(core.kysely, "VmInstance", vmUuid) };
     }
 
@@ -213,7 +216,8 @@ const createVm: ApiHandler = {
           ...spec,
           endState: strategy === "InstantStart" ? "Running" : "Stopped",
         },
-        { jobUuid: call.jobUuid, signal: call.signal },
+        // The VM row commits with the workflow row, whose rollback removes it again.
+        { jobUuid: call.jobUuid, signal: call.signal, begin: record },
       );
     } catch (error) {
       throw workflowFailure(error);

@@ -1,7 +1,9 @@
 import { ApiError } from "@tstack/api";
+import type { Transaction } from "kysely";
 import type { Core } from "../../core/core.js";
 import { newUuid } from "../../core/ids.js";
 import type { Step } from "../../core/workflow.js";
+import type { Database } from "../../db/schema.js";
 import { deleteResourceRow } from "../../resources/crud.js";
 import { CONTAINER_HYPERVISOR, containerStartSpec } from "../containers.js";
 import { alreadyGone, cleanUpOnHost, replayCleanups } from "../hosts/cleanups.js";
@@ -65,38 +67,35 @@ export function vmSteps(core: Core) {
     }
   };
 
-  const clustersForNetworks = async (l3NetworkUuids: string[]) => {
+  const clustersForNetworks = async (tx: Transaction<Database>, l3NetworkUuids: string[]) => {
     if (l3NetworkUuids.length === 0 || !core.services.nics?.clustersReaching) {
       return undefined;
     }
 
-    return core.services.nics.clustersReaching(l3NetworkUuids);
+    return core.services.nics.clustersReaching(l3NetworkUuids, tx);
   };
 
   /** Reserves capacity on a host and records it on the VM (state Starting). */
   const allocate: Step<VmData> = {
     name: "allocate-host",
-    async run(data) {
+    async runInTransaction(tx, data) {
       progress(data, "choosing a host");
-      // Read outside the transaction, because on SQLite the transaction has the only connection.
-      const clusterUuids = await clustersForNetworks(data.l3NetworkUuids ?? []);
-      await core.transact(async (tx) => {
-        const vm = await loadVm(tx, data.vmUuid);
-        data.fromState ??= vm.state as VmState;
-        const host = await allocateHost(tx, {
-          cpuNum: vm.cpuNum,
-          memorySize: Number(vm.memorySize),
-          hypervisorType: vm.hypervisorType,
-          hostUuid: data.requestedHostUuid ?? vm.lastHostUuid ?? undefined,
-          clusterUuid: data.requestedClusterUuid,
-          clusterUuids,
-        });
-        data.hostUuid = host.uuid;
-        await setVmState(tx, vm, "Starting", {
-          hostUuid: host.uuid,
-          zoneUuid: host.zoneUuid,
-          clusterUuid: host.clusterUuid,
-        });
+      const clusterUuids = await clustersForNetworks(tx, data.l3NetworkUuids ?? []);
+      const vm = await loadVm(tx, data.vmUuid);
+      data.fromState ??= vm.state as VmState;
+      const host = await allocateHost(tx, {
+        cpuNum: vm.cpuNum,
+        memorySize: Number(vm.memorySize),
+        hypervisorType: vm.hypervisorType,
+        hostUuid: data.requestedHostUuid ?? vm.lastHostUuid ?? undefined,
+        clusterUuid: data.requestedClusterUuid,
+        clusterUuids,
+      });
+      data.hostUuid = host.uuid;
+      await setVmState(tx, vm, "Starting", {
+        hostUuid: host.uuid,
+        zoneUuid: host.zoneUuid,
+        clusterUuid: host.clusterUuid,
       });
     },
     async rollback(data) {
@@ -120,33 +119,31 @@ export function vmSteps(core: Core) {
   /** Creates the root volume and NIC rows of a new VM in one transaction. */
   const allocateResources: Step<VmData> = {
     name: "allocate-volume-and-nics",
-    async run(data) {
+    async runInTransaction(tx, data) {
       progress(data, "allocating the root volume and NICs");
-      await core.transact(async (tx) => {
-        const vm = await loadVm(tx, data.vmUuid);
-        const volume = await volumes(core).allocateRootVolume(tx, {
+      const vm = await loadVm(tx, data.vmUuid);
+      const volume = await volumes(core).allocateRootVolume(tx, {
+        vmUuid: vm.uuid,
+        accountUuid: vm.accountUuid,
+        imageUuid: vm.imageUuid!,
+        hostUuid: data.hostUuid!,
+        size: data.rootDiskSize,
+      });
+
+      if ((data.l3NetworkUuids ?? []).length > 0) {
+        await nics(core).allocateNics(tx, {
           vmUuid: vm.uuid,
           accountUuid: vm.accountUuid,
-          imageUuid: vm.imageUuid!,
-          hostUuid: data.hostUuid!,
-          size: data.rootDiskSize,
+          l3NetworkUuids: data.l3NetworkUuids!,
+          staticIps: data.staticIps ?? {},
         });
+      }
 
-        if ((data.l3NetworkUuids ?? []).length > 0) {
-          await nics(core).allocateNics(tx, {
-            vmUuid: vm.uuid,
-            accountUuid: vm.accountUuid,
-            l3NetworkUuids: data.l3NetworkUuids!,
-            staticIps: data.staticIps ?? {},
-          });
-        }
-
-        await tx
-          .updateTable("vmInstances")
-          .set({ rootVolumeUuid: volume.volumeUuid })
-          .where("uuid", "=", vm.uuid)
-          .execute();
-      });
+      await tx
+        .updateTable("vmInstances")
+        .set({ rootVolumeUuid: volume.volumeUuid })
+        .where("uuid", "=", vm.uuid)
+        .execute();
     },
     async rollback(data) {
       await core.services.nics?.deleteNics(data.vmUuid);
@@ -234,25 +231,23 @@ export function vmSteps(core: Core) {
    */
   const finish: Step<VmData> = {
     name: "finish",
-    async run(data) {
-      await core.transact(async (tx) => {
-        const vm = await loadVm(tx, data.vmUuid);
-        const end = data.endState ?? "Running";
+    async runInTransaction(tx, data) {
+      const vm = await loadVm(tx, data.vmUuid);
+      const end = data.endState ?? "Running";
 
-        if (data.firstStart) {
-          await forgetCreationSpec(tx, vm.uuid);
-        }
+      if (data.firstStart) {
+        await forgetCreationSpec(tx, vm.uuid);
+      }
 
-        if (end === "Running") {
-          await setVmState(tx, vm, "Running", { lastHostUuid: data.hostUuid });
-          return;
-        }
+      if (end === "Running") {
+        await setVmState(tx, vm, "Running", { lastHostUuid: data.hostUuid });
+        return;
+      }
 
-        await release(tx, data.hostUuid!, vm.cpuNum, Number(vm.memorySize));
-        await setVmState(tx, vm, end, {
-          hostUuid: null,
-          lastHostUuid: data.hostUuid,
-        });
+      await release(tx, data.hostUuid!, vm.cpuNum, Number(vm.memorySize));
+      await setVmState(tx, vm, end, {
+        hostUuid: null,
+        lastHostUuid: data.hostUuid,
       });
     },
   };
@@ -260,7 +255,7 @@ export function vmSteps(core: Core) {
   /** Removes a VM row whose creation failed, so nothing half-made stays visible. */
   const record: Step<VmData> = {
     name: "record",
-    async run() {},
+    async runInTransaction() {},
     async rollback(data) {
       await core.transact(async (tx) => {
         const vm = await tx

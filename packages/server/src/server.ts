@@ -132,6 +132,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
         await module.stop?.();
       }
 
+      await core.jobs.flushProgress();
       core.relay.stop();
       await core.relay.settle();
       await leave();

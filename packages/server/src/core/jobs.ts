@@ -201,10 +201,17 @@ export class JobService {
     this.progressTimer ??= setTimeout(() => void this.flushProgress(), PROGRESS_FLUSH_MS);
   }
 
-  private async flushProgress() {
+  /** Writes the progress still waiting for its batch now; the server calls it when it stops. */
+  async flushProgress() {
+    clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
+
+    if (this.pendingProgress.size === 0) {
+      return;
+    }
+
     const pending = [...this.pendingProgress];
     this.pendingProgress.clear();
-    this.progressTimer = undefined;
     const stamp = now();
 
     try {

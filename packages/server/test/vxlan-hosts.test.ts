@@ -42,7 +42,9 @@ function userdata(peer: string) {
     // 1460 bytes of data make a 1488-byte packet, which fits a 1500-byte link but not the tunnel.
     `  if ping -c 1 -W 1 -s 1460 ${peer} >/dev/null 2>&1; then r=ok; else r=fail; fi`,
     '  echo "TVX-BIGPING $r" >/dev/console',
-    `  if nc -w 2 ${peer} 22 </dev/null 2>/dev/null | grep -q TVX-HELLO; then r=ok; else r=fail; fi`,
+    // NOTE: in one loaded run the loop printed nothing more once the security group applied,
+    // most likely with nc waiting on a cut connection (not confirmed), so timeout bounds it.
+    `  if timeout 5 nc -w 2 ${peer} 22 </dev/null 2>/dev/null | grep -q TVX-HELLO; then r=ok; else r=fail; fi`,
     '  echo "TVX-TCP $r" >/dev/console',
     "  sleep 1",
     "done) </dev/null >/dev/null 2>&1 &",

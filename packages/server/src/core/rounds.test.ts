@@ -36,14 +36,14 @@ describe("Rounds", () => {
   it("runs one round at a time after failures", async () => {
     vi.useFakeTimers();
     let active = 0;
-    let most = 0;
+    let maxActive = 0;
     let calls = 0;
     const rounds = new Rounds(
       () => 1000,
       async () => {
         calls++;
         active++;
-        most = Math.max(most, active);
+        maxActive = Math.max(maxActive, active);
         await new Promise((resolve) => setTimeout(resolve, 3_000));
         active--;
 
@@ -61,7 +61,7 @@ describe("Rounds", () => {
     rounds.restartWait();
     await vi.advanceTimersByTimeAsync(8_000);
 
-    expect(most).toBe(1);
+    expect(maxActive).toBe(1);
     expect(calls).toBe(3);
 
     // A stop waits for the round that is running, and no round follows it.

@@ -30,7 +30,7 @@ export class Rounds {
     }
   }
 
-  /** Stops the rounds, tells a running round to end early and waits for it. */
+  /** Stops the rounds, aborts the signal of a running round and waits for that round to end. */
   async stop() {
     this.stopping.abort();
     clearTimeout(this.timer);

@@ -131,18 +131,18 @@ export const UNPLUG_PATH = "/vm/volume/detach";
  * Refuses a volume whose unplug from an earlier VM failed and is kept to run again: its disk
  * may still be in that VM, and a second VM must not write to it too.
  */
-async function checkNoPendingUnplug(db: Db, volume: VolumeTable, what: string) {
-  const kept = await db
+async function checkNoPendingUnplug(db: Db, volume: VolumeTable, prefix: string) {
+  const cleanups = await db
     .selectFrom("hostCleanups")
     .select(["hostUuid", "vmUuid", "body", "lastError"])
     .where("path", "=", UNPLUG_PATH)
     .execute();
-  const pending = kept.find((row) => JSON.parse(row.body).volumeUuid === volume.uuid);
+  const pending = cleanups.find((row) => JSON.parse(row.body).volumeUuid === volume.uuid);
 
   if (pending) {
     throw new ApiError(
       "invalidState",
-      `${what}: its disk may still be plugged into VM ${pending.vmUuid} on host ${pending.hostUuid}, whose unplug failed (${pending.lastError}) and is retried every minute`,
+      `${prefix}: its disk may still be plugged into VM ${pending.vmUuid} on host ${pending.hostUuid}, whose unplug failed (${pending.lastError}) and is retried every minute`,
       "wait for the retry to succeed, or stop that VM, then attach again",
     );
   }

@@ -140,15 +140,17 @@ extendResource("Host", {
     }
 
     const byHost = new Map(failures.map((failure) => [failure.hostUuid, failure]));
-    return rows.map((row) => {
+
+    for (const row of rows) {
       const failure = byHost.get(String(row.uuid));
-      return failure
-        ? Object.assign({}, row, {
-            securityGroupPushError: failure.lastError,
-            securityGroupPushAttempts: failure.attempts,
-          })
-        : row;
-    });
+
+      if (failure) {
+        row.securityGroupPushError = failure.lastError;
+        row.securityGroupPushAttempts = failure.attempts;
+      }
+    }
+
+    return rows;
   },
   inventory: (row) => ({
     securityGroupPushError: row.securityGroupPushError ?? null,

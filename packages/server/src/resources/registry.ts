@@ -29,7 +29,11 @@ export interface ResourceDefinition {
   /** Resources of this type carry system and user tags. */
   taggable?: boolean;
   defaultSort?: string;
-  /** Adds columns from other tables to a page of rows with one batched query. */
+  /**
+   * Adds columns from other tables to a page of rows with one batched query. The rows are the
+   * query's own, so an enricher sets its fields on them and returns them, instead of copying
+   * each row: on Node.js 20 a spread copy of a VM row cost about 3.5 µs.
+   */
   enrich?(
     db: Kysely<Database>,
     rows: Record<string, unknown>[],
@@ -115,11 +119,17 @@ function withExtensions(
 
       return result;
     },
-    toInventory: (row) =>
-      Object.assign(
-        definition.toInventory(row),
-        ...added.map((extension) => extension.inventory?.(row) ?? {}),
-      ),
+    toInventory(row) {
+      const inventory = definition.toInventory(row);
+
+      for (const extension of added) {
+        if (extension.inventory) {
+          Object.assign(inventory, extension.inventory(row));
+        }
+      }
+
+      return inventory;
+    },
   };
 }
 
@@ -176,18 +186,32 @@ export function extendWithChildren(
         child.orderBy,
       )}`.execute(db);
       const children = definition.enrich ? await definition.enrich(db, result.rows) : result.rows;
-      const byParent = new Map<string, Record<string, unknown>[]>();
+      const byParent = groupBy(children, (row) => String(row[child.foreignKey]));
 
-      for (const row of children) {
-        const parent = String(row[child.foreignKey]);
-        byParent.set(parent, [...(byParent.get(parent) ?? []), row]);
+      for (const row of rows) {
+        row[field] = byParent.get(String(row.uuid))?.map(definition.toInventory) ?? [];
       }
 
-      return rows.map((row) => ({
-        ...row,
-        [field]: (byParent.get(String(row.uuid)) ?? []).map(definition.toInventory),
-      }));
+      return rows;
     },
     inventory: (row) => ({ [field]: row[field] ?? [] }),
   });
+}
+
+/** Groups items by a key, keeping their order within each group. */
+export function groupBy<T>(items: readonly T[], keyOf: (item: T) => string) {
+  const groups = new Map<string, T[]>();
+
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+
+    if (group) {
+      group.push(item);
+    } else {
+      groups.set(key, [item]);
+    }
+  }
+
+  return groups;
 }

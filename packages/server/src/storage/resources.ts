@@ -4,6 +4,7 @@ import {
   defineResource,
   extendResource,
   extendWithChildren,
+  groupBy,
 } from "../resources/registry.js";
 
 /** Reads a bigint column, which PostgreSQL returns as a string. */
@@ -316,17 +317,19 @@ extendResource("VmInstance", {
         rows.map((row) => String(row.uuid)),
       )
       .execute();
-    return rows.map((row) => ({
-      ...row,
-      vmCdRoms: cdroms
-        .filter((cdrom) => cdrom.vmInstanceUuid === row.uuid)
-        .map((cdrom) => ({
+    const byVm = groupBy(cdroms, (cdrom) => cdrom.vmInstanceUuid);
+
+    for (const row of rows) {
+      row.vmCdRoms =
+        byVm.get(String(row.uuid))?.map((cdrom) => ({
           vmInstanceUuid: cdrom.vmInstanceUuid,
           deviceId: 0,
           isoUuid: cdrom.isoUuid,
           isoInstallPath: cdrom.installPath,
-        })),
-    }));
+        })) ?? [];
+    }
+
+    return rows;
   },
   inventory: (row) => ({ vmCdRoms: row.vmCdRoms ?? [] }),
 });

@@ -1,5 +1,5 @@
 import { defineQuota } from "../../identity/quotas.js";
-import { commonFields, commonInventory, defineResource } from "../../resources/registry.js";
+import { commonFields, defineResource } from "../../resources/registry.js";
 
 defineResource({
   type: "VmInstance",
@@ -35,24 +35,31 @@ defineResource({
       foreign: "uuid",
     },
   },
-  toInventory: (row) =>
-    commonInventory(row, {
-      zoneUuid: row.zoneUuid ?? null,
-      clusterUuid: row.clusterUuid ?? null,
-      hostUuid: row.hostUuid ?? null,
-      lastHostUuid: row.lastHostUuid ?? null,
-      imageUuid: row.imageUuid ?? null,
-      instanceOfferingUuid: row.instanceOfferingUuid ?? null,
-      rootVolumeUuid: row.rootVolumeUuid ?? null,
-      defaultL3NetworkUuid: row.defaultL3NetworkUuid ?? null,
-      type: row.type,
-      hypervisorType: row.hypervisorType,
-      state: row.state,
-      cpuNum: row.cpuNum,
-      memorySize: Number(row.memorySize),
-      platform: row.platform,
-      allocatorStrategy: row.allocatorStrategy ?? null,
-    }),
+  // One literal with every field: built from commonInventory, the inventory took the fields
+  // that other modules add (vmNics, allVolumes, vmCdRoms) as slow dictionary properties, which
+  // made building and serializing a page of 100 VMs several times slower.
+  toInventory: (row) => ({
+    uuid: row.uuid,
+    name: row.name,
+    description: row.description ?? null,
+    createDate: row.createDate,
+    lastOpDate: row.lastOpDate,
+    zoneUuid: row.zoneUuid ?? null,
+    clusterUuid: row.clusterUuid ?? null,
+    hostUuid: row.hostUuid ?? null,
+    lastHostUuid: row.lastHostUuid ?? null,
+    imageUuid: row.imageUuid ?? null,
+    instanceOfferingUuid: row.instanceOfferingUuid ?? null,
+    rootVolumeUuid: row.rootVolumeUuid ?? null,
+    defaultL3NetworkUuid: row.defaultL3NetworkUuid ?? null,
+    type: row.type,
+    hypervisorType: row.hypervisorType,
+    state: row.state,
+    cpuNum: row.cpuNum,
+    memorySize: Number(row.memorySize),
+    platform: row.platform,
+    allocatorStrategy: row.allocatorStrategy ?? null,
+  }),
 });
 
 const live = ["Destroyed", "Expunging"];

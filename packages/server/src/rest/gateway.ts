@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
 import { ApiError, type ApiRoute, apiRoutes } from "@tstack/api";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  type FastifyServerFactory,
   LogController,
 } from "fastify";
 import type { Logger } from "pino";
@@ -17,9 +19,12 @@ import { registerJobPolling } from "./job-polling.js";
 import type { Metrics } from "./metrics.js";
 import { openApiDocument } from "./openapi.js";
 import { lazyChildLoggerFactory } from "./request-logger.js";
+import { withTurnBudget } from "./turn-budget.js";
 
 export const BASE_PATH = "/zstack/v1";
 const BODY_LIMIT = 1024 * 1024;
+// Request time per turn of the event loop; the loop accepts one new connection per turn.
+const TURN_BUDGET_MS = 2;
 
 export interface GatewayOptions {
   core: Core;
@@ -30,6 +35,15 @@ export interface GatewayOptions {
   isReady(): boolean;
   extraRoutes?: Array<(app: FastifyInstance) => void>;
 }
+
+/** Creates the HTTP server as Fastify would, with requests run under a turn budget. */
+const serverFactory: FastifyServerFactory = (handler) => {
+  const server = createServer(withTurnBudget(handler, TURN_BUDGET_MS));
+  // Fastify's defaults, which it sets only on the servers it creates itself.
+  server.keepAliveTimeout = 72_000;
+  server.requestTimeout = 0;
+  return server;
+};
 
 /** Builds the Fastify app that speaks the ZStack v1 REST contract. */
 export function buildGateway(options: GatewayOptions): FastifyInstance {
@@ -43,6 +57,7 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
     genReqId: requestIdGenerator(),
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+    serverFactory,
   });
 
   app.removeAllContentTypeParsers();

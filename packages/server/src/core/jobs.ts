@@ -46,6 +46,8 @@ export class JobService {
   /** The latest progress of each job that the next flush writes. */
   private readonly pendingProgress = new Map<string, { progress: number; text: string }>();
   private progressTimer: NodeJS.Timeout | undefined;
+  /** The flush that runs now, or the last one; the next flush starts after it. */
+  private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -201,16 +203,25 @@ export class JobService {
     this.progressTimer ??= setTimeout(() => void this.flushProgress(), PROGRESS_FLUSH_MS);
   }
 
-  /** Writes the progress still waiting for its batch now; the server calls it when it stops. */
-  async flushProgress() {
+  /**
+   * Writes the progress still waiting for its batch now; the server calls it when it stops.
+   * Flushes run one at a time. On PostgreSQL two batches that updated the same jobs in other
+   * orders deadlocked, and a job whose end waited on them failed with "deadlock detected".
+   */
+  flushProgress() {
     clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
+    this.flushing = this.flushing.then(() => this.writeProgress());
+    return this.flushing;
+  }
 
+  /** Writes the waiting progress in one transaction, in job uuid order. */
+  private async writeProgress() {
     if (this.pendingProgress.size === 0) {
       return;
     }
 
-    const pending = [...this.pendingProgress];
+    const pending = [...this.pendingProgress].sort(([left], [right]) => left.localeCompare(right));
     this.pendingProgress.clear();
     const stamp = now();
 

@@ -162,6 +162,17 @@ async function buildCloud(admin) {
   return { imageUuid: image.uuid, l3NetworkUuid: l3.uuid, instanceOfferingUuid: offering.uuid };
 }
 
+const FAILURES_SHOWN = 5;
+let failuresShown = 0;
+
+/** Prints the first few failed creates, so a failure count comes with its reasons. */
+function noteFailure(text) {
+  if (failuresShown < FAILURES_SHOWN) {
+    failuresShown++;
+    console.error(`failed VM create: ${text.slice(0, 600)}`);
+  }
+}
+
 /** Creates `count` VMs with raw HTTP and returns the 202 and create-to-Running latencies. */
 async function createVms(url, headers, cloud, count) {
   const accepted = [];
@@ -186,6 +197,7 @@ async function createVms(url, headers, cloud, count) {
 
     if (response.status !== 202) {
       failures++;
+      noteFailure(`create answered HTTP ${response.status}: ${JSON.stringify(body)}`);
       return;
     }
 
@@ -204,6 +216,7 @@ async function createVms(url, headers, cloud, count) {
 
       if (poll.status !== 202) {
         failures++;
+        noteFailure(`job answered HTTP ${poll.status}: ${JSON.stringify(result)}`);
         return;
       }
 

@@ -1,4 +1,5 @@
 import type { Kysely } from "kysely";
+import { groupBy } from "../core/collections.js";
 import type { Database } from "../db/schema.js";
 import {
   commonFields,
@@ -10,15 +11,8 @@ import {
 type Row = Record<string, unknown>;
 
 /** Groups rows of a child table by a key column. */
-function groupBy<T extends Row>(rows: T[], key: keyof T) {
-  const groups = new Map<string, T[]>();
-
-  for (const row of rows) {
-    const value = String(row[key]);
-    groups.set(value, [...(groups.get(value) ?? []), row]);
-  }
-
-  return groups;
+function groupByColumn<T extends Row>(rows: T[], key: keyof T) {
+  return groupBy(rows, (row) => String(row[key]));
 }
 
 function uuidsOf(rows: Row[]) {
@@ -71,7 +65,7 @@ defineResource({
     }
 
     const uuids = uuidsOf(rows);
-    const clusters = groupBy(
+    const clusters = groupByColumn(
       await db
         .selectFrom("l2NetworkClusterRefs")
         .selectAll()
@@ -79,7 +73,7 @@ defineResource({
         .execute(),
       "l2NetworkUuid",
     );
-    const ranges = groupBy(
+    const ranges = groupByColumn(
       await db.selectFrom("vniRanges").selectAll().where("l2NetworkUuid", "in", uuids).execute(),
       "l2NetworkUuid",
     );
@@ -144,7 +138,7 @@ defineResource({
     }
 
     const uuids = uuidsOf(rows);
-    const dns = groupBy(
+    const dns = groupByColumn(
       await db
         .selectFrom("l3Dns")
         .selectAll()
@@ -153,7 +147,7 @@ defineResource({
         .execute(),
       "l3NetworkUuid",
     );
-    const ranges = groupBy(
+    const ranges = groupByColumn(
       await db
         .selectFrom("ipRanges")
         .selectAll()
@@ -162,7 +156,7 @@ defineResource({
         .execute(),
       "l3NetworkUuid",
     );
-    const services = groupBy(
+    const services = groupByColumn(
       await db
         .selectFrom("l3NetworkServiceRefs")
         .selectAll()

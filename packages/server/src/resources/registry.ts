@@ -1,4 +1,5 @@
 import { type Kysely, sql } from "kysely";
+import { groupBy } from "../core/collections.js";
 import type { Database } from "../db/schema.js";
 
 export type FieldType = "string" | "number" | "boolean" | "date";
@@ -31,8 +32,8 @@ export interface ResourceDefinition {
   defaultSort?: string;
   /**
    * Adds columns from other tables to a page of rows with one batched query. The rows are the
-   * query's own, so an enricher sets its fields on them and returns them, instead of copying
-   * each row: on Node.js 20 a spread copy of a VM row cost about 3.5 µs.
+   * query's own, so an enricher sets its fields on them and returns them instead of copying each
+   * row. On Node.js 20 a spread copy of a VM row cost about 3.5 µs.
    */
   enrich?(
     db: Kysely<Database>,
@@ -196,22 +197,4 @@ export function extendWithChildren(
     },
     inventory: (row) => ({ [field]: row[field] ?? [] }),
   });
-}
-
-/** Groups items by a key, keeping their order within each group. */
-export function groupBy<T>(items: readonly T[], keyOf: (item: T) => string) {
-  const groups = new Map<string, T[]>();
-
-  for (const item of items) {
-    const key = keyOf(item);
-    const group = groups.get(key);
-
-    if (group) {
-      group.push(item);
-    } else {
-      groups.set(key, [item]);
-    }
-  }
-
-  return groups;
 }

@@ -1,3 +1,4 @@
+import { groupBy } from "../core/collections.js";
 import type { Core } from "../core/core.js";
 import { agentReason, storageCallAsync } from "./agent.js";
 import { volumeHost } from "./volume-service.js";
@@ -116,13 +117,7 @@ async function unusedEntries(core: Core, graceSeconds: number, primaryStorageUui
 }
 
 function groupByStorageAndHost(entries: UnusedCacheEntry[]) {
-  const groups = new Map<string, UnusedCacheEntry[]>();
-
-  for (const entry of entries) {
-    const key = `${entry.primaryStorageUuid}:${entry.hostUuid}`;
-    groups.set(key, [...(groups.get(key) ?? []), entry]);
-  }
-
+  const groups = groupBy(entries, (entry) => `${entry.primaryStorageUuid}:${entry.hostUuid}`);
   return [...groups.values()];
 }
 

@@ -1,10 +1,10 @@
+import { groupBy } from "../core/collections.js";
 import {
   commonFields,
   commonInventory,
   defineResource,
   extendResource,
   extendWithChildren,
-  groupBy,
 } from "../resources/registry.js";
 
 /** Reads a bigint column, which PostgreSQL returns as a string. */

@@ -51,7 +51,7 @@ describe("job progress", () => {
     expect(row.progressText).toBe("allocating the host");
   });
 
-  it("writes overlapping batches on PostgreSQL without a deadlock", async () => {
+  it("serializes overlapping batches on PostgreSQL", async () => {
     const t = await startTestServer("postgres");
 
     try {

@@ -46,7 +46,7 @@ export class JobService {
   /** The latest progress of each job that the next flush writes. */
   private readonly pendingProgress = new Map<string, { progress: number; text: string }>();
   private progressTimer: NodeJS.Timeout | undefined;
-  /** The flush that runs now, or the last one; the next flush starts after it. */
+  /** The running or last flush. The next flush starts after it ends. */
   private flushing: Promise<void> = Promise.resolve();
 
   constructor(

@@ -23,7 +23,8 @@ import { withTurnBudget } from "./turn-budget.js";
 
 export const BASE_PATH = "/zstack/v1";
 const BODY_LIMIT = 1024 * 1024;
-// Request time per turn of the event loop; the loop accepts one new connection per turn.
+// Request time per turn of the event loop, which accepts one new connection per turn.
+// NOTE: only a synthetic server compared 2 ms with 1 and 3 ms. read-scale ran with 2 ms alone.
 const TURN_BUDGET_MS = 2;
 
 export interface GatewayOptions {

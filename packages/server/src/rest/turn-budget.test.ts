@@ -73,7 +73,7 @@ describe("turn budget", () => {
 
   afterEach(() => close());
 
-  it("accepts a new connection while earlier requests wait for later turns", async () => {
+  it("accepts connections while requests wait", async () => {
     const events: string[] = [];
     const handler = (request: IncomingMessage, response: ServerResponse) => {
       const path = request.url ?? "";
@@ -114,7 +114,7 @@ describe("turn budget", () => {
     expect(slowBeforeIt.length).toBeLessThanOrEqual(2);
   });
 
-  it("skips a waiting request whose client has gone away", async () => {
+  it("skips requests of closed connections", async () => {
     const handled: string[] = [];
     const handler = withTurnBudget((request, response) => {
       handled.push(request.url ?? "");

@@ -5,6 +5,8 @@
 //   [--profile DIR] (writes a V8 CPU profile of tstack-server to DIR when it stops)
 //   [--server FILE] (the tstack-server entry point, by default packages/server/dist/main.js. Give
 //   it more than once to measure several builds one after the other against the same ceiling.)
+//   [--runs N] (measures each build N times, each in a new server process. A process settles at
+//   one of two speeds; the rest-core section of docs/benchmarks.md says why.)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,14 +27,21 @@ const { values } = parseArgs({
     database: { type: "string" },
     profile: { type: "string" },
     server: { type: "string", multiple: true, default: ["packages/server/dist/main.js"] },
+    runs: { type: "string", default: "1" },
   },
 });
 const seconds = Number(values.seconds);
 const clients = Number(values.clients);
+const runs = Number(values.runs);
 
-if (values.database && values.server.length > 1) {
+if (!Number.isInteger(runs) || runs < 1) {
+  console.error(`invalid --runs '${values.runs}': expected a whole number of at least 1`);
+  process.exit(2);
+}
+
+if (values.database && (values.server.length > 1 || runs > 1)) {
   console.error(
-    "--database accepts only one --server, because each build needs an empty database. Run the bench once per build.",
+    "--database accepts only one --server and one run, because each server needs an empty database. Run the bench once per build.",
   );
   process.exit(2);
 }
@@ -165,7 +174,9 @@ try {
 const builds = [];
 
 for (const main of values.server) {
-  builds.push({ main, ...(await measureServer(main)) });
+  for (let run = 1; run <= runs; run++) {
+    builds.push({ main, run, ...(await measureServer(main)) });
+  }
 }
 
 console.log(
@@ -174,17 +185,21 @@ console.log(
 console.log(TABLE_HEADER);
 console.log(tableRow("plain Fastify constant (ceiling)", ceiling));
 
-// With one build the rows keep their short names, and with several each row names its build.
-const label = (name, main) => (builds.length > 1 ? `${name}, ${main}` : name);
+// With one measurement the rows keep their short names; with several each row names its build
+// and run.
+const measured = (build) => `${build.main}${runs > 1 ? ` run ${build.run}` : ""}`;
+const label = (name, build) => (builds.length > 1 ? `${name}, ${measured(build)}` : name);
 
 for (const build of builds) {
-  console.log(tableRow(label("GET /zones/{uuid}", build.main), build.getByUuid));
-  console.log(tableRow(label("POST /zones then poll to 200", build.main), build.createThenPoll));
+  console.log(tableRow(label("GET /zones/{uuid}", build), build.getByUuid));
+  console.log(tableRow(label("POST /zones then poll to 200", build), build.createThenPoll));
 }
 
 console.log("");
 
 for (const build of builds) {
   const share = (build.getByUuid.perSecond / ceiling.perSecond) * 100;
-  console.log(`GET by uuid of ${build.main} reaches ${share.toFixed(0)}% of the ceiling.`);
+  console.log(
+    `GET by uuid of ${measured(build)} reaches ${share.toFixed(0)}% of the ceiling. Wake-ups of another CPU per request: GET ${build.getByUuid.wakeUpsPerRequest.toFixed(2)}, ceiling ${ceiling.wakeUpsPerRequest.toFixed(2)}.`,
+  );
 }

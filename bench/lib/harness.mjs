@@ -106,6 +106,28 @@ export function cpuSeconds(pid) {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
+/**
+ * Returns the machine's count of function-call interrupts (the `CAL` row of /proc/interrupts),
+ * which the kernel sends to wake a thread on another CPU. On a virtual machine each one costs a
+ * VM exit. NaN where the row does not exist.
+ */
+export function wakeUpInterrupts() {
+  const row = readFileSync("/proc/interrupts", "utf8")
+    .split("\n")
+    .find((line) => line.trimStart().startsWith("CAL:"));
+
+  if (!row) {
+    return Number.NaN;
+  }
+
+  const counts = row
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .filter((cell) => /^\d+$/.test(cell));
+  return counts.reduce((sum, count) => sum + Number(count), 0);
+}
+
 /** Returns the resident set size of a process in MiB: `VmRSS` now, or `VmHWM` for the peak. */
 export function rssMiB(pid, field = "VmRSS") {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -133,8 +155,10 @@ export function wrk(server, url, { clients, seconds, headers = {}, script }) {
     url,
   ];
   const cpuBefore = cpuSeconds(server.child.pid);
+  const wakeUpsBefore = wakeUpInterrupts();
   const result = spawnSync("wrk", args, { encoding: "utf8" });
   const cpu = cpuSeconds(server.child.pid) - cpuBefore;
+  const wakeUps = wakeUpInterrupts() - wakeUpsBefore;
 
   if (result.status !== 0) {
     throw new Error(`wrk failed: ${result.stderr || result.error}`);
@@ -159,6 +183,7 @@ export function wrk(server, url, { clients, seconds, headers = {}, script }) {
     p50: millis("50%"),
     p99: millis("99%"),
     cpuMicros: (cpu / requests) * 1e6,
+    wakeUpsPerRequest: wakeUps / requests,
   };
 }
 

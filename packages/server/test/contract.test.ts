@@ -458,6 +458,42 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         /unknown field 'secret'/,
       );
     });
+
+    it("rejects inherited property names as fields", async () => {
+      for (const name of ["constructor", "toString", "hasOwnProperty"]) {
+        await expectApiError(
+          admin.query("queryInstanceOffering", [`${name}=x`]),
+          "SYS.1007",
+          new RegExp(`unknown query field '${name}'`),
+        );
+        await expectApiError(
+          admin.query("queryInstanceOffering", [`${name}.name=x`]),
+          "SYS.1007",
+          new RegExp(`unknown query field '${name}.name'`),
+        );
+        await expectApiError(
+          admin.query("queryInstanceOffering", [], { sort: `+${name}` }),
+          "SYS.1007",
+          /unknown sort field/,
+        );
+        await expectApiError(
+          admin.query("queryInstanceOffering", [], { fields: `name,${name}` }),
+          "SYS.1007",
+          new RegExp(`unknown field '${name}'`),
+        );
+      }
+
+      await expectApiError(
+        admin.query("queryInstanceOffering", [], { sortBy: "__proto__" }),
+        "SYS.1007",
+        /unknown sort field '__proto__'/,
+      );
+      await expectApiError(
+        admin.query("queryInstanceOffering", [], { fields: "name,__proto__" }),
+        "SYS.1007",
+        /unknown field '__proto__'/,
+      );
+    });
   });
 
   describe("bad input", () => {

@@ -258,7 +258,7 @@ function predicate(
   }
 
   if (rest.length > 0) {
-    const relation = definition.relations?.[head!];
+    const relation = ownEntry(definition.relations, head!);
 
     if (!relation) {
       throw unknownField(definition, condition.field);
@@ -276,7 +276,7 @@ function predicate(
     return fragment`exists (select 1 from ${identifier(target.table)} as ${identifier(inner)} where ${identifier(inner, relation.foreign)} = ${identifier(alias, relation.local)} and ${nested})`;
   }
 
-  const type = definition.fields[head!];
+  const type = ownEntry(definition.fields, head!);
 
   if (!type) {
     throw unknownField(definition, condition.field);
@@ -379,6 +379,14 @@ function coerce(type: FieldType, value: string, condition: QueryCondition): stri
   return value;
 }
 
+/**
+ * Returns the entry of a field or relation name, ignoring inherited properties, so names such
+ * as `constructor` or `__proto__` are unknown fields rather than SQL columns.
+ */
+function ownEntry<T>(entries: Record<string, T> | undefined, name: string): T | undefined {
+  return entries && Object.hasOwn(entries, name) ? entries[name] : undefined;
+}
+
 function unknownField(definition: ResourceDefinition, field: string) {
   const known = [
     ...Object.keys(definition.fields),
@@ -412,7 +420,7 @@ function orderBy(definition: ResourceDefinition, request: QueryRequest): Sql {
     direction = request.sortDirection === "desc" ? "desc" : "asc";
   }
 
-  if (!definition.fields[field]) {
+  if (!ownEntry(definition.fields, field)) {
     throw new ApiError("invalidArgument", `unknown sort field '${field}' for ${definition.type}`);
   }
 
@@ -446,7 +454,7 @@ function project(
   }
 
   const names = fields.split(",").filter(Boolean);
-  const unknown = names.filter((name) => !definition.fields[name]);
+  const unknown = names.filter((name) => !ownEntry(definition.fields, name));
 
   if (unknown.length > 0) {
     throw new ApiError(

@@ -546,6 +546,26 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect((job as ApiRequestError).details).toMatch(/invalid system tag/);
     });
 
+    it("rejects params that are not an object", async () => {
+      for (const params of ['"abc"', "[1]", "1", "true"]) {
+        const response = await post("/zones", `{"params": ${params}}`);
+        expect(response.status, params).toBe(400);
+        expect(JSON.stringify(response.json), params).toContain(
+          "invalid params: expected a JSON object",
+        );
+      }
+
+      const zone = (
+        await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "shape" } })
+      ).inventory;
+      const action = await raw(t.server, "PUT", `/zones/${zone.uuid}/actions`, {
+        body: JSON.stringify({ updateZone: "renamed" }),
+        headers: { "content-type": "application/json", authorization: `OAuth ${admin.session}` },
+      });
+      expect(action.status).toBe(400);
+      expect(JSON.stringify(action.json)).toContain("invalid updateZone: expected a JSON object");
+    });
+
     it("answers 413 for a 2 MiB body and changes nothing", async () => {
       const before = (await admin.query("queryZone", [], { count: true })).total;
       const response = await post(

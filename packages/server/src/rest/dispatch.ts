@@ -217,7 +217,20 @@ function readBody(
     );
   }
 
-  const inner = { ...((body?.[key] as Record<string, unknown> | undefined) ?? {}) };
+  const value = body?.[key];
+
+  if (
+    value !== undefined &&
+    value !== null &&
+    (typeof value !== "object" || Array.isArray(value))
+  ) {
+    throw new ApiError(
+      "invalidArgument",
+      `invalid ${key}: expected a JSON object of ${route.name} parameters, got ${Array.isArray(value) ? "an array" : typeof value}`,
+    );
+  }
+
+  const inner = { ...((value as Record<string, unknown> | null | undefined) ?? {}) };
   validateTags(body?.systemTags, "systemTags");
   validateTags(body?.userTags, "userTags");
 

@@ -218,7 +218,13 @@ function ownerPredicate(definition: ResourceDefinition, viewer: Viewer): Sql | u
     return undefined;
   }
 
-  return fragment`${identifier("t0", definition.ownerColumn ?? "accountUuid")} = ${viewer.accountUuid}`;
+  const owner = identifier("t0", definition.ownerColumn ?? "accountUuid");
+
+  if (definition.visibility === "shared") {
+    return fragment`(${owner} = ${viewer.accountUuid} or ${owner} in (select uuid from accounts where type = 'SystemAdmin'))`;
+  }
+
+  return fragment`${owner} = ${viewer.accountUuid}`;
 }
 
 /** True when the viewer sees only its own rows. Throws when the viewer may see none. */

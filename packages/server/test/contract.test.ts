@@ -699,6 +699,21 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       ).toEqual(["alice"]);
     });
 
+    it("ends a deleted user's sessions at once", async () => {
+      const user = (
+        await tenant.call<{ inventory: Inventory }>("createUser", {
+          params: { name: "leaving", password: sha512Hex("leaving-pw") },
+        })
+      ).inventory;
+      const leaving = t.client();
+      await leaving.logInByUser("tenant-a", "leaving", "leaving-pw");
+      await leaving.query("queryUser");
+
+      await tenant.call("deleteUser", { path: { uuid: user.uuid } });
+
+      await expectApiError(leaving.query("queryUser"), "ID.1001", /invalid or expired/);
+    });
+
     it("caps open sessions per account, users included", async () => {
       await admin.call("createAccount", {
         params: { name: "capped", password: sha512Hex("capped-pw") },

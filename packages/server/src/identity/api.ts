@@ -65,13 +65,16 @@ export function identityHandlers(sessions: SessionService): ApiHandlers {
     createUser,
     updateUser: updateWithPassword("User"),
     deleteUser: {
-      run: (_core, call) =>
-        call.commit(async (tx) => {
+      async run(_core, call) {
+        await call.commit(async (tx) => {
           const user = await loadResource(tx, "User", call.path.uuid!, call.caller);
           await tx.deleteFrom("sessions").where("userUuid", "=", String(user.uuid)).execute();
           await deleteResourceRow(tx, "User", user);
           return {};
-        }),
+        });
+        sessions.forgetUser(call.path.uuid!);
+        return {};
+      },
     },
     queryQuota: queryHandler("Quota"),
     updateQuota,

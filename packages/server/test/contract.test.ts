@@ -409,6 +409,21 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(zones.inventories.map((found) => found.name)).toEqual(["dotted-zone"]);
     });
 
+    it("limits relations crossed by one field", async () => {
+      const path = (pairs: number) => `${Array(pairs).fill("zone.cluster").join(".")}.name=x`;
+
+      const deepest = await admin.query<Inventory>("queryCluster", [path(5)]);
+      expect(deepest.inventories).toEqual([]);
+
+      for (const pairs of [6, 20, 100]) {
+        await expectApiError(
+          admin.query("queryCluster", [path(pairs)]),
+          "SYS.1007",
+          new RegExp(`crosses ${pairs * 2} relations; at most 10 are supported`),
+        );
+      }
+    });
+
     it("treats SQL-looking values as plain values", async () => {
       expect(await names(["name=small' or '1'='1"])).toEqual([]);
       expect(await names(["name=small; drop table instanceOfferings; --"])).toEqual([]);

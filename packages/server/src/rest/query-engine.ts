@@ -40,6 +40,11 @@ export interface QueryReply {
 
 const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 10_000;
+/**
+ * Relations one dotted field may cross. Each is a nested EXISTS, and SQLite (better-sqlite3 12)
+ * failed to prepare a query with 30 of them ("Recursion limit").
+ */
+const MAX_RELATION_DEPTH = 10;
 
 type Sql = SqlFragment;
 type Row = Record<string, unknown>;
@@ -260,6 +265,13 @@ function predicate(
       head === "__systemTag__" ? "System" : "User",
       condition,
       dialect,
+    );
+  }
+
+  if (depth === 0 && rest.length > MAX_RELATION_DEPTH) {
+    throw new ApiError(
+      "invalidArgument",
+      `query field '${condition.field}' crosses ${rest.length} relations; at most ${MAX_RELATION_DEPTH} are supported`,
     );
   }
 

@@ -1,5 +1,5 @@
 import { createServer, type IncomingHttpHeaders } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { sha512Hex } from "@tstack/api";
 import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -590,6 +590,31 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(response.status).toBe(413);
       expect((response.json.error as { code: string }).code).toBe("SYS.1007");
       expect((await admin.query("queryZone", [], { count: true })).total).toBe(before);
+    });
+
+    it("rejects HTTP parse errors with ZStack bodies", async () => {
+      const long = await raw(t.server, "GET", `/zones?q=name=${"a".repeat(20_000)}`, {
+        headers: { authorization: `OAuth ${admin.session}` },
+      });
+      expect(long.status).toBe(431);
+      expect((long.json.error as { code: string }).code).toBe("SYS.1007");
+      expect((long.json.error as { details: string }).details).toMatch(/larger than the limit/);
+
+      const { hostname, port } = new URL(t.server.url);
+      const text = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () => {
+          socket.write("GET /zstack/v1/zones HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n");
+        });
+        let received = "";
+        socket.on("data", (chunk) => {
+          received += chunk;
+        });
+        socket.on("close", () => resolve(received));
+        socket.on("error", reject);
+      });
+      expect(text).toMatch(/^HTTP\/1\.1 400 /);
+      expect(text).toContain('"code":"SYS.1007"');
+      expect(text).toContain("malformed HTTP request");
     });
 
     it("answers 404 for unknown routes and 405 for wrong methods", async () => {

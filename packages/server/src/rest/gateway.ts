@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:http";
+import { createServer, maxHeaderSize, STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import { ApiError, type ApiRoute, apiRoutes } from "@tstack/api";
 import Fastify, {
   type FastifyBaseLogger,
@@ -59,6 +60,7 @@ export function buildGateway(options: GatewayOptions): FastifyInstance {
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     serverFactory,
+    clientErrorHandler: sendClientError,
   });
 
   app.removeAllContentTypeParsers();
@@ -234,6 +236,46 @@ export function sendError(error: unknown, request: FastifyRequest, reply: Fastif
       `internal error while handling request ${request.id}; the management node log has the details`,
     ),
   );
+}
+
+/**
+ * Sends ZStack's error body for a request that Node's HTTP parser rejected before Fastify saw it,
+ * such as one whose headers and URL exceed the header size limit, in place of Fastify's body.
+ */
+function sendClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Socket) {
+  if (error.code === "ECONNRESET" || socket.destroyed) {
+    return;
+  }
+
+  const [status, details] = describeClientError(error);
+  const body = JSON.stringify({ error: new ApiError("invalidArgument", details).toBody() });
+  this.log.debug({ err: error }, "rejected a malformed HTTP request");
+
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+
+  socket.destroy(error);
+}
+
+function describeClientError(error: Error & { code?: string }): [number, string] {
+  if (error.code === "HPE_HEADER_OVERFLOW") {
+    return [
+      431,
+      `request headers and URL are larger than the limit of ${maxHeaderSize} bytes; send fewer or shorter q= conditions or headers`,
+    ];
+  }
+
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    return [408, "the request was not received in time; send it again"];
+  }
+
+  return [
+    400,
+    `malformed HTTP request (${error.code ?? error.message}); check the request line and headers`,
+  ];
 }
 
 export function sendApiError(reply: FastifyReply, error: ApiError, status = error.status) {

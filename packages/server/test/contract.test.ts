@@ -279,6 +279,16 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(error.status).toBe(404);
     });
 
+    it("answers 404 for unknown users and tags", async () => {
+      for (const path of [`/accounts/users/${"c".repeat(32)}`, `/tags/${"c".repeat(32)}`]) {
+        const response = await raw(t.server, "DELETE", path, {
+          headers: { authorization: `OAuth ${admin.session}` },
+        });
+        expect(response.status, path).toBe(404);
+        expect((response.json.error as { code: string }).code, path).toBe("SYS.1003");
+      }
+    });
+
     it("deletes a zone with clusters only in Enforcing mode", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "doomed" } })

@@ -65,6 +65,8 @@ export function identityHandlers(sessions: SessionService): ApiHandlers {
     createUser,
     updateUser: updateWithPassword("User"),
     deleteUser: {
+      check: async (core, call) =>
+        void (await loadResource(core.kysely, "User", call.path.uuid!, call.caller)),
       async run(_core, call) {
         await call.commit(async (tx) => {
           const user = await loadResource(tx, "User", call.path.uuid!, call.caller);

@@ -1,5 +1,6 @@
 import { ApiError } from "@tstack/api";
 import type { Core } from "../core/core.js";
+import type { Executor } from "../core/events.js";
 import { newUuid, now } from "../core/ids.js";
 import { queryHandler } from "../resources/crud.js";
 import { defineResource, findResourceDefinition } from "../resources/registry.js";
@@ -118,32 +119,10 @@ export const tagHandlers: ApiHandlers = {
   querySystemTag: withType(queryHandler("SystemTag"), "System"),
   queryUserTag: withType(queryHandler("UserTag"), "User"),
   deleteTag: {
+    check: async (core, call) => void (await loadDeletableTag(core.kysely, call)),
     run: (_core, call) =>
       call.commit(async (tx) => {
-        const tag = await tx
-          .selectFrom("tags")
-          .selectAll()
-          .where("uuid", "=", call.path.uuid!)
-          .executeTakeFirst();
-
-        if (!tag) {
-          throw new ApiError("notFound", `tag ${call.path.uuid} was not found`);
-        }
-
-        if (!call.caller.isAdmin && tag.accountUuid !== call.caller.accountUuid) {
-          throw new ApiError(
-            "permissionDenied",
-            `tag ${call.path.uuid} belongs to another account`,
-          );
-        }
-
-        if (tag.inherent) {
-          throw new ApiError(
-            "invalidArgument",
-            `tag ${call.path.uuid} is inherent to its resource and cannot be deleted`,
-          );
-        }
-
+        const tag = await loadDeletableTag(tx, call);
         await tx.deleteFrom("tags").where("uuid", "=", tag.uuid).execute();
         return {};
       }),
@@ -163,4 +142,30 @@ function withType(handler: ApiHandler, type: string): ApiHandler {
       return handler.run(core, { ...call, query: { ...call.query, q: [...q, `type=${type}`] } });
     },
   };
+}
+
+/** Loads the tag of a delete path; SYS.1003 when absent, ID.1002 when another account's. */
+async function loadDeletableTag(db: Executor, call: ApiCall) {
+  const tag = await db
+    .selectFrom("tags")
+    .selectAll()
+    .where("uuid", "=", call.path.uuid!)
+    .executeTakeFirst();
+
+  if (!tag) {
+    throw new ApiError("notFound", `tag ${call.path.uuid} was not found`);
+  }
+
+  if (!call.caller.isAdmin && tag.accountUuid !== call.caller.accountUuid) {
+    throw new ApiError("permissionDenied", `tag ${call.path.uuid} belongs to another account`);
+  }
+
+  if (tag.inherent) {
+    throw new ApiError(
+      "invalidArgument",
+      `tag ${call.path.uuid} is inherent to its resource and cannot be deleted`,
+    );
+  }
+
+  return tag;
 }

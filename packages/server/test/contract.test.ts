@@ -1011,6 +1011,16 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         await t.server.core.config.forResource("identity", "session.timeout", "0".repeat(32)),
       ).toBe("7200");
     });
+
+    it("rejects resetting an unknown override", async () => {
+      await expectApiError(
+        admin.call("deleteResourceConfig", {
+          path: { category: "identity", name: "session.timout", resourceUuid: "0".repeat(32) },
+        }),
+        "SYS.1007",
+        /identity.session.timout does not exist/,
+      );
+    });
   });
 
   describe("documents", () => {

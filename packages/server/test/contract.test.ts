@@ -434,6 +434,26 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       }
     });
 
+    it("tags a zone and queries by tag", async () => {
+      const zone = (
+        await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "tagged" } })
+      ).inventory;
+      const userTag = await admin.call<{ inventory: Inventory }>("createUserTag", {
+        params: { resourceType: "ZoneVO", resourceUuid: zone.uuid, tag: "team-blue" },
+      });
+      expect(userTag.inventory.tag).toBe("team-blue");
+      await admin.call("createSystemTag", {
+        params: { resourceType: "ZoneVO", resourceUuid: zone.uuid, tag: "site::lab" },
+      });
+
+      const byUserTag = await admin.query<Inventory>("queryZone", ["__userTag__=team-blue"]);
+      expect(byUserTag.inventories.map((found) => found.uuid)).toEqual([zone.uuid]);
+      const bySystemTag = await admin.query<Inventory>("queryZone", ["__systemTag__~=site::%"]);
+      expect(bySystemTag.inventories.map((found) => found.uuid)).toEqual([zone.uuid]);
+
+      await t.client().logInByAccount("admin", "password");
+    });
+
     it("treats SQL-looking values as plain values", async () => {
       expect(await names(["name=small' or '1'='1"])).toEqual([]);
       expect(await names(["name=small; drop table instanceOfferings; --"])).toEqual([]);

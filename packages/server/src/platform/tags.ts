@@ -1,5 +1,4 @@
 import { ApiError } from "@tstack/api";
-import type { Core } from "../core/core.js";
 import type { Executor } from "../core/events.js";
 import { newUuid, now } from "../core/ids.js";
 import { queryHandler } from "../resources/crud.js";
@@ -45,10 +44,14 @@ defineResource({
   toInventory: tagInventory,
 });
 
-/** Checks that the tagged resource exists, is of the named type and may be changed by the caller. */
-async function taggedResource(core: Core, call: ApiCall) {
+/**
+ * Checks that the tagged resource exists, is of the named type and may be changed by the caller.
+ * Inside a commit, `db` must be its transaction: on SQLite a read on another connection waits
+ * for the transaction's write lock, so the job would never end.
+ */
+async function taggedResource(db: Executor, call: ApiCall) {
   const resourceUuid = String(call.params.resourceUuid);
-  const resource = await core.kysely
+  const resource = await db
     .selectFrom("resources")
     .selectAll()
     .where("uuid", "=", resourceUuid)
@@ -90,11 +93,11 @@ function createTag(type: "System" | "User"): ApiHandler {
         throw new ApiError("invalidArgument", `params.tag: ${error}`);
       }
 
-      await taggedResource(core, call);
+      await taggedResource(core.kysely, call);
     },
-    run: (core, call) =>
+    run: (_core, call) =>
       call.commit(async (tx) => {
-        const resource = await taggedResource(core, call);
+        const resource = await taggedResource(tx, call);
         const stamp = now();
         const row = {
           uuid: newUuid(),

@@ -381,6 +381,21 @@ describe.each(dialects)("simulator on %s", (dialect) => {
     expect(list.code).toBe("ID.1002");
   });
 
+  it("reports a failed console read as SYS.1006", async () => {
+    const vm = await createVm("tsim-console");
+    const running = await admin.call<{ console: string }>("getVmConsoleLog", {
+      path: { uuid: vm.uuid },
+    });
+    expect(running.console).toContain("simulated console");
+
+    await vmAction("stopVmInstance", vm.uuid);
+    const stopped = await apiError(admin.call("getVmConsoleLog", { path: { uuid: vm.uuid } }));
+    expect(stopped.code).toBe("SYS.1006");
+    expect(stopped.details).toMatch(/failed to read the console log of VM \w+: .*not running/);
+
+    await vmAction("destroyVmInstance", vm.uuid);
+  });
+
   it("hides a tenant's image from others", async () => {
     const tenants: TstackClient[] = [];
 

@@ -405,11 +405,18 @@ export const vmHandlers: ApiHandlers = {
         );
       }
 
-      const reply = await core.agents.call<{ console: string }>(
-        await agentTarget(core, hostUuid),
-        "/vm/console",
-        { vmUuid: vm.uuid, bytes },
-      );
+      const reply = await core.agents
+        .call<{ console: string }>(await agentTarget(core, hostUuid), "/vm/console", {
+          vmUuid: vm.uuid,
+          bytes,
+        })
+        .catch((error: unknown) => {
+          throw new ApiError(
+            "operationFailed",
+            `failed to read the console log of VM ${vm.uuid}: ${error instanceof Error ? error.message : String(error)}`,
+            "check that the host is Connected and the VM has run on it since its log was last removed",
+          );
+        });
       return { vmUuid: vm.uuid, console: reply.console };
     },
   },

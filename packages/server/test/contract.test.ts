@@ -949,6 +949,53 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(text).toContain("event: /zone/state/change");
     });
 
+    it("replays more than one page of events", async () => {
+      const { core } = t.server;
+      const newest = await core.kysely
+        .selectFrom("events")
+        .select((eb) => eb.fn.max("id").as("id"))
+        .executeTakeFirst();
+      const lastId = Number(newest?.id ?? 0);
+      const stamp = new Date().toISOString();
+
+      for (let chunk = 0; chunk < 12; chunk++) {
+        const rows = Array.from({ length: 1000 }, () => ({
+          path: "/test/replay",
+          resourceUuid: null,
+          accountUuid: null,
+          content: "{}",
+          createDate: stamp,
+        }));
+        await core.kysely.insertInto("events").values(rows).execute();
+      }
+
+      // Once the relay has published the rows, only a replay can deliver them.
+      await core.relay.settle();
+      const inserted = await core.kysely
+        .selectFrom("events")
+        .select((eb) => eb.fn.max("id").as("id"))
+        .executeTakeFirst();
+      const controller = new AbortController();
+      const response = await fetch(`${t.server.url}/zstack/v1/events`, {
+        headers: { authorization: `OAuth ${admin.session}`, "last-event-id": String(lastId) },
+        signal: controller.signal,
+      });
+      const reader = response.body!.getReader();
+      const decoder = new TextDecoder();
+      const deadline = Date.now() + 30_000;
+      let text = "";
+
+      while (!text.includes(`id: ${inserted?.id}\n`) && Date.now() < deadline) {
+        const timeout = new Promise<undefined>((resolve) => setTimeout(resolve, 1000));
+        const chunk = await Promise.race([reader.read(), timeout]);
+        text += chunk?.value ? decoder.decode(chunk.value) : "";
+      }
+
+      controller.abort();
+      expect(text).toContain(`id: ${inserted?.id}\n`);
+      expect(text.split("event: /test/replay\n").length - 1).toBe(12_000);
+    });
+
     it("records one audit entry per write API", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "audited" } })

@@ -239,6 +239,26 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(conflict.status).toBe(409);
     });
 
+    it("replays the first job's timeout", async () => {
+      const send = (timeout: string) =>
+        raw(t.server, "POST", "/zones", {
+          body: JSON.stringify({ params: { name: "idem-timeout" } }),
+          headers: {
+            "content-type": "application/json",
+            authorization: `OAuth ${admin.session}`,
+            "idempotency-key": "create-zone-timeout",
+            "x-api-timeout": timeout,
+          },
+        });
+
+      const first = await send("90");
+      const replayed = await send("30");
+      expect(replayed.json.location).toBe(first.json.location);
+      expect(first.json.apiTimeout).toBe(90_000);
+      expect(replayed.json.apiTimeout).toBe(90_000);
+      await admin.waitForJob(String(first.json.location));
+    });
+
     it("runs actions and rejects an unknown action key", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "acting" } })

@@ -424,6 +424,23 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(one.inventories.map((offering) => offering.name)).toEqual(["medium"]);
     });
 
+    it("sorts by sortBy and sortDirection", async () => {
+      for (const sortDirection of ["desc", "DESC"]) {
+        const reply = await admin.query<Inventory>("queryInstanceOffering", [], {
+          sortBy: "cpuNum",
+          sortDirection,
+          limit: 2,
+        });
+        expect(reply.inventories.map((offering) => offering.name)).toEqual(["tiny_1", "xlarge"]);
+      }
+
+      await expectApiError(
+        admin.query("queryInstanceOffering", [], { sortBy: "cpuNum", sortDirection: "down" }),
+        "SYS.1007",
+        /invalid sortDirection 'down': expected asc or desc/,
+      );
+    });
+
     it("crosses declared relations with dotted fields", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", {

@@ -435,7 +435,7 @@ function orderBy(definition: ResourceDefinition, request: QueryRequest): Sql {
     field = match[2]!;
   } else if (request.sortBy) {
     field = request.sortBy;
-    direction = request.sortDirection === "desc" ? "desc" : "asc";
+    direction = sortDirectionOf(request.sortDirection);
   }
 
   if (!ownEntry(definition.fields, field)) {
@@ -443,6 +443,16 @@ function orderBy(definition: ResourceDefinition, request: QueryRequest): Sql {
   }
 
   return fragment`order by ${identifier("t0", field)} ${rawSql(direction)}, ${key} ${rawSql(direction)}`;
+}
+
+function sortDirectionOf(text: string | undefined) {
+  const direction = (text ?? "asc").toLowerCase();
+
+  if (direction !== "asc" && direction !== "desc") {
+    throw new ApiError("invalidArgument", `invalid sortDirection '${text}': expected asc or desc`);
+  }
+
+  return direction;
 }
 
 function integerParameter(name: string, value: string | undefined, fallback: number, max: number) {

@@ -424,6 +424,24 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(one.inventories.map((offering) => offering.name)).toEqual(["medium"]);
     });
 
+    it("reads count flags in any case", async () => {
+      expect(await admin.query("queryInstanceOffering", [], { count: "TRUE" })).toEqual({
+        total: 5,
+      });
+      const page = await admin.query("queryInstanceOffering", [], {
+        replyWithCount: "True",
+        limit: 1,
+      });
+      expect(page.total).toBe(5);
+      expect(page.inventories).toHaveLength(1);
+
+      await expectApiError(
+        admin.query("queryInstanceOffering", [], { count: "yes" }),
+        "SYS.1007",
+        /invalid count 'yes': expected true or false/,
+      );
+    });
+
     it("sorts by sortBy and sortDirection", async () => {
       for (const sortDirection of ["desc", "DESC"]) {
         const reply = await admin.query<Inventory>("queryInstanceOffering", [], {

@@ -81,7 +81,7 @@ export async function runQuery(
   const from = fromClause(definition, predicates);
   const total = await countRows(db, from, request);
 
-  if (request.count === "true") {
+  if (booleanParameter("count", request.count)) {
     return { total };
   }
 
@@ -173,7 +173,11 @@ function selectByKey(db: Db, definition: ResourceDefinition, key: string, viewer
 }
 
 async function countRows(db: Db, from: Sql, request: QueryRequest) {
-  if (request.count !== "true" && request.replyWithCount !== "true") {
+  const counted =
+    booleanParameter("count", request.count) ||
+    booleanParameter("replyWithCount", request.replyWithCount);
+
+  if (!counted) {
     return undefined;
   }
 
@@ -443,6 +447,17 @@ function orderBy(definition: ResourceDefinition, request: QueryRequest): Sql {
   }
 
   return fragment`order by ${identifier("t0", field)} ${rawSql(direction)}, ${key} ${rawSql(direction)}`;
+}
+
+/** Reads a boolean query parameter: true or false in any case, or absent for false. */
+function booleanParameter(name: string, text: string | undefined) {
+  const value = (text ?? "false").toLowerCase();
+
+  if (value !== "true" && value !== "false") {
+    throw new ApiError("invalidArgument", `invalid ${name} '${text}': expected true or false`);
+  }
+
+  return value === "true";
 }
 
 function sortDirectionOf(text: string | undefined) {

@@ -646,6 +646,21 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect((job as ApiRequestError).details).toMatch(/invalid system tag/);
     });
 
+    it("rejects deeply nested JSON with 400", async () => {
+      for (const depth of [100, 10_000, 100_000]) {
+        const objects = `{"params": {"name": ${'{"a": '.repeat(depth)}1${"}".repeat(depth)}}}`;
+        const arrays = `{"params": {"name": ${"[".repeat(depth)}1${"]".repeat(depth)}}}`;
+
+        for (const body of [objects, arrays]) {
+          const response = await post("/zones", body);
+          expect(response.status, `depth ${depth}`).toBe(400);
+          expect(JSON.stringify(response.json), `depth ${depth}`).toContain(
+            "nests objects and arrays more than 64 deep",
+          );
+        }
+      }
+    });
+
     it("rejects params that are not an object", async () => {
       for (const params of ['"abc"', "[1]", "1", "true"]) {
         const response = await post("/zones", `{"params": ${params}}`);

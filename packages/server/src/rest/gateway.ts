@@ -24,6 +24,12 @@ import { withTurnBudget } from "./turn-budget.js";
 
 export const BASE_PATH = "/zstack/v1";
 const BODY_LIMIT = 1024 * 1024;
+/**
+ * Deepest nesting of objects and arrays a body may have. The bodies of the declared APIs nest
+ * less than 10 deep, and code that recurses over a body, such as JSON.stringify, overflowed the
+ * stack at 10000.
+ */
+const MAX_BODY_DEPTH = 64;
 // Request time per turn of the event loop, which accepts one new connection per turn.
 // NOTE: only a synthetic server compared 2 ms with 1 and 3 ms. read-scale ran with 2 ms alone.
 const TURN_BUDGET_MS = 2;
@@ -151,8 +157,10 @@ function parseJson(
     return;
   }
 
+  let value: unknown;
+
   try {
-    done(null, JSON.parse(text));
+    value = JSON.parse(text);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     done(
@@ -161,7 +169,43 @@ function parseJson(
         `malformed JSON body in ${request.method} ${request.url}: ${reason}`,
       ),
     );
+    return;
   }
+
+  if (exceedsDepth(value, MAX_BODY_DEPTH)) {
+    done(
+      new ApiError(
+        "invalidArgument",
+        `JSON body in ${request.method} ${request.url} nests objects and arrays more than ${MAX_BODY_DEPTH} deep; flatten it`,
+      ),
+    );
+    return;
+  }
+
+  done(null, value);
+}
+
+/** True when objects and arrays nest deeper than `limit`, walked without recursion. */
+function exceedsDepth(root: unknown, limit: number) {
+  const pending: Array<[unknown, number]> = [[root, 0]];
+
+  while (pending.length > 0) {
+    const [value, depth] = pending.pop()!;
+
+    if (value === null || typeof value !== "object") {
+      continue;
+    }
+
+    if (depth >= limit) {
+      return true;
+    }
+
+    for (const child of Object.values(value)) {
+      pending.push([child, depth + 1]);
+    }
+  }
+
+  return false;
 }
 
 /** Records a finished request in the metrics and logs it, with its id, through the root logger. */

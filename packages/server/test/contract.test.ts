@@ -1,5 +1,5 @@
 import { createServer, type IncomingHttpHeaders } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { sha512Hex } from "@tstack/api";
 import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -239,6 +239,26 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(conflict.status).toBe(409);
     });
 
+    it("replays the first job's timeout", async () => {
+      const send = (timeout: string) =>
+        raw(t.server, "POST", "/zones", {
+          body: JSON.stringify({ params: { name: "idem-timeout" } }),
+          headers: {
+            "content-type": "application/json",
+            authorization: `OAuth ${admin.session}`,
+            "idempotency-key": "create-zone-timeout",
+            "x-api-timeout": timeout,
+          },
+        });
+
+      const first = await send("90");
+      const replayed = await send("30");
+      expect(replayed.json.location).toBe(first.json.location);
+      expect(first.json.apiTimeout).toBe(90_000);
+      expect(replayed.json.apiTimeout).toBe(90_000);
+      await admin.waitForJob(String(first.json.location));
+    });
+
     it("runs actions and rejects an unknown action key", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "acting" } })
@@ -277,6 +297,16 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         "SYS.1003",
       );
       expect(error.status).toBe(404);
+    });
+
+    it("answers 404 for unknown users and tags", async () => {
+      for (const path of [`/accounts/users/${"c".repeat(32)}`, `/tags/${"c".repeat(32)}`]) {
+        const response = await raw(t.server, "DELETE", path, {
+          headers: { authorization: `OAuth ${admin.session}` },
+        });
+        expect(response.status, path).toBe(404);
+        expect((response.json.error as { code: string }).code, path).toBe("SYS.1003");
+      }
     });
 
     it("deletes a zone with clusters only in Enforcing mode", async () => {
@@ -394,6 +424,41 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(one.inventories.map((offering) => offering.name)).toEqual(["medium"]);
     });
 
+    it("reads count flags in any case", async () => {
+      expect(await admin.query("queryInstanceOffering", [], { count: "TRUE" })).toEqual({
+        total: 5,
+      });
+      const page = await admin.query("queryInstanceOffering", [], {
+        replyWithCount: "True",
+        limit: 1,
+      });
+      expect(page.total).toBe(5);
+      expect(page.inventories).toHaveLength(1);
+
+      await expectApiError(
+        admin.query("queryInstanceOffering", [], { count: "yes" }),
+        "SYS.1007",
+        /invalid count 'yes': expected true or false/,
+      );
+    });
+
+    it("sorts by sortBy and sortDirection", async () => {
+      for (const sortDirection of ["desc", "DESC"]) {
+        const reply = await admin.query<Inventory>("queryInstanceOffering", [], {
+          sortBy: "cpuNum",
+          sortDirection,
+          limit: 2,
+        });
+        expect(reply.inventories.map((offering) => offering.name)).toEqual(["tiny_1", "xlarge"]);
+      }
+
+      await expectApiError(
+        admin.query("queryInstanceOffering", [], { sortBy: "cpuNum", sortDirection: "down" }),
+        "SYS.1007",
+        /invalid sortDirection 'down': expected asc or desc/,
+      );
+    });
+
     it("crosses declared relations with dotted fields", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", {
@@ -407,6 +472,41 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(clusters.inventories.map((cluster) => cluster.name)).toEqual(["dotted-cluster"]);
       const zones = await admin.query<Inventory>("queryZone", ["cluster.hypervisorType=Simulator"]);
       expect(zones.inventories.map((found) => found.name)).toEqual(["dotted-zone"]);
+    });
+
+    it("limits relations crossed by one field", async () => {
+      const path = (pairs: number) => `${Array(pairs).fill("zone.cluster").join(".")}.name=x`;
+
+      const deepest = await admin.query<Inventory>("queryCluster", [path(5)]);
+      expect(deepest.inventories).toEqual([]);
+
+      for (const pairs of [6, 20, 100]) {
+        await expectApiError(
+          admin.query("queryCluster", [path(pairs)]),
+          "SYS.1007",
+          new RegExp(`crosses ${pairs * 2} relations; at most 10 are supported`),
+        );
+      }
+    });
+
+    it("tags a zone and queries by tag", async () => {
+      const zone = (
+        await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "tagged" } })
+      ).inventory;
+      const userTag = await admin.call<{ inventory: Inventory }>("createUserTag", {
+        params: { resourceType: "ZoneVO", resourceUuid: zone.uuid, tag: "team-blue" },
+      });
+      expect(userTag.inventory.tag).toBe("team-blue");
+      await admin.call("createSystemTag", {
+        params: { resourceType: "ZoneVO", resourceUuid: zone.uuid, tag: "site::lab" },
+      });
+
+      const byUserTag = await admin.query<Inventory>("queryZone", ["__userTag__=team-blue"]);
+      expect(byUserTag.inventories.map((found) => found.uuid)).toEqual([zone.uuid]);
+      const bySystemTag = await admin.query<Inventory>("queryZone", ["__systemTag__~=site::%"]);
+      expect(bySystemTag.inventories.map((found) => found.uuid)).toEqual([zone.uuid]);
+
+      await t.client().logInByAccount("admin", "password");
     });
 
     it("treats SQL-looking values as plain values", async () => {
@@ -456,6 +556,42 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
         admin.query("queryInstanceOffering", [], { fields: "uuid,secret" }),
         "SYS.1007",
         /unknown field 'secret'/,
+      );
+    });
+
+    it("rejects inherited property names as fields", async () => {
+      for (const name of ["constructor", "toString", "hasOwnProperty"]) {
+        await expectApiError(
+          admin.query("queryInstanceOffering", [`${name}=x`]),
+          "SYS.1007",
+          new RegExp(`unknown query field '${name}'`),
+        );
+        await expectApiError(
+          admin.query("queryInstanceOffering", [`${name}.name=x`]),
+          "SYS.1007",
+          new RegExp(`unknown query field '${name}.name'`),
+        );
+        await expectApiError(
+          admin.query("queryInstanceOffering", [], { sort: `+${name}` }),
+          "SYS.1007",
+          /unknown sort field/,
+        );
+        await expectApiError(
+          admin.query("queryInstanceOffering", [], { fields: `name,${name}` }),
+          "SYS.1007",
+          new RegExp(`unknown field '${name}'`),
+        );
+      }
+
+      await expectApiError(
+        admin.query("queryInstanceOffering", [], { sortBy: "__proto__" }),
+        "SYS.1007",
+        /unknown sort field '__proto__'/,
+      );
+      await expectApiError(
+        admin.query("queryInstanceOffering", [], { fields: "name,__proto__" }),
+        "SYS.1007",
+        /unknown field '__proto__'/,
       );
     });
   });
@@ -510,6 +646,41 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect((job as ApiRequestError).details).toMatch(/invalid system tag/);
     });
 
+    it("rejects deeply nested JSON with 400", async () => {
+      for (const depth of [100, 10_000, 100_000]) {
+        const objects = `{"params": {"name": ${'{"a": '.repeat(depth)}1${"}".repeat(depth)}}}`;
+        const arrays = `{"params": {"name": ${"[".repeat(depth)}1${"]".repeat(depth)}}}`;
+
+        for (const body of [objects, arrays]) {
+          const response = await post("/zones", body);
+          expect(response.status, `depth ${depth}`).toBe(400);
+          expect(JSON.stringify(response.json), `depth ${depth}`).toContain(
+            "nests objects and arrays more than 64 deep",
+          );
+        }
+      }
+    });
+
+    it("rejects params that are not an object", async () => {
+      for (const params of ['"abc"', "[1]", "1", "true"]) {
+        const response = await post("/zones", `{"params": ${params}}`);
+        expect(response.status, params).toBe(400);
+        expect(JSON.stringify(response.json), params).toContain(
+          "invalid params: expected a JSON object",
+        );
+      }
+
+      const zone = (
+        await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "shape" } })
+      ).inventory;
+      const action = await raw(t.server, "PUT", `/zones/${zone.uuid}/actions`, {
+        body: JSON.stringify({ updateZone: "renamed" }),
+        headers: { "content-type": "application/json", authorization: `OAuth ${admin.session}` },
+      });
+      expect(action.status).toBe(400);
+      expect(JSON.stringify(action.json)).toContain("invalid updateZone: expected a JSON object");
+    });
+
     it("answers 413 for a 2 MiB body and changes nothing", async () => {
       const before = (await admin.query("queryZone", [], { count: true })).total;
       const response = await post(
@@ -519,6 +690,31 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(response.status).toBe(413);
       expect((response.json.error as { code: string }).code).toBe("SYS.1007");
       expect((await admin.query("queryZone", [], { count: true })).total).toBe(before);
+    });
+
+    it("rejects HTTP parse errors with ZStack bodies", async () => {
+      const long = await raw(t.server, "GET", `/zones?q=name=${"a".repeat(20_000)}`, {
+        headers: { authorization: `OAuth ${admin.session}` },
+      });
+      expect(long.status).toBe(431);
+      expect((long.json.error as { code: string }).code).toBe("SYS.1007");
+      expect((long.json.error as { details: string }).details).toMatch(/larger than the limit/);
+
+      const { hostname, port } = new URL(t.server.url);
+      const text = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () => {
+          socket.write("GET /zstack/v1/zones HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n");
+        });
+        let received = "";
+        socket.on("data", (chunk) => {
+          received += chunk;
+        });
+        socket.on("close", () => resolve(received));
+        socket.on("error", reject);
+      });
+      expect(text).toMatch(/^HTTP\/1\.1 400 /);
+      expect(text).toContain('"code":"SYS.1007"');
+      expect(text).toContain("malformed HTTP request");
     });
 
     it("answers 404 for unknown routes and 405 for wrong methods", async () => {
@@ -641,6 +837,21 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(
         (await alice.query<Inventory>("queryUser")).inventories.map((user) => user.name),
       ).toEqual(["alice"]);
+    });
+
+    it("ends a deleted user's sessions at once", async () => {
+      const user = (
+        await tenant.call<{ inventory: Inventory }>("createUser", {
+          params: { name: "leaving", password: sha512Hex("leaving-pw") },
+        })
+      ).inventory;
+      const leaving = t.client();
+      await leaving.logInByUser("tenant-a", "leaving", "leaving-pw");
+      await leaving.query("queryUser");
+
+      await tenant.call("deleteUser", { path: { uuid: user.uuid } });
+
+      await expectApiError(leaving.query("queryUser"), "ID.1001", /invalid or expired/);
     });
 
     it("caps open sessions per account, users included", async () => {
@@ -808,6 +1019,53 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(text).toContain("event: /zone/state/change");
     });
 
+    it("replays more than one page of events", async () => {
+      const { core } = t.server;
+      const newest = await core.kysely
+        .selectFrom("events")
+        .select((eb) => eb.fn.max("id").as("id"))
+        .executeTakeFirst();
+      const lastId = Number(newest?.id ?? 0);
+      const stamp = new Date().toISOString();
+
+      for (let chunk = 0; chunk < 12; chunk++) {
+        const rows = Array.from({ length: 1000 }, () => ({
+          path: "/test/replay",
+          resourceUuid: null,
+          accountUuid: null,
+          content: "{}",
+          createDate: stamp,
+        }));
+        await core.kysely.insertInto("events").values(rows).execute();
+      }
+
+      // Once the relay has published the rows, only a replay can deliver them.
+      await core.relay.settle();
+      const inserted = await core.kysely
+        .selectFrom("events")
+        .select((eb) => eb.fn.max("id").as("id"))
+        .executeTakeFirst();
+      const controller = new AbortController();
+      const response = await fetch(`${t.server.url}/zstack/v1/events`, {
+        headers: { authorization: `OAuth ${admin.session}`, "last-event-id": String(lastId) },
+        signal: controller.signal,
+      });
+      const reader = response.body!.getReader();
+      const decoder = new TextDecoder();
+      const deadline = Date.now() + 30_000;
+      let text = "";
+
+      while (!text.includes(`id: ${inserted?.id}\n`) && Date.now() < deadline) {
+        const timeout = new Promise<undefined>((resolve) => setTimeout(resolve, 1000));
+        const chunk = await Promise.race([reader.read(), timeout]);
+        text += chunk?.value ? decoder.decode(chunk.value) : "";
+      }
+
+      controller.abort();
+      expect(text).toContain(`id: ${inserted?.id}\n`);
+      expect(text.split("event: /test/replay\n").length - 1).toBe(12_000);
+    });
+
     it("records one audit entry per write API", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "audited" } })
@@ -889,6 +1147,16 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       expect(
         await t.server.core.config.forResource("identity", "session.timeout", "0".repeat(32)),
       ).toBe("7200");
+    });
+
+    it("rejects resetting an unknown override", async () => {
+      await expectApiError(
+        admin.call("deleteResourceConfig", {
+          path: { category: "identity", name: "session.timout", resourceUuid: "0".repeat(32) },
+        }),
+        "SYS.1007",
+        /identity.session.timout does not exist/,
+      );
     });
   });
 

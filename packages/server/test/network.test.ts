@@ -1,3 +1,4 @@
+import { sha512Hex } from "@tstack/api";
 import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NicService } from "../src/compute/vm-resources.js";
@@ -65,12 +66,16 @@ describe.each(dialects)("networks on %s", (dialect) => {
     return l3;
   }
 
-  async function allocate(l3Uuid: string, staticIp?: string) {
+  async function allocate(
+    l3Uuid: string,
+    staticIp?: string,
+    accountUuid = "36c27e8ff05c4780bf6d2fa65700f22e",
+  ) {
     const vmUuid = newUuid();
     await t.server.core.transact((tx) =>
       nics.allocateNics(tx, {
         vmUuid,
-        accountUuid: "36c27e8ff05c4780bf6d2fa65700f22e",
+        accountUuid,
         l3NetworkUuids: [l3Uuid],
         staticIps: staticIp ? { [l3Uuid]: staticIp } : {},
       }),
@@ -414,6 +419,41 @@ describe.each(dialects)("networks on %s", (dialect) => {
       "SYS.1013",
       /delete the VM's NIC first/,
     );
+  });
+
+  it("hides other accounts' VMs in IP statistics", async () => {
+    const l3 = await l3WithRange("10.60.0.0/24");
+    const tenants: Array<{ client: TstackClient; accountUuid: string }> = [];
+
+    for (const name of ["ipstat-a", "ipstat-b"]) {
+      const account = await create(admin, "createAccount", {
+        name,
+        password: sha512Hex(`${name}-pw`),
+      });
+      const client = t.client();
+      await client.logInByAccount(name, `${name}-pw`);
+      tenants.push({ client, accountUuid: account.uuid });
+    }
+
+    const [own, other] = tenants as [(typeof tenants)[0], (typeof tenants)[0]];
+    const ownNic = await allocate(l3.uuid, "10.60.0.10", own.accountUuid);
+    const otherNic = await allocate(l3.uuid, "10.60.0.11", other.accountUuid);
+    type Statistic = { ip: string; vmInstanceUuid: string | null; vmNicUuid: string | null };
+    const statistics = async (client: TstackClient) => {
+      const reply = await client.call<{ ipStatistics: Statistic[] }>("getL3NetworkIpStatistic", {
+        path: { l3NetworkUuid: l3.uuid },
+      });
+      return new Map(reply.ipStatistics.map((row) => [row.ip, row]));
+    };
+
+    const seen = await statistics(own.client);
+    expect(seen.get("10.60.0.10")?.vmInstanceUuid).toBe(ownNic.vmUuid);
+    expect(seen.get("10.60.0.10")?.vmNicUuid).toBe(ownNic.nic.uuid);
+    expect(seen.get("10.60.0.11")?.vmInstanceUuid).toBeNull();
+    expect(seen.get("10.60.0.11")?.vmNicUuid).toBeNull();
+
+    const all = await statistics(admin);
+    expect(all.get("10.60.0.11")?.vmInstanceUuid).toBe(otherNic.vmUuid);
   });
 
   it("allocates random addresses when the L3 network's tag asks for it", async () => {

@@ -381,6 +381,85 @@ describe.each(dialects)("simulator on %s", (dialect) => {
     expect(list.code).toBe("ID.1002");
   });
 
+  it("reports a failed console read as SYS.1006", async () => {
+    const vm = await createVm("tsim-console");
+    const running = await admin.call<{ console: string }>("getVmConsoleLog", {
+      path: { uuid: vm.uuid },
+    });
+    expect(running.console).toContain("simulated console");
+
+    await vmAction("stopVmInstance", vm.uuid);
+    const stopped = await apiError(admin.call("getVmConsoleLog", { path: { uuid: vm.uuid } }));
+    expect(stopped.code).toBe("SYS.1006");
+    expect(stopped.details).toMatch(/failed to read the console log of VM \w+: .*not running/);
+
+    await vmAction("destroyVmInstance", vm.uuid);
+  });
+
+  it("hides a tenant's image from others", async () => {
+    const tenants: TstackClient[] = [];
+
+    for (const name of ["tsim-owner", "tsim-other"]) {
+      await admin.call("createAccount", {
+        params: { name, password: sha512Hex(`${name}-pw`) },
+      });
+      const client = t.client();
+      await client.logInByAccount(name, `${name}-pw`);
+      tenants.push(client);
+    }
+
+    const [owner, other] = tenants as [TstackClient, TstackClient];
+    const image = (
+      await owner.call<{ inventory: { uuid: string } }>("addImage", {
+        params: {
+          name: "tsim-private",
+          url: "http://192.0.2.10/images/private.qcow2",
+          format: "qcow2",
+          mediaType: "RootVolumeTemplate",
+          backupStorageUuids: [cloud.backupStorageUuid],
+        },
+      })
+    ).inventory;
+    const seen = async (client: TstackClient) =>
+      (await client.query<{ uuid: string }>("queryImage")).inventories.map((found) => found.uuid);
+
+    expect(await seen(owner)).toContain(image.uuid);
+    expect(await seen(owner)).toContain(cloud.imageUuid);
+    expect(await seen(other)).not.toContain(image.uuid);
+    expect(await seen(other)).toContain(cloud.imageUuid);
+    expect(await seen(admin)).toContain(image.uuid);
+
+    const byUuid = await other.call<{ inventories: unknown[] }>("queryImage", {
+      path: { uuid: image.uuid },
+    });
+    expect(byUuid.inventories).toEqual([]);
+
+    const boot = await apiError(
+      other.call("createVmInstance", {
+        params: {
+          name: "tsim-borrowed",
+          imageUuid: image.uuid,
+          instanceOfferingUuid: cloud.instanceOfferingUuid,
+          l3NetworkUuids: [cloud.l3NetworkUuid],
+        },
+      }),
+    );
+    expect(boot.code).toBe("SYS.1007");
+    expect(boot.details).toMatch(/params.imageUuid: image \w+ was not found/);
+
+    const remove = await apiError(other.call("deleteImage", { path: { uuid: image.uuid } }));
+    expect(remove.code).toBe("ID.1002");
+    expect(remove.details).toMatch(/belongs to another account/);
+
+    const sharedRemove = await apiError(
+      other.call("deleteImage", { path: { uuid: cloud.imageUuid } }),
+    );
+    expect(sharedRemove.code).toBe("ID.1002");
+    expect(sharedRemove.details).toMatch(/shared read-only/);
+
+    await owner.call("deleteImage", { path: { uuid: image.uuid } });
+  });
+
   it("forgets deleted simulator storage", async () => {
     const bs = (
       await admin.call<{ inventory: { uuid: string } }>("addSimulatorBackupStorage", {

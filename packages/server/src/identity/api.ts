@@ -65,13 +65,18 @@ export function identityHandlers(sessions: SessionService): ApiHandlers {
     createUser,
     updateUser: updateWithPassword("User"),
     deleteUser: {
-      run: (_core, call) =>
-        call.commit(async (tx) => {
+      check: async (core, call) =>
+        void (await loadResource(core.kysely, "User", call.path.uuid!, call.caller)),
+      async run(_core, call) {
+        await call.commit(async (tx) => {
           const user = await loadResource(tx, "User", call.path.uuid!, call.caller);
           await tx.deleteFrom("sessions").where("userUuid", "=", String(user.uuid)).execute();
           await deleteResourceRow(tx, "User", user);
           return {};
-        }),
+        });
+        sessions.forgetUser(call.path.uuid!);
+        return {};
+      },
     },
     queryQuota: queryHandler("Quota"),
     updateQuota,

@@ -162,8 +162,17 @@ export class SessionService {
 
   /** Forgets cached sessions of an account, after it is disabled or deleted. */
   forgetAccount(accountUuid: string) {
+    this.forget((caller) => caller.accountUuid === accountUuid);
+  }
+
+  /** Forgets cached sessions of a user, after it is deleted. */
+  forgetUser(userUuid: string) {
+    this.forget((caller) => caller.userUuid === userUuid);
+  }
+
+  private forget(matches: (caller: Caller) => boolean) {
     for (const [uuid, entry] of this.cache) {
-      if (entry.caller.accountUuid === accountUuid) {
+      if (matches(entry.caller)) {
         this.cache.delete(uuid);
       }
     }

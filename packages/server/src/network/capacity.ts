@@ -72,19 +72,25 @@ export const capacityHandlers: ApiHandlers = {
           "usedIps.vmNicUuid",
           "vmNics.vmInstanceUuid",
           "vmNics.mac",
+          "vmNics.accountUuid",
         ])
         .where("usedIps.l3NetworkUuid", "=", l3NetworkUuid)
         .orderBy("usedIps.ipInLong")
         .execute();
+      // A normal account gets the VM fields of its own NICs only; other used addresses carry none.
+      const { isAdmin, accountUuid } = call.caller;
       return {
-        ipStatistics: rows.map((row) => ({
-          ip: row.ip,
-          ipRangeUuid: row.ipRangeUuid,
-          resourceTypes: [row.usedFor === "DHCP" ? "DHCP" : "VM"],
-          vmInstanceUuid: row.vmInstanceUuid ?? null,
-          vmNicUuid: row.vmNicUuid ?? null,
-          vmNicMac: row.mac ?? null,
-        })),
+        ipStatistics: rows.map((row) => {
+          const visible = isAdmin || row.accountUuid === accountUuid;
+          return {
+            ip: row.ip,
+            ipRangeUuid: row.ipRangeUuid,
+            resourceTypes: [row.usedFor === "DHCP" ? "DHCP" : "VM"],
+            vmInstanceUuid: visible ? (row.vmInstanceUuid ?? null) : null,
+            vmNicUuid: visible ? (row.vmNicUuid ?? null) : null,
+            vmNicMac: visible ? (row.mac ?? null) : null,
+          };
+        }),
         total: rows.length,
       };
     },

@@ -189,6 +189,16 @@ export const configHandlers: ApiHandlers = {
       }),
   },
   deleteResourceConfig: {
+    async check(core, call) {
+      const { category, name } = call.path as Record<string, string>;
+
+      if (!core.config.definition(category!, name!)) {
+        throw new ApiError(
+          "invalidArgument",
+          `global configuration ${category}.${name} does not exist; query /zstack/v1/global-configurations for the list`,
+        );
+      }
+    },
     run: (_core, call) =>
       call.commit(async (tx) => {
         const { category, name, resourceUuid } = call.path as Record<string, string>;

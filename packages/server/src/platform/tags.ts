@@ -1,5 +1,5 @@
 import { ApiError } from "@tstack/api";
-import type { Core } from "../core/core.js";
+import type { Executor } from "../core/events.js";
 import { newUuid, now } from "../core/ids.js";
 import { queryHandler } from "../resources/crud.js";
 import { defineResource, findResourceDefinition } from "../resources/registry.js";
@@ -44,10 +44,14 @@ defineResource({
   toInventory: tagInventory,
 });
 
-/** Checks that the tagged resource exists, is of the named type and may be changed by the caller. */
-async function taggedResource(core: Core, call: ApiCall) {
+/**
+ * Checks that the tagged resource exists, is of the named type and may be changed by the caller.
+ * Inside a commit, `db` must be its transaction: on SQLite a read on another connection waits
+ * for the transaction's write lock, so the job would never end.
+ */
+async function taggedResource(db: Executor, call: ApiCall) {
   const resourceUuid = String(call.params.resourceUuid);
-  const resource = await core.kysely
+  const resource = await db
     .selectFrom("resources")
     .selectAll()
     .where("uuid", "=", resourceUuid)
@@ -89,11 +93,11 @@ function createTag(type: "System" | "User"): ApiHandler {
         throw new ApiError("invalidArgument", `params.tag: ${error}`);
       }
 
-      await taggedResource(core, call);
+      await taggedResource(core.kysely, call);
     },
-    run: (core, call) =>
+    run: (_core, call) =>
       call.commit(async (tx) => {
-        const resource = await taggedResource(core, call);
+        const resource = await taggedResource(tx, call);
         const stamp = now();
         const row = {
           uuid: newUuid(),
@@ -118,32 +122,10 @@ export const tagHandlers: ApiHandlers = {
   querySystemTag: withType(queryHandler("SystemTag"), "System"),
   queryUserTag: withType(queryHandler("UserTag"), "User"),
   deleteTag: {
+    check: async (core, call) => void (await loadDeletableTag(core.kysely, call)),
     run: (_core, call) =>
       call.commit(async (tx) => {
-        const tag = await tx
-          .selectFrom("tags")
-          .selectAll()
-          .where("uuid", "=", call.path.uuid!)
-          .executeTakeFirst();
-
-        if (!tag) {
-          throw new ApiError("notFound", `tag ${call.path.uuid} was not found`);
-        }
-
-        if (!call.caller.isAdmin && tag.accountUuid !== call.caller.accountUuid) {
-          throw new ApiError(
-            "permissionDenied",
-            `tag ${call.path.uuid} belongs to another account`,
-          );
-        }
-
-        if (tag.inherent) {
-          throw new ApiError(
-            "invalidArgument",
-            `tag ${call.path.uuid} is inherent to its resource and cannot be deleted`,
-          );
-        }
-
+        const tag = await loadDeletableTag(tx, call);
         await tx.deleteFrom("tags").where("uuid", "=", tag.uuid).execute();
         return {};
       }),
@@ -163,4 +145,30 @@ function withType(handler: ApiHandler, type: string): ApiHandler {
       return handler.run(core, { ...call, query: { ...call.query, q: [...q, `type=${type}`] } });
     },
   };
+}
+
+/** Loads the tag of a delete path; SYS.1003 when absent, ID.1002 when another account's. */
+async function loadDeletableTag(db: Executor, call: ApiCall) {
+  const tag = await db
+    .selectFrom("tags")
+    .selectAll()
+    .where("uuid", "=", call.path.uuid!)
+    .executeTakeFirst();
+
+  if (!tag) {
+    throw new ApiError("notFound", `tag ${call.path.uuid} was not found`);
+  }
+
+  if (!call.caller.isAdmin && tag.accountUuid !== call.caller.accountUuid) {
+    throw new ApiError("permissionDenied", `tag ${call.path.uuid} belongs to another account`);
+  }
+
+  if (tag.inherent) {
+    throw new ApiError(
+      "invalidArgument",
+      `tag ${call.path.uuid} is inherent to its resource and cannot be deleted`,
+    );
+  }
+
+  return tag;
 }

@@ -27,6 +27,30 @@ export async function loadResource(
   caller: Caller,
 ): Promise<Row> {
   const definition = resourceDefinition(type);
+  const row = await loadReadableResource(db, type, uuid, caller);
+  const owner = row[definition.ownerColumn ?? "accountUuid"];
+
+  if (caller.isAdmin || owner === caller.accountUuid) {
+    return row;
+  }
+
+  throw new ApiError(
+    "permissionDenied",
+    `${type} ${uuid} is shared read-only with account ${caller.accountUuid}`,
+  );
+}
+
+/**
+ * Loads one resource row the caller may read, such as an image another account shares;
+ * SYS.1003 when absent, ID.1002 when its visibility hides it from the caller.
+ */
+export async function loadReadableResource(
+  db: Executor,
+  type: string,
+  uuid: string,
+  caller: Caller,
+): Promise<Row> {
+  const definition = resourceDefinition(type);
   const row = (await (db as AnyTx)
     .selectFrom(definition.table)
     .selectAll()
@@ -40,20 +64,32 @@ export async function loadResource(
     );
   }
 
-  const owner = row[definition.ownerColumn ?? "accountUuid"];
-
-  if (!caller.isAdmin && definition.visibility !== "public" && owner !== caller.accountUuid) {
+  if (!(await isReadableBy(db, type, row, caller))) {
     throw new ApiError("permissionDenied", `${type} ${uuid} belongs to another account`);
   }
 
-  if (!caller.isAdmin && definition.visibility === "public" && owner !== caller.accountUuid) {
-    throw new ApiError(
-      "permissionDenied",
-      `${type} ${uuid} is shared read-only with account ${caller.accountUuid}`,
-    );
+  return row;
+}
+
+/** True when the caller may read the row: it is an admin, or the type's visibility allows it. */
+export async function isReadableBy(db: Executor, type: string, row: Row, caller: Caller) {
+  const definition = resourceDefinition(type);
+  const owner = row[definition.ownerColumn ?? "accountUuid"];
+
+  if (caller.isAdmin || definition.visibility === "public" || owner === caller.accountUuid) {
+    return true;
   }
 
-  return row;
+  if (definition.visibility !== "shared" || typeof owner !== "string") {
+    return false;
+  }
+
+  const account = await (db as AnyTx)
+    .selectFrom("accounts")
+    .select("type")
+    .where("uuid", "=", owner)
+    .executeTakeFirst();
+  return account?.type === "SystemAdmin";
 }
 
 /** Inserts a new resource row with its index entry, tags and creation event. */

@@ -13,8 +13,12 @@ export interface Relation {
   foreign: string;
 }
 
-/** Who may read a resource type besides admins. */
-export type Visibility = "owner" | "public" | "admin";
+/**
+ * The accounts besides admins that may read rows of a resource type: the owner (`owner`), every
+ * account (`public`), none (`admin`), or the owner and, on rows an admin owns, every account
+ * (`shared`).
+ */
+export type Visibility = "owner" | "public" | "admin" | "shared";
 
 /** A queryable resource type: its table, fields, relations and inventory mapping. */
 export interface ResourceDefinition {

@@ -217,7 +217,20 @@ function readBody(
     );
   }
 
-  const inner = { ...((body?.[key] as Record<string, unknown> | undefined) ?? {}) };
+  const value = body?.[key];
+
+  if (
+    value !== undefined &&
+    value !== null &&
+    (typeof value !== "object" || Array.isArray(value))
+  ) {
+    throw new ApiError(
+      "invalidArgument",
+      `invalid ${key}: expected a JSON object of ${route.name} parameters, got ${Array.isArray(value) ? "an array" : typeof value}`,
+    );
+  }
+
+  const inner = { ...((value as Record<string, unknown> | null | undefined) ?? {}) };
   validateTags(body?.systemTags, "systemTags");
   validateTags(body?.userTags, "userTags");
 
@@ -304,9 +317,7 @@ async function startJob(
     const replay = await findReplay(core, call.caller.accountUuid, idempotencyKey, requestHash!);
 
     if (replay) {
-      return reply
-        .code(202)
-        .send({ location: jobLocation(request, replay), apiTimeout: timeoutMs });
+      return sendReplay(request, reply, replay);
     }
   }
 
@@ -351,16 +362,7 @@ async function startJob(
       .where("jobUuid", "=", jobUuid)
       .where("success", "is", null)
       .execute();
-    return rejectDuplicate(
-      core,
-      error,
-      call,
-      idempotencyKey,
-      requestHash,
-      request,
-      reply,
-      timeoutMs,
-    );
+    return rejectDuplicate(core, error, call, idempotencyKey, requestHash, request, reply);
   }
 
   void runJob(core, handler, call, jobUuid, timeoutMs);
@@ -375,15 +377,12 @@ async function rejectDuplicate(
   hash: string | null,
   request: FastifyRequest,
   reply: FastifyReply,
-  timeoutMs: number,
 ) {
   if (key) {
     const replay = await findReplay(core, call.caller.accountUuid, key, hash!);
 
     if (replay) {
-      return reply
-        .code(202)
-        .send({ location: jobLocation(request, replay), apiTimeout: timeoutMs });
+      return sendReplay(request, reply, replay);
     }
   }
 
@@ -403,7 +402,7 @@ async function rejectDuplicate(
 async function findReplay(core: Core, accountUuid: string, key: string, hash: string) {
   const previous = await core.kysely
     .selectFrom("apiJobs")
-    .select(["uuid", "requestHash"])
+    .select(["uuid", "requestHash", "createDate", "deadline"])
     .where("accountUuid", "=", accountUuid)
     .where("idempotencyKey", "=", key)
     .executeTakeFirst();
@@ -419,7 +418,23 @@ async function findReplay(core: Core, accountUuid: string, key: string, hash: st
     );
   }
 
-  return previous.uuid;
+  return previous;
+}
+
+/**
+ * Sends the first job of a replayed Idempotency-Key with its timeout. Timeouts are whole seconds,
+ * so rounding removes the milliseconds between the job's createDate and deadline stamps.
+ */
+function sendReplay(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  job: { uuid: string; createDate: string; deadline: string },
+) {
+  const timeoutMs = Date.parse(job.deadline) - Date.parse(job.createDate);
+  return reply.code(202).send({
+    location: jobLocation(request, job.uuid),
+    apiTimeout: Math.round(timeoutMs / 1000) * 1000,
+  });
 }
 
 function isUniqueViolation(error: unknown) {

@@ -4,7 +4,8 @@ import type { CanonicalEvent } from "../core/events.js";
 import type { Caller } from "../identity/sessions.js";
 import { BASE_PATH, type GatewayOptions } from "./gateway.js";
 
-const REPLAY_LIMIT = 10_000;
+/** Events read from the table per query of a replay. */
+const REPLAY_PAGE = 1000;
 const HEARTBEAT_MS = 15_000;
 
 /**
@@ -63,17 +64,7 @@ export function registerEventStream(app: FastifyInstance, options: GatewayOption
       });
 
       if (Number.isFinite(lastId)) {
-        const rows = await core.kysely
-          .selectFrom("events")
-          .selectAll()
-          .where("id", ">", lastId)
-          .orderBy("id")
-          .limit(REPLAY_LIMIT)
-          .execute();
-
-        for (const row of rows) {
-          send({ ...row, id: Number(row.id), content: JSON.parse(row.content) });
-        }
+        await replay(core, lastId, send, () => stream.destroyed);
       } else {
         sentId = Number.NEGATIVE_INFINITY;
       }
@@ -85,6 +76,39 @@ export function registerEventStream(app: FastifyInstance, options: GatewayOption
       }
     },
   );
+}
+
+/**
+ * Sends every stored event after `lastId`, a page at a time, until the table has no more or the
+ * client has gone. Events the relay publishes meanwhile are buffered by the caller.
+ */
+async function replay(
+  core: GatewayOptions["core"],
+  lastId: number,
+  send: (event: CanonicalEvent) => void,
+  closed: () => boolean,
+) {
+  let after = lastId;
+
+  while (!closed()) {
+    const rows = await core.kysely
+      .selectFrom("events")
+      .selectAll()
+      .where("id", ">", after)
+      .orderBy("id")
+      .limit(REPLAY_PAGE)
+      .execute();
+
+    for (const row of rows) {
+      send({ ...row, id: Number(row.id), content: JSON.parse(row.content) });
+    }
+
+    if (rows.length < REPLAY_PAGE) {
+      return;
+    }
+
+    after = Number(rows[rows.length - 1]!.id);
+  }
 }
 
 async function authenticate(

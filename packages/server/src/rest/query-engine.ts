@@ -40,6 +40,11 @@ export interface QueryReply {
 
 const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 10_000;
+/**
+ * Relations one dotted field may cross. Each is a nested EXISTS, and SQLite (better-sqlite3 12)
+ * failed to prepare a query with 30 of them ("Recursion limit").
+ */
+const MAX_RELATION_DEPTH = 10;
 
 type Sql = SqlFragment;
 type Row = Record<string, unknown>;
@@ -76,7 +81,7 @@ export async function runQuery(
   const from = fromClause(definition, predicates);
   const total = await countRows(db, from, request);
 
-  if (request.count === "true") {
+  if (booleanParameter("count", request.count)) {
     return { total };
   }
 
@@ -168,7 +173,11 @@ function selectByKey(db: Db, definition: ResourceDefinition, key: string, viewer
 }
 
 async function countRows(db: Db, from: Sql, request: QueryRequest) {
-  if (request.count !== "true" && request.replyWithCount !== "true") {
+  const counted =
+    booleanParameter("count", request.count) ||
+    booleanParameter("replyWithCount", request.replyWithCount);
+
+  if (!counted) {
     return undefined;
   }
 
@@ -218,7 +227,13 @@ function ownerPredicate(definition: ResourceDefinition, viewer: Viewer): Sql | u
     return undefined;
   }
 
-  return fragment`${identifier("t0", definition.ownerColumn ?? "accountUuid")} = ${viewer.accountUuid}`;
+  const owner = identifier("t0", definition.ownerColumn ?? "accountUuid");
+
+  if (definition.visibility === "shared") {
+    return fragment`(${owner} = ${viewer.accountUuid} or ${owner} in (select uuid from accounts where type = 'SystemAdmin'))`;
+  }
+
+  return fragment`${owner} = ${viewer.accountUuid}`;
 }
 
 /** True when the viewer sees only its own rows. Throws when the viewer may see none. */
@@ -257,8 +272,15 @@ function predicate(
     );
   }
 
+  if (depth === 0 && rest.length > MAX_RELATION_DEPTH) {
+    throw new ApiError(
+      "invalidArgument",
+      `query field '${condition.field}' crosses ${rest.length} relations; at most ${MAX_RELATION_DEPTH} are supported`,
+    );
+  }
+
   if (rest.length > 0) {
-    const relation = definition.relations?.[head!];
+    const relation = ownEntry(definition.relations, head!);
 
     if (!relation) {
       throw unknownField(definition, condition.field);
@@ -276,7 +298,7 @@ function predicate(
     return fragment`exists (select 1 from ${identifier(target.table)} as ${identifier(inner)} where ${identifier(inner, relation.foreign)} = ${identifier(alias, relation.local)} and ${nested})`;
   }
 
-  const type = definition.fields[head!];
+  const type = ownEntry(definition.fields, head!);
 
   if (!type) {
     throw unknownField(definition, condition.field);
@@ -379,6 +401,14 @@ function coerce(type: FieldType, value: string, condition: QueryCondition): stri
   return value;
 }
 
+/**
+ * Returns the entry of a field or relation name, ignoring inherited properties, so names such
+ * as `constructor` or `__proto__` are unknown fields rather than SQL columns.
+ */
+function ownEntry<T>(entries: Record<string, T> | undefined, name: string): T | undefined {
+  return entries && Object.hasOwn(entries, name) ? entries[name] : undefined;
+}
+
 function unknownField(definition: ResourceDefinition, field: string) {
   const known = [
     ...Object.keys(definition.fields),
@@ -409,14 +439,35 @@ function orderBy(definition: ResourceDefinition, request: QueryRequest): Sql {
     field = match[2]!;
   } else if (request.sortBy) {
     field = request.sortBy;
-    direction = request.sortDirection === "desc" ? "desc" : "asc";
+    direction = sortDirectionOf(request.sortDirection);
   }
 
-  if (!definition.fields[field]) {
+  if (!ownEntry(definition.fields, field)) {
     throw new ApiError("invalidArgument", `unknown sort field '${field}' for ${definition.type}`);
   }
 
   return fragment`order by ${identifier("t0", field)} ${rawSql(direction)}, ${key} ${rawSql(direction)}`;
+}
+
+/** Reads a boolean query parameter: true or false in any case, or absent for false. */
+function booleanParameter(name: string, text: string | undefined) {
+  const value = (text ?? "false").toLowerCase();
+
+  if (value !== "true" && value !== "false") {
+    throw new ApiError("invalidArgument", `invalid ${name} '${text}': expected true or false`);
+  }
+
+  return value === "true";
+}
+
+function sortDirectionOf(text: string | undefined) {
+  const direction = (text ?? "asc").toLowerCase();
+
+  if (direction !== "asc" && direction !== "desc") {
+    throw new ApiError("invalidArgument", `invalid sortDirection '${text}': expected asc or desc`);
+  }
+
+  return direction;
 }
 
 function integerParameter(name: string, value: string | undefined, fallback: number, max: number) {
@@ -446,7 +497,7 @@ function project(
   }
 
   const names = fields.split(",").filter(Boolean);
-  const unknown = names.filter((name) => !definition.fields[name]);
+  const unknown = names.filter((name) => !ownEntry(definition.fields, name));
 
   if (unknown.length > 0) {
     throw new ApiError(

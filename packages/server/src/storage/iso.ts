@@ -4,7 +4,7 @@ import { loadVm } from "../compute/vms/state.js";
 import type { Core } from "../core/core.js";
 import { now } from "../core/ids.js";
 import type { VmInstanceTable } from "../db/schema.js";
-import { inventoryOf, loadResource } from "../resources/crud.js";
+import { inventoryOf, loadReadableResource, loadResource } from "../resources/crud.js";
 import type { ApiHandler, ApiHandlers } from "../rest/api.js";
 import { agentReason } from "./agent.js";
 import { vmPlacement } from "./attach-rules.js";
@@ -94,12 +94,7 @@ async function cacheIso(
 function attachIsoToVmInstance(service: StorageVolumeService): ApiHandler {
   return {
     async check(core, call) {
-      await loadResource(core.kysely, "Image", call.path.isoUuid!, call.caller).catch((error) => {
-        // A public image of another account is readable, which is all an attach needs.
-        if (!(error instanceof ApiError) || error.kind !== "permissionDenied") {
-          throw error;
-        }
-      });
+      await loadReadableResource(core.kysely, "Image", call.path.isoUuid!, call.caller);
       const vm = await loadResource(
         core.kysely,
         "VmInstance",

@@ -65,7 +65,7 @@ defineResource({
   type: "Image",
   table: "images",
   key: "uuid",
-  visibility: "public",
+  visibility: "shared",
   taggable: true,
   fields: {
     ...commonFields,

@@ -5,9 +5,11 @@ import { newUuid } from "../../core/ids.js";
 import { WorkflowError } from "../../core/workflow.js";
 import type { Database } from "../../db/schema.js";
 import { checkQuota } from "../../identity/quotas.js";
+import type { Caller } from "../../identity/sessions.js";
 import {
   insertResource,
   inventoryOf,
+  isReadableBy,
   loadResource,
   queryHandler,
   updateHandler,
@@ -57,15 +59,22 @@ async function offeringSize(core: Core, params: Record<string, unknown>) {
   return { cpuNum: Number(params.cpuNum), memorySize: Number(params.memorySize) };
 }
 
-/** Rejects an unknown image or L3 network before the job starts, naming the field. */
-async function checkReferences(core: Core, params: Record<string, unknown>) {
+/**
+ * Rejects an unknown image or L3 network before the job starts, naming the field. An image the
+ * caller may not read counts as unknown.
+ */
+async function checkReferences(core: Core, params: Record<string, unknown>, caller: Caller) {
   const image = await core.kysely
     .selectFrom("images")
-    .select(["status", "state"])
+    .select(["status", "state", "accountUuid"])
     .where("uuid", "=", String(params.imageUuid))
     .executeTakeFirst();
 
-  if (!image || image.status === "Deleted") {
+  if (
+    !image ||
+    image.status === "Deleted" ||
+    !(await isReadableBy(core.kysely, "Image", image, caller))
+  ) {
     throw new ApiError(
       "invalidArgument",
       `params.imageUuid: image ${String(params.imageUuid)} was not found; query /zstack/v1/images for usable images`,
@@ -127,7 +136,7 @@ const createVm: ApiHandler = {
     await checkQuota(core.kysely, account, "vm.num", 1);
     await checkQuota(core.kysely, account, "vm.cpuNum", size.cpuNum);
     await checkQuota(core.kysely, account, "vm.memorySize", size.memorySize);
-    await checkReferences(core, call.params);
+    await checkReferences(core, call.params, call.caller);
     const l3s = (call.params.l3NetworkUuids as string[] | undefined) ?? [];
     const tags = checkVmTags(call.systemTags, l3s);
 
@@ -396,11 +405,18 @@ export const vmHandlers: ApiHandlers = {
         );
       }
 
-      const reply = await core.agents.call<{ console: string }>(
-        await agentTarget(core, hostUuid),
-        "/vm/console",
-        { vmUuid: vm.uuid, bytes },
-      );
+      const reply = await core.agents
+        .call<{ console: string }>(await agentTarget(core, hostUuid), "/vm/console", {
+          vmUuid: vm.uuid,
+          bytes,
+        })
+        .catch((error: unknown) => {
+          throw new ApiError(
+            "operationFailed",
+            `failed to read the console log of VM ${vm.uuid}: ${error instanceof Error ? error.message : String(error)}`,
+            "check that the host is Connected and the VM has run on it since its log was last removed",
+          );
+        });
       return { vmUuid: vm.uuid, console: reply.console };
     },
   },

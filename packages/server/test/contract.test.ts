@@ -259,6 +259,25 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       await admin.waitForJob(String(first.json.location));
     });
 
+    it("rejects an invalid X-API-Timeout", async () => {
+      const before = (await admin.query("queryZone", [], { count: true })).total;
+
+      for (const timeout of ["0", "abc", "1.5", "1e3", "0x10", "-1", "999999999"]) {
+        const response = await raw(t.server, "POST", "/zones", {
+          body: JSON.stringify({ params: { name: "timeout" } }),
+          headers: {
+            "content-type": "application/json",
+            authorization: `OAuth ${admin.session}`,
+            "x-api-timeout": timeout,
+          },
+        });
+        expect(response.status, timeout).toBe(400);
+        expect(JSON.stringify(response.json), timeout).toContain("invalid X-API-Timeout");
+      }
+
+      expect((await admin.query("queryZone", [], { count: true })).total).toBe(before);
+    });
+
     it("runs actions and rejects an unknown action key", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "acting" } })

@@ -566,9 +566,10 @@ function readTimeout(request: FastifyRequest, route: ApiRoute) {
 
   const seconds = Number(header);
 
+  // Digits only: Number() would also read "1e3", "0x10" and " 5 " as whole numbers.
   if (
     typeof header !== "string" ||
-    !Number.isInteger(seconds) ||
+    !/^[0-9]+$/.test(header) ||
     seconds < 1 ||
     seconds * 1000 > MAX_API_TIMEOUT_MS
   ) {

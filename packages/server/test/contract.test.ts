@@ -1002,6 +1002,25 @@ describe.each(dialects)("REST contract on %s", (dialect) => {
       }
     });
 
+    it("rejects an invalid Last-Event-ID", async () => {
+      for (const [header, query] of [
+        ["abc", ""],
+        ["1.5", ""],
+        ["", "?lastEventId=-1"],
+        ["", "?lastEventId=1&lastEventId=2"],
+      ]) {
+        const response = await fetch(`${t.server.url}/zstack/v1/events${query}`, {
+          headers: {
+            authorization: `OAuth ${admin.session}`,
+            ...(header ? { "last-event-id": header } : {}),
+          },
+        });
+        const body = await response.text();
+        expect(response.status, header || query).toBe(400);
+        expect(body, header || query).toContain("invalid Last-Event-ID");
+      }
+    });
+
     it("streams events and resumes after Last-Event-ID", async () => {
       const zone = (
         await admin.call<{ inventory: Inventory }>("createZone", { params: { name: "streamed" } })

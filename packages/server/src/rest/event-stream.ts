@@ -20,9 +20,7 @@ export function registerEventStream(app: FastifyInstance, options: GatewayOption
     `${BASE_PATH}/events`,
     async (request, reply) => {
       const caller = await authenticate(options, request.headers.authorization);
-      const lastId = Number(
-        request.headers["last-event-id"] ?? request.query.lastEventId ?? Number.NaN,
-      );
+      const lastId = readLastEventId(request.headers["last-event-id"] ?? request.query.lastEventId);
       const filter = request.query.path;
 
       reply.hijack();
@@ -109,6 +107,22 @@ async function replay(
 
     after = Number(rows[rows.length - 1]!.id);
   }
+}
+
+/** Reads the id of the last event a client saw; NaN when it sent none. */
+function readLastEventId(value: unknown) {
+  if (value === undefined) {
+    return Number.NaN;
+  }
+
+  if (typeof value !== "string" || !/^[0-9]+$/.test(value)) {
+    throw new ApiError(
+      "invalidArgument",
+      `invalid Last-Event-ID '${String(value)}': expected the id of an event this stream sent, or none to start with new events`,
+    );
+  }
+
+  return Number(value);
 }
 
 async function authenticate(

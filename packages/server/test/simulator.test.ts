@@ -1,4 +1,6 @@
-import { rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { sha512Hex } from "@tstack/api";
 import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import type { NodeState } from "@tstack/simulator";
@@ -578,4 +580,44 @@ describe("simulator host tracking", () => {
 
     expect(others.inventories.map((host) => host.status)).not.toContain("Disconnected");
   }, 120_000);
+});
+
+describe("simulator after a management node restart", () => {
+  it("creates a VM from an image added before the restart", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "tstack-sim-restart-"));
+    let t = await startTestServer("sqlite", { dataDir });
+
+    try {
+      await t.admin.call("updateGlobalConfig", {
+        path: { category: "host", name: "ping.interval" },
+        params: { value: "1" },
+      });
+      const cloud = await buildSimulatorCloud(t.admin, {
+        hosts: 1,
+        cidr: "10.64.0.0/24",
+        prefix: "tsimrestart",
+      });
+      await t.stop();
+      t = await startTestServer("sqlite", { dataDir, database: t.database });
+      const hostStatus = async () =>
+        (await t.admin.query<{ status: string }>("queryHost", [`uuid=${cloud.hostUuids[0]}`]))
+          .inventories[0]?.status;
+      await until(hostStatus, (status) => status === "Connected", "the host reconnecting");
+
+      const vm = (
+        await t.admin.call<{ inventory: Vm }>("createVmInstance", {
+          params: {
+            name: "after-restart",
+            imageUuid: cloud.imageUuid,
+            instanceOfferingUuid: cloud.instanceOfferingUuid,
+            l3NetworkUuids: [cloud.l3NetworkUuid],
+          },
+        })
+      ).inventory;
+      expect(vm.state).toBe("Running");
+    } finally {
+      await t.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 180_000);
 });

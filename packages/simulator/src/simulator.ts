@@ -13,6 +13,7 @@ import {
   CommandError,
   UNSIGNED_PATHS,
 } from "./commands/index.js";
+import { simulatedImage } from "./commands/storage-commands.js";
 import type { SimulatorControl, VmStateChange } from "./control.js";
 import { type Fault, type FaultSpec, FaultTable, parseFaultSpec } from "./faults.js";
 import { send } from "./http.js";
@@ -23,6 +24,7 @@ import {
   type NodeState,
   newPrimaryFiles,
   type SimHost,
+  type SimImage,
   type SimStorage,
   type StorageRegistration,
   storageState,
@@ -156,16 +158,20 @@ export class Simulator implements SimulatorControl {
   }
 
   async registerStorage(registration: StorageRegistration) {
+    const { images = [], ...fields } = registration;
     const existing = this.#storages.get(registration.uuid);
 
     if (existing) {
-      Object.assign(existing, registration);
+      Object.assign(existing, fields);
+      addImages(existing.images, images);
       return;
     }
 
+    const stored = new Map<string, SimImage>();
+    addImages(stored, images);
     this.#storages.set(registration.uuid, {
-      ...registration,
-      images: new Map(),
+      ...fields,
+      images: stored,
       files: newPrimaryFiles(),
     });
     this.log.info(
@@ -448,6 +454,15 @@ export class Simulator implements SimulatorControl {
         return undefined;
       },
     };
+  }
+}
+
+/** Stores the images a registration lists that the storage does not hold yet. */
+function addImages(stored: Map<string, SimImage>, images: StorageRegistration["images"] = []) {
+  for (const { imageUuid, url } of images) {
+    if (!stored.has(imageUuid)) {
+      stored.set(imageUuid, simulatedImage(imageUuid, url));
+    }
   }
 }
 

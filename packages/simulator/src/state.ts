@@ -20,6 +20,12 @@ export interface StorageRegistration {
   availableCapacity: number;
   /** Secret signing the commands sent to a backup storage; primary storage is reached via hosts. */
   secret?: string;
+  /**
+   * Images a backup storage already holds, such as after the management node restarted. Each is
+   * stored as a download of its URL would have stored it. The admin channel does not read this
+   * field, because an external simulator keeps its images when the management node restarts.
+   */
+  images?: Array<{ imageUuid: string; url: string }>;
 }
 
 /** A VM that a simulated host runs; stopped VMs leave the host, as QEMU processes do. */
@@ -104,7 +110,7 @@ export interface SimMonitoring {
 }
 
 /** A registered storage with its files. */
-export interface SimStorage extends StorageRegistration {
+export interface SimStorage extends Omit<StorageRegistration, "images"> {
   /** Backup storage: the images it stores. */
   images: Map<string, SimImage>;
   /** Primary storage: its volumes and image cache, shared by every host. */

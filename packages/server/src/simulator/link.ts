@@ -1,6 +1,11 @@
 import { HttpSimulatorControl, Simulator, type SimulatorControl } from "@tstack/simulator";
 import type { Core } from "../core/core.js";
-import { hostRegistration, simulatorHostRows, storageRegistration } from "./registrations.js";
+import {
+  hostRegistration,
+  simulatorHostRows,
+  storageRegistration,
+  storedImages,
+} from "./registrations.js";
 
 /** The simulator's address for commands and its admin channel. */
 export interface SimulatorLink {
@@ -64,7 +69,8 @@ async function connect(core: Core): Promise<SimulatorLink> {
 
 /**
  * Registers the simulator hosts and storage of the database with a fresh in-process simulator,
- * as hosts that rebooted: they run no VMs, and the tracker reconnects them.
+ * as hosts that rebooted: they run no VMs, and the tracker reconnects them. Backup storage gets
+ * back the images the database records on it, so VMs can still be created from them.
  */
 async function registerKnown(core: Core, simulator: Simulator) {
   for (const row of await simulatorHostRows(core)) {
@@ -72,6 +78,7 @@ async function registerKnown(core: Core, simulator: Simulator) {
   }
 
   for (const row of await core.kysely.selectFrom("simulatorStorages").selectAll().execute()) {
-    await simulator.registerStorage(storageRegistration(core, row));
+    const images = row.kind === "backup" ? await storedImages(core, row.uuid) : [];
+    await simulator.registerStorage(storageRegistration(core, row, images));
   }
 }

@@ -33,7 +33,11 @@ export function hostRegistration(core: Core, row: SimulatorHostRow): HostRegistr
   };
 }
 
-export function storageRegistration(core: Core, row: SimulatorStorageTable): StorageRegistration {
+export function storageRegistration(
+  core: Core,
+  row: SimulatorStorageTable,
+  images: StorageRegistration["images"] = [],
+): StorageRegistration {
   return {
     uuid: row.uuid,
     kind: row.kind === "backup" ? "backup" : "primary",
@@ -41,5 +45,17 @@ export function storageRegistration(core: Core, row: SimulatorStorageTable): Sto
     totalCapacity: Number(row.totalCapacity),
     availableCapacity: Number(row.availableCapacity),
     ...(row.agentSecret ? { secret: core.secrets.open(row.agentSecret) } : {}),
+    ...(images.length > 0 ? { images } : {}),
   };
+}
+
+/** Lists the images the database records as stored on a backup storage, with their URLs. */
+export async function storedImages(core: Core, backupStorageUuid: string) {
+  return core.kysely
+    .selectFrom("imageBackupStorageRefs")
+    .innerJoin("images", "images.uuid", "imageBackupStorageRefs.imageUuid")
+    .select(["images.uuid as imageUuid", "images.url as url"])
+    .where("imageBackupStorageRefs.backupStorageUuid", "=", backupStorageUuid)
+    .where("imageBackupStorageRefs.status", "=", "Ready")
+    .execute();
 }

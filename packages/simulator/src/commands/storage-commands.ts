@@ -117,8 +117,18 @@ function download(context: CommandContext, body: Body) {
     );
   }
 
+  const image = simulatedImage(imageUuid, url);
+  store.images.set(imageUuid, image);
+  return { ...image, size: image.actualSize };
+}
+
+/**
+ * Builds the image a simulated download of `url` stores. Its digests derive from the URL, so a
+ * download of the same URL always reports the same image.
+ */
+export function simulatedImage(imageUuid: string, url: string): SimImage {
   const digest = (algorithm: string) => createHash(algorithm).update(url).digest("hex");
-  const image: SimImage = {
+  return {
     imageUuid,
     format: /\.raw$/i.test(new URL(url).pathname) ? "raw" : "qcow2",
     virtualSize: IMAGE_VIRTUAL_SIZE,
@@ -128,8 +138,6 @@ function download(context: CommandContext, body: Body) {
     sourceUrl: url.replace(/\?.*$/, ""),
     createdAt: new Date().toISOString(),
   };
-  store.images.set(imageUuid, image);
-  return { ...image, size: image.actualSize };
 }
 
 function fillCache(context: CommandContext, body: Body) {

@@ -5,6 +5,7 @@ import { sha512Hex } from "@tstack/api";
 import { ApiRequestError, type TstackClient } from "@tstack/sdk";
 import type { NodeState } from "@tstack/simulator";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { newUuid } from "../src/core/ids.js";
 import { simulatorLink } from "../src/simulator/link.js";
 import { dialects, raw, startTestServer, type TestServer } from "./harness.js";
 import { buildSimulatorCloud } from "./simulator-cloud.js";
@@ -583,7 +584,7 @@ describe("simulator host tracking", () => {
 });
 
 describe("simulator after a management node restart", () => {
-  it("creates a VM from an image added before the restart", async () => {
+  it("creates a VM from an older image", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "tstack-sim-restart-"));
     let t = await startTestServer("sqlite", { dataDir });
 
@@ -597,6 +598,7 @@ describe("simulator after a management node restart", () => {
         cidr: "10.64.0.0/24",
         prefix: "tsimrestart",
       });
+      await addImageWithBrokenUrl(t, cloud.imageUuid);
       await t.stop();
       t = await startTestServer("sqlite", { dataDir, database: t.database });
       const hostStatus = async () =>
@@ -621,3 +623,30 @@ describe("simulator after a management node restart", () => {
     }
   }, 180_000);
 });
+
+/**
+ * Copies an image and its backup storage reference under a new uuid, with a URL that does not
+ * parse, as a row written by hand or by an older version could have.
+ */
+async function addImageWithBrokenUrl(t: TestServer, imageUuid: string) {
+  const db = t.server.core.kysely;
+  const uuid = newUuid();
+  const image = await db
+    .selectFrom("images")
+    .selectAll()
+    .where("uuid", "=", imageUuid)
+    .executeTakeFirstOrThrow();
+  const ref = await db
+    .selectFrom("imageBackupStorageRefs")
+    .selectAll()
+    .where("imageUuid", "=", imageUuid)
+    .executeTakeFirstOrThrow();
+  await db
+    .insertInto("images")
+    .values({ ...image, uuid, url: "not a url" })
+    .execute();
+  await db
+    .insertInto("imageBackupStorageRefs")
+    .values({ ...ref, imageUuid: uuid })
+    .execute();
+}

@@ -49,7 +49,10 @@ export function storageRegistration(
   };
 }
 
-/** Lists the images the database records as stored on a backup storage, with their URLs. */
+/**
+ * Lists the images the database records as stored on a backup storage, with their URLs. An image
+ * whose URL does not parse is left out, because the simulator derives the image from its URL.
+ */
 export async function storedImages(core: Core, backupStorageUuid: string) {
   return core.kysely
     .selectFrom("imageBackupStorageRefs")
@@ -57,5 +60,6 @@ export async function storedImages(core: Core, backupStorageUuid: string) {
     .select(["images.uuid as imageUuid", "images.url as url"])
     .where("imageBackupStorageRefs.backupStorageUuid", "=", backupStorageUuid)
     .where("imageBackupStorageRefs.status", "=", "Ready")
-    .execute();
+    .execute()
+    .then((images) => images.filter((image) => URL.canParse(image.url)));
 }

@@ -6,7 +6,7 @@
 //   [--server FILE] (the tstack-server entry point, by default packages/server/dist/main.js. Give
 //   it more than once to measure several builds one after the other against the same ceiling.)
 //   [--runs N] (measures each build N times, each in a new server process. A process settles at
-//   one of two speeds; the rest-core section of docs/benchmarks.md says why.)
+//   one of two speeds; the rest-core section of docs/benchmarks.md explains why.)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -185,7 +185,7 @@ console.log(
 console.log(TABLE_HEADER);
 console.log(tableRow("plain Fastify constant (ceiling)", ceiling));
 
-// With one measurement the rows keep their short names; with several each row names its build
+// With one measurement the rows keep their short names. With several, each row names its build
 // and run.
 const measured = (build) => `${build.main}${runs > 1 ? ` run ${build.run}` : ""}`;
 const label = (name, build) => (builds.length > 1 ? `${name}, ${measured(build)}` : name);

@@ -77,7 +77,7 @@ export const capacityHandlers: ApiHandlers = {
         .where("usedIps.l3NetworkUuid", "=", l3NetworkUuid)
         .orderBy("usedIps.ipInLong")
         .execute();
-      // A normal account gets the VM fields of its own NICs only; other used addresses carry none.
+      // A normal account gets the VM fields of its own NICs only. Other used addresses carry none.
       const { isAdmin, accountUuid } = call.caller;
       return {
         ipStatistics: rows.map((row) => {

@@ -147,7 +147,10 @@ function withType(handler: ApiHandler, type: string): ApiHandler {
   };
 }
 
-/** Loads the tag of a delete path; SYS.1003 when absent, ID.1002 when another account's. */
+/**
+ * Loads the tag of a delete path. Raises SYS.1003 when it is absent and ID.1002 when another
+ * account owns it.
+ */
 async function loadDeletableTag(db: Executor, call: ApiCall) {
   const tag = await db
     .selectFrom("tags")

@@ -41,8 +41,8 @@ export async function loadResource(
 }
 
 /**
- * Loads one resource row the caller may read, such as an image another account shares;
- * SYS.1003 when absent, ID.1002 when its visibility hides it from the caller.
+ * Loads one resource row the caller may read, such as an image another account shares. Raises
+ * SYS.1003 when it is absent and ID.1002 when its visibility hides it from the caller.
  */
 export async function loadReadableResource(
   db: Executor,
@@ -71,7 +71,7 @@ export async function loadReadableResource(
   return row;
 }
 
-/** True when the caller may read the row: it is an admin, or the type's visibility allows it. */
+/** Returns whether the caller may read the row, as an admin or by the type's visibility. */
 export async function isReadableBy(db: Executor, type: string, row: Row, caller: Caller) {
   const definition = resourceDefinition(type);
   const owner = row[definition.ownerColumn ?? "accountUuid"];

@@ -566,7 +566,7 @@ function readTimeout(request: FastifyRequest, route: ApiRoute) {
 
   const seconds = Number(header);
 
-  // Digits only: Number() would also read "1e3", "0x10" and " 5 " as whole numbers.
+  // Digits only, because Number() also reads "1e3" and "0x10" as whole numbers.
   if (
     typeof header !== "string" ||
     !/^[0-9]+$/.test(header) ||

@@ -109,7 +109,7 @@ async function replay(
   }
 }
 
-/** Reads the id of the last event a client saw; NaN when it sent none. */
+/** Reads the id of the last event a client saw, or NaN when it sent none. */
 function readLastEventId(value: unknown) {
   if (value === undefined) {
     return Number.NaN;

@@ -185,7 +185,7 @@ function parseJson(
   done(null, value);
 }
 
-/** True when objects and arrays nest deeper than `limit`, walked without recursion. */
+/** Returns whether objects and arrays nest deeper than `limit`, walking them without recursion. */
 function exceedsDepth(root: unknown, limit: number) {
   const pending: Array<[unknown, number]> = [[root, 0]];
 
